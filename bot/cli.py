@@ -1,0 +1,197 @@
+"""The `certops` command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from typing import NoReturn, TextIO
+
+from bot import __version__
+from bot.config import Config, ConfigError, load_config, missing_secrets
+from bot.config.reader import did_you_mean
+from bot.probe import ProbeResult, ProbeTarget, probe_many, worst_status
+from bot.probe.report import render_line
+from bot.probe.targets import TargetError, parse_resolve, site_targets, url_target
+
+EXIT_UNKNOWN = 3  # monitoring-plugin convention for usage and internal errors
+log = logging.getLogger("certops")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_UNKNOWN, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="certops",
+        description="Keeps TLS certificates on Windows/IIS websites honest.",
+    )
+    parser.add_argument("--version", action="version", version=f"certops {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    p = sub.add_parser("check-config", help="validate the config file and the secrets it names")
+    p.add_argument("-c", "--config", default="certops.toml", help="config file (default certops.toml)")
+    p.add_argument("--no-secrets", action="store_true", help="do not check that secrets can be read")
+    p.set_defaults(handler=cmd_check_config)
+
+    p = sub.add_parser(
+        "check",
+        help="probe URLs or configured sites once, from outside",
+        description=(
+            "Probe each URL (or each configured site, at its public name and at each origin): "
+            "fresh TCP connection, TLS handshake with the real SNI, the certificate on the wire, "
+            "one HTTP request. Exit code: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN."
+        ),
+    )
+    p.add_argument("urls", nargs="*", metavar="URL", help="https:// addresses to probe")
+    p.add_argument("-c", "--config", help="probe the sites of this config file")
+    p.add_argument("--site", action="append", default=[], help="with -c: only this site (repeatable)")
+    p.add_argument(
+        "--resolve",
+        action="append",
+        default=[],
+        metavar="HOST:PORT:ADDR",
+        help="connect to ADDR for HOST:PORT, sending HOST as SNI and Host (like curl)",
+    )
+    p.add_argument("--ca-file", help="trust only the CA certificates in this PEM file")
+    p.add_argument("--warn-days", type=int, default=21, help="warn when fewer days are left (default 21)")
+    p.add_argument("--crit-days", type=int, default=7, help="critical when fewer days are left (default 7)")
+    p.add_argument("--timeout", type=float, default=10.0, help="seconds per probe (default 10)")
+    p.add_argument("--concurrency", type=int, help="probes at once (default 50, or [bot] probe_concurrency)")
+    p.add_argument("--json", action="store_true", help="print a JSON array (schema: docs/probe-json.md)")
+    p.set_defaults(handler=cmd_check)
+
+    p = sub.add_parser("demo", help="probe a small demo estate on loopback, incident included")
+    p.set_defaults(handler=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return EXIT_UNKNOWN
+    try:
+        return int(args.handler(args))
+    except KeyboardInterrupt:
+        return EXIT_UNKNOWN
+    except Exception:
+        log.exception("internal error")
+        print("certops: internal error; the log above says where it happened.", file=sys.stderr)
+        return EXIT_UNKNOWN
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(exc.render(), file=sys.stderr)
+        return 2
+    secrets = [] if args.no_secrets else missing_secrets(config)
+    if secrets:
+        print(f"{config.source}: the file is valid, but {len(secrets)} secret(s) cannot be read:", file=sys.stderr)
+        for line in secrets:
+            print(f"  {line}", file=sys.stderr)
+        return 2
+    print(
+        f"{config.source}: OK ({len(config.sites)} sites, {len(config.hosts)} hosts, "
+        f"chat: {', '.join(_chats(config)) or 'console only'})"
+    )
+    return 0
+
+
+def _chats(config: Config) -> list[str]:
+    return [name for name, part in (("slack", config.slack), ("line", config.line)) if part]
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    if bool(args.urls) == bool(args.config):
+        print("certops check: give URLs, or -c FILE for the configured sites (not both).", file=sys.stderr)
+        return EXIT_UNKNOWN
+    if not 0 <= args.crit_days <= args.warn_days:
+        print("certops check: --crit-days must be between 0 and --warn-days.", file=sys.stderr)
+        return EXIT_UNKNOWN
+    if args.timeout <= 0:
+        print("certops check: --timeout must be more than 0 seconds.", file=sys.stderr)
+        return EXIT_UNKNOWN
+    concurrency = args.concurrency
+    try:
+        if args.config:
+            config = load_config(args.config)
+            targets = _config_targets(config, args.site)
+            concurrency = concurrency or config.bot.probe_concurrency
+        else:
+            resolves = [parse_resolve(r) for r in args.resolve]
+            targets = [
+                url_target(
+                    u,
+                    resolves,
+                    warn_days=args.warn_days,
+                    crit_days=args.crit_days,
+                    timeout=args.timeout,
+                    ca_file=args.ca_file,
+                )
+                for u in args.urls
+            ]
+    except ConfigError as exc:
+        print(exc.render(), file=sys.stderr)
+        return EXIT_UNKNOWN
+    except TargetError as exc:
+        print(f"certops check: {exc}", file=sys.stderr)
+        return EXIT_UNKNOWN
+    if concurrency is not None and concurrency < 1:
+        print("certops check: --concurrency must be at least 1.", file=sys.stderr)
+        return EXIT_UNKNOWN
+    results = asyncio.run(_run_probes(targets, concurrency or 50, sys.stderr))
+    if args.json:
+        print(json.dumps([r.to_json() for r in results], indent=2))
+    else:
+        for result in results:
+            print(render_line(result))
+    return worst_status(results).exit_code
+
+
+def cmd_demo(_args: argparse.Namespace) -> int:
+    from bot.demo import run_demo  # the demo's servers are not needed by any other command
+
+    return run_demo()
+
+
+def _config_targets(config: Config, names: list[str]) -> list[ProbeTarget]:
+    for name in names:
+        if config.site(name) is None:
+            known = [s.name for s in config.sites]
+            raise TargetError(f'no site named "{name}" in {config.source}{did_you_mean(name, known)}')
+    sites = [s for s in config.sites if not names or s.name in names]
+    if not sites:
+        raise TargetError(f"{config.source} has no [[sites]] to probe")
+    return [t for s in sites for t in site_targets(s)]
+
+
+async def _run_probes(targets: list[ProbeTarget], concurrency: int, progress: TextIO) -> list[ProbeResult]:
+    done = 0
+    show = progress.isatty() and len(targets) > 1
+
+    def tick(_result: ProbeResult) -> None:
+        nonlocal done
+        done += 1
+        if show:
+            progress.write(f"\rprobed {done}/{len(targets)}")
+            progress.flush()
+
+    results = await probe_many(targets, concurrency=concurrency, on_result=tick)
+    if show:
+        progress.write("\r" + " " * 30 + "\r")
+    return results
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,53 @@
+"""Where a secret comes from: an environment variable, a file, or NAME_FILE naming a file.
+
+A SecretRef never holds the secret itself, so printing or logging one is always safe.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+
+class SecretUnavailable(Exception):
+    """The secret could not be read; the message names where we looked, never the value."""
+
+
+@dataclass(frozen=True)
+class SecretRef:
+    key_path: str  # config path of the key that names it, for error messages
+    env: str | None = None
+    file: str | None = None
+
+    def describe(self) -> str:
+        if self.env:
+            return f"environment variable {self.env} (or {self.env}_FILE)"
+        return f"file {self.file}"
+
+    def resolve(self) -> str:
+        if self.env:
+            value = os.environ.get(self.env)
+            if value:
+                return value
+            file_var = os.environ.get(f"{self.env}_FILE")
+            if file_var:
+                return _read_secret_file(self.key_path, file_var)
+            raise SecretUnavailable(
+                f"{self.key_path}: environment variable {self.env} is not set "
+                f"(set it, or set {self.env}_FILE to a file that holds the secret)"
+            )
+        assert self.file is not None
+        return _read_secret_file(self.key_path, self.file)
+
+
+def _read_secret_file(key_path: str, file_name: str) -> str:
+    try:
+        value = Path(file_name).read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise SecretUnavailable(
+            f"{key_path}: cannot read secret file {file_name} ({exc.strerror or type(exc).__name__})"
+        ) from None
+    if not value:
+        raise SecretUnavailable(f"{key_path}: secret file {file_name} is empty")
+    return value

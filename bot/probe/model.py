@@ -1,0 +1,179 @@
+"""What a probe is asked to do and what it found. Shared by the CLI, JSON output, chat and metrics."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class Severity(StrEnum):
+    WARNING = "warning"
+    CRITICAL = "critical"
+
+
+class Status(StrEnum):
+    OK = "ok"
+    WARNING = "warning"
+    CRITICAL = "critical"
+    UNKNOWN = "unknown"
+
+    @property
+    def exit_code(self) -> int:
+        """The monitoring-plugin convention: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN."""
+        return {"ok": 0, "warning": 1, "critical": 2, "unknown": 3}[self.value]
+
+    @property
+    def rank(self) -> int:
+        # unknown ranks below critical: a known outage matters more than a probe we could not run
+        return {"ok": 0, "warning": 1, "unknown": 2, "critical": 3}[self.value]
+
+
+# Every problem code the product uses, with its default severity. Chat, JSON and metrics share them.
+PROBLEM_CODES: dict[str, Severity] = {
+    "dns_error": Severity.CRITICAL,
+    "connect_refused": Severity.CRITICAL,
+    "connect_timeout": Severity.CRITICAL,
+    "tls_handshake_reset": Severity.CRITICAL,
+    "tls_handshake_timeout": Severity.CRITICAL,
+    "tls_alert": Severity.CRITICAL,
+    "tls_protocol_error": Severity.CRITICAL,
+    "cert_expired": Severity.CRITICAL,
+    "cert_not_yet_valid": Severity.CRITICAL,
+    "cert_hostname_mismatch": Severity.CRITICAL,
+    "cert_untrusted": Severity.CRITICAL,
+    "cert_expiring": Severity.WARNING,  # critical inside crit_days
+    "http_status": Severity.WARNING,  # critical for 5xx
+    "http_timeout": Severity.CRITICAL,
+    "http_error": Severity.CRITICAL,  # connection lost or garbled answer after the handshake
+    "keyword_missing": Severity.CRITICAL,
+    "served_from_cache": Severity.WARNING,
+    "probe_error": Severity.CRITICAL,  # our own failure; the status is then "unknown"
+}
+
+
+@dataclass(frozen=True)
+class Problem:
+    code: str
+    severity: Severity
+    message: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"code": self.code, "severity": self.severity.value, "message": self.message}
+
+
+@dataclass(frozen=True)
+class ProbeTarget:
+    """One thing to probe: a URL, reached at `connect_host` (an origin) or through DNS."""
+
+    url: str
+    hostname: str  # the SNI and Host header
+    port: int
+    path: str = "/"
+    connect_host: str | None = None  # address to connect to instead of resolving `hostname`
+    connect_port: int | None = None
+    site: str | None = None  # the configured site's name, when it comes from the config
+    via: str = "public"  # "public" (through DNS, maybe a CDN) or "origin"
+    expect_status: tuple[int, ...] = ()
+    keyword: str | None = None
+    warn_days: int = 21
+    crit_days: int = 7
+    timeout: float = 10.0
+    ca_file: str | None = None
+
+
+@dataclass(frozen=True)
+class CertificateInfo:
+    sha1: str  # as Windows shows a thumbprint: 40 upper-case hex characters
+    sha256: str
+    subject: str
+    sans: tuple[str, ...]
+    issuer: str
+    serial: str
+    not_before: str  # ISO 8601 UTC
+    not_after: str
+    days_left: int
+    key_type: str
+    chain_length: int | None = None  # certificates the server sent, when known
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "sha1": self.sha1,
+            "sha256": self.sha256,
+            "subject": self.subject,
+            "sans": list(self.sans),
+            "issuer": self.issuer,
+            "serial": self.serial,
+            "not_before": self.not_before,
+            "not_after": self.not_after,
+            "days_left": self.days_left,
+            "key_type": self.key_type,
+            "chain_length": self.chain_length,
+        }
+
+
+@dataclass(frozen=True)
+class TLSInfo:
+    version: str
+    cipher: str
+
+
+@dataclass(frozen=True)
+class HTTPInfo:
+    status: int
+    method: str
+    elapsed_ms: float
+    cache: dict[str, str] = field(default_factory=dict)  # cache headers seen, lower-case names
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    target: ProbeTarget
+    address: str | None  # the IP actually connected to
+    problems: tuple[Problem, ...]
+    certificate: CertificateInfo | None
+    tls: TLSInfo | None
+    http: HTTPInfo | None
+    elapsed_ms: float
+    checked_at: str  # ISO 8601 UTC
+
+    @property
+    def status(self) -> Status:
+        if any(p.code == "probe_error" for p in self.problems):
+            return Status.UNKNOWN
+        if any(p.severity is Severity.CRITICAL for p in self.problems):
+            return Status.CRITICAL
+        if self.problems:
+            return Status.WARNING
+        return Status.OK
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "target": self.target.url,
+            "site": self.target.site,
+            "via": self.target.via,
+            "hostname": self.target.hostname,
+            "address": self.address,
+            "port": self.target.connect_port or self.target.port,
+            "status": self.status.value,
+            "problems": [p.to_json() for p in self.problems],
+            "certificate": self.certificate.to_json() if self.certificate else None,
+            "tls": {"version": self.tls.version, "cipher": self.tls.cipher} if self.tls else None,
+            "http": (
+                {
+                    "status": self.http.status,
+                    "method": self.http.method,
+                    "elapsed_ms": round(self.http.elapsed_ms, 1),
+                    "cache": dict(self.http.cache),
+                }
+                if self.http
+                else None
+            ),
+            "elapsed_ms": round(self.elapsed_ms, 1),
+            "checked_at": self.checked_at,
+        }
+
+
+def worst_status(results: list[ProbeResult]) -> Status:
+    statuses = [r.status for r in results] or [Status.UNKNOWN]
+    return max(statuses, key=lambda s: s.rank)

@@ -1,0 +1,88 @@
+"""Turns configured sites, or URLs from the command line, into probe targets."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from urllib.parse import urlsplit
+
+from bot.config import Site, split_host_port
+from bot.probe.model import ProbeTarget
+
+
+class TargetError(ValueError):
+    """A URL or --resolve entry the user typed is not usable; the message says how to fix it."""
+
+
+def site_targets(site: Site) -> list[ProbeTarget]:
+    """The public name (through DNS, maybe a CDN), then each origin reached directly with the real SNI and Host."""
+    public = ProbeTarget(
+        url=site.url,
+        hostname=site.hostname,
+        port=site.port,
+        path=site.path,
+        site=site.name,
+        via="public",
+        expect_status=site.expect_status,
+        keyword=site.keyword,
+        warn_days=site.warn_days,
+        crit_days=site.crit_days,
+        timeout=site.timeout,
+        ca_file=site.ca_file,
+    )
+    targets = [public]
+    for origin in site.origins:
+        parsed = split_host_port(origin, default_port=site.port)
+        assert parsed is not None  # validated with the config
+        targets.append(replace(public, via="origin", connect_host=parsed[0], connect_port=parsed[1]))
+    return targets
+
+
+@dataclass(frozen=True)
+class Resolve:
+    host: str
+    port: int
+    address: str
+
+
+def parse_resolve(text: str) -> Resolve:
+    """curl's --resolve: HOST:PORT:ADDRESS (an IPv6 address may be in brackets)."""
+    host, sep, rest = text.partition(":")
+    port_text, sep2, address = rest.partition(":")
+    address = address.strip("[]")
+    if not (sep and sep2 and host and address and port_text.isdigit() and 0 < int(port_text) < 65536):
+        raise TargetError(f"--resolve {text!r}: expected HOST:PORT:ADDRESS, e.g. www.example.com:443:203.0.113.10")
+    return Resolve(host.lower(), int(port_text), address)
+
+
+def url_target(
+    text: str,
+    resolves: list[Resolve],
+    *,
+    warn_days: int,
+    crit_days: int,
+    timeout: float,
+    ca_file: str | None,
+) -> ProbeTarget:
+    url = text if "://" in text else f"https://{text}"
+    parts = urlsplit(url)
+    try:
+        port = parts.port or 443
+    except ValueError:
+        raise TargetError(f"{text}: the port is not a number from 1 to 65535") from None
+    if parts.scheme != "https" or not parts.hostname:
+        raise TargetError(f"{text}: give an https:// address, e.g. https://www.example.com/")
+    hostname = parts.hostname
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    match = next((r for r in resolves if r.host == hostname.lower() and r.port == port), None)
+    return ProbeTarget(
+        url=url,
+        hostname=hostname,
+        port=port,
+        path=path,
+        connect_host=match.address if match else None,
+        via="origin" if match else "public",
+        warn_days=warn_days,
+        crit_days=crit_days,
+        timeout=timeout,
+        ca_file=ca_file,
+    )

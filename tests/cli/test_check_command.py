@@ -1,0 +1,151 @@
+"""`certops check`: URLs or configured sites, human lines or JSON, monitoring-plugin exit codes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bot.cli import main
+from tests.fakes.tls import Behaviour, Lab
+
+HOST = "www.example.test"
+
+
+def check(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(["check", *argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def resolve(port: int) -> list[str]:
+    return ["--resolve", f"{HOST}:{port}:127.0.0.1"]
+
+
+def test_json_output_has_the_documented_fields(lab: Lab, capsys: pytest.CaptureFixture[str]) -> None:
+    endpoint = lab.serve(days_left=45, headers={"Age": "12"})
+    code, out, _ = check(
+        capsys, f"https://{HOST}:{endpoint.port}/", *resolve(endpoint.port), "--ca-file", lab.ca_file, "--json"
+    )
+
+    [item] = json.loads(out)
+    assert code == 1  # the cache hit is a warning
+    assert item["target"] == f"https://{HOST}:{endpoint.port}/"
+    assert (item["address"], item["status"], item["via"]) == ("127.0.0.1", "warning", "origin")
+    assert item["problems"] == [
+        {"code": "served_from_cache", "severity": "warning", "message": item["problems"][0]["message"]}
+    ]
+    cert = item["certificate"]
+    assert set(cert) >= {
+        "sha1",
+        "sha256",
+        "subject",
+        "sans",
+        "issuer",
+        "serial",
+        "not_before",
+        "not_after",
+        "days_left",
+        "key_type",
+    }
+    assert len(cert["sha1"]) == 40
+    assert cert["sha1"].isupper()
+    assert len(cert["sha256"]) == 64
+    assert cert["sans"] == [HOST]
+    assert cert["days_left"] in (44, 45)
+    assert cert["not_after"].endswith("Z")
+    assert set(item["tls"]) == {"version", "cipher"}
+    assert item["http"]["status"] == 200
+    assert item["http"]["cache"] == {"age": "12"}
+    assert item["elapsed_ms"] > 0
+
+
+def test_resolve_sends_the_real_sni_and_host_to_the_other_address(lab: Lab, capsys: pytest.CaptureFixture[str]) -> None:
+    endpoint = lab.serve()
+    code, out, _ = check(
+        capsys, f"https://{HOST}:{endpoint.port}/status?full=1", *resolve(endpoint.port), "--ca-file", lab.ca_file
+    )
+    assert code == 0, out
+    request = endpoint.requests[-1]
+    assert (request.sni, request.host, request.path) == (HOST, f"{HOST}:{endpoint.port}", "/status?full=1")
+
+
+def test_a_human_line_per_target_names_status_days_thumbprint_and_problems(
+    lab: Lab, capsys: pytest.CaptureFixture[str]
+) -> None:
+    good, broken = lab.serve(days_left=80), lab.serve(behaviour=Behaviour.RESET_IN_HANDSHAKE)
+    code, out, _ = check(
+        capsys, f"https://{HOST}:{good.port}/", f"https://{HOST}:{broken.port}/",
+        *resolve(good.port), *resolve(broken.port), "--ca-file", lab.ca_file,
+    )  # fmt: skip
+    first, second = out.strip().splitlines()
+    assert code == 2
+    assert first.startswith("OK ")
+    assert "days left" in first
+    assert "HTTP 200" in first
+    assert second.startswith("CRITICAL ")
+    assert "reset the connection (TCP RST)" in second
+
+
+def test_warn_and_crit_days_decide_the_exit_code(lab: Lab, capsys: pytest.CaptureFixture[str]) -> None:
+    endpoint = lab.serve(days_left=12.5)
+    args = [f"https://{HOST}:{endpoint.port}/", *resolve(endpoint.port), "--ca-file", lab.ca_file]
+    assert check(capsys, *args)[0] == 1
+    assert check(capsys, *args, "--warn-days", "30", "--crit-days", "14")[0] == 2
+    assert check(capsys, *args, "--warn-days", "10", "--crit-days", "5")[0] == 0
+
+
+def test_usage_mistakes_exit_3_with_a_sentence(capsys: pytest.CaptureFixture[str]) -> None:
+    assert check(capsys)[0] == 3
+    code, _, err = check(capsys, "https://x.test/", "--resolve", "x.test:443")
+    assert code == 3
+    assert "expected HOST:PORT:ADDRESS" in err
+    code, _, err = check(capsys, "http://x.test/")
+    assert code == 3
+    assert "give an https:// address" in err
+    with pytest.raises(SystemExit) as caught:
+        main(["check", "--warn-days", "ten"])
+    assert caught.value.code == 3
+
+
+def write_config(tmp_path: Path, lab: Lab, port: int, extra: str = "") -> Path:
+    path = tmp_path / "certops.toml"
+    path.write_text(
+        f'[[sites]]\nname = "www"\nurl = "https://localhost:{port}/"\norigins = ["127.0.0.1:{port}"]\n'
+        f'ca_file = "{lab.ca_file}"\ntimeout = 3\n{extra}'
+        f'[[sites]]\nname = "shop"\nurl = "https://localhost:{port}/shop"\nca_file = "{lab.ca_file}"\n'
+    )
+    return path
+
+
+def test_configured_sites_are_probed_at_the_public_name_and_each_origin(
+    lab: Lab, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    endpoint = lab.serve("localhost")
+    config = write_config(tmp_path, lab, endpoint.port)
+    code, out, _ = check(capsys, "-c", str(config), "--site", "www", "--json")
+    items = json.loads(out)
+    assert code == 0
+    assert [(i["site"], i["via"], i["status"]) for i in items] == [("www", "public", "ok"), ("www", "origin", "ok")]
+    assert {r.sni for r in endpoint.requests} == {"localhost"}
+
+
+def test_an_unknown_site_gets_a_did_you_mean(lab: Lab, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = write_config(tmp_path, lab, 1)
+    code, _, err = check(capsys, "-c", str(config), "--site", "shpo")
+    assert code == 3
+    assert 'no site named "shpo"' in err
+    assert 'did you mean "shop"' in err
+
+
+def test_the_installed_command_runs_and_exits_with_the_worst_status(lab: Lab) -> None:
+    endpoint = lab.serve(days_left=-1)
+    url = f"https://{HOST}:{endpoint.port}/"
+    command = [sys.executable, "-m", "bot.cli", "check", url, *resolve(endpoint.port), "--ca-file", lab.ca_file]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 2
+    assert done.stdout.startswith("CRITICAL")
+    assert "expired on" in done.stdout

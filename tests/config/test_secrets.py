@@ -1,0 +1,38 @@
+"""Secrets come from the environment, a NAME_FILE variable, or a file, and never show in messages."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bot.config import SecretRef, SecretUnavailable
+
+
+def test_a_secret_is_read_from_its_environment_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CERTOPS_T_PW", "s3cret")
+    assert SecretRef("hosts[0].password_env", env="CERTOPS_T_PW").resolve() == "s3cret"
+
+
+def test_a_secret_falls_back_to_the_file_named_by_name_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    (tmp_path / "pw").write_text("from-file\n")
+    monkeypatch.delenv("CERTOPS_T_PW", raising=False)
+    monkeypatch.setenv("CERTOPS_T_PW_FILE", str(tmp_path / "pw"))
+    assert SecretRef("k", env="CERTOPS_T_PW").resolve() == "from-file"
+
+
+def test_a_missing_secret_says_where_it_looked(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CERTOPS_T_PW", raising=False)
+    monkeypatch.delenv("CERTOPS_T_PW_FILE", raising=False)
+    with pytest.raises(
+        SecretUnavailable, match=r"hosts\[0\].password_env: environment variable CERTOPS_T_PW is not set"
+    ):
+        SecretRef("hosts[0].password_env", env="CERTOPS_T_PW").resolve()
+
+
+def test_an_unreadable_or_empty_secret_file_is_named_but_not_shown(tmp_path: Path) -> None:
+    with pytest.raises(SecretUnavailable, match="cannot read secret file"):
+        SecretRef("k", file=str(tmp_path / "absent")).resolve()
+    (tmp_path / "empty").write_text("  \n")
+    with pytest.raises(SecretUnavailable, match="is empty"):
+        SecretRef("k", file=str(tmp_path / "empty")).resolve()

@@ -1,0 +1,3 @@
+from tests.fakes.tls import lab
+
+__all__ = ["lab"]

@@ -1,0 +1,38 @@
+"""A probe never reuses a connection: a reused one could answer with another site's certificate."""
+
+from __future__ import annotations
+
+import asyncio
+
+from bot.probe import probe_many
+from tests.fakes.tls import Lab
+from tests.probe.helpers import target
+
+NAMES = ("a.example.test", "old.example.test")
+
+
+def test_concurrent_probes_of_one_address_each_get_the_certificate_for_their_own_name(lab: Lab) -> None:
+    endpoint = lab.serve("a.example.test")
+    endpoint.sni_leaves = {
+        "a.example.test": lab.ca.issue("a.example.test"),
+        "old.example.test": lab.ca.issue("old.example.test", days_left=-1),
+    }
+    targets = [target(lab, endpoint, hostname=NAMES[i % 2]) for i in range(20)]
+
+    results = asyncio.run(probe_many(targets, concurrency=5))
+
+    for result in results:
+        assert result.certificate is not None
+        assert result.certificate.sans == (result.target.hostname,)
+        expected = [] if result.target.hostname == "a.example.test" else ["cert_expired"]
+        assert [p.code for p in result.problems] == expected
+    # the expired name is read twice (verified handshake, then a reading one); the good one once
+    assert len(endpoint.requests) == 10
+    assert [r.sni for r in endpoint.requests] == ["a.example.test"] * 10
+
+
+def test_results_come_back_in_the_order_of_the_targets(lab: Lab) -> None:
+    endpoints = [lab.serve(days_left=days) for days in (90, 10, 3)]
+    results = asyncio.run(probe_many([target(lab, e) for e in endpoints], concurrency=3))
+    assert [r.target.port for r in results] == [e.port for e in endpoints]
+    assert [r.status.value for r in results] == ["ok", "warning", "critical"]
