@@ -63,6 +63,7 @@ class TLSServers:
         self._dir = tempfile.TemporaryDirectory(prefix="certops-tls-")
         self._seen_sni: dict[int, str | None] = {}
         self._contexts: dict[tuple[int, ...], ssl.SSLContext] = {}
+        self.max_open = 0  # most connections open at once, to check a prober's concurrency bound
 
     def add(self, endpoint: Endpoint) -> Endpoint:
         listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -142,6 +143,7 @@ class TLSServers:
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # no Nagle delay on small answers
             with self._lock:
                 self._conns.add(conn)
+                self.max_open = max(self.max_open, len(self._conns))
             threading.Thread(target=self._serve, args=(conn, endpoint), daemon=True, name="tls-conn").start()
 
     def _serve(self, conn: socket.socket, endpoint: Endpoint) -> None:
@@ -155,11 +157,21 @@ class TLSServers:
             with contextlib.suppress(OSError):
                 conn.close()
 
+    def _hold_until_closed(self, conn: socket.socket) -> None:
+        """Say nothing, read whatever comes, and return once the client hangs up (or we stop)."""
+        conn.settimeout(0.2)
+        while not self._stopping.is_set():
+            try:
+                if not conn.recv(4096):
+                    return
+            except TimeoutError:
+                continue
+
     def _handle(self, conn: socket.socket, endpoint: Endpoint) -> None:
         behaviour = endpoint.behaviour
         conn.settimeout(30)
         if behaviour is Behaviour.SILENT:
-            self._stopping.wait(60)
+            self._hold_until_closed(conn)
             return
         if behaviour in (Behaviour.RESET_IN_HANDSHAKE, Behaviour.CLOSE_IN_HANDSHAKE):
             conn.recv(4096)  # the ClientHello
@@ -178,7 +190,7 @@ class TLSServers:
         with ctx.wrap_socket(conn, server_side=True) as tls:
             sni = self._seen_sni.pop(id(tls), None)
             if behaviour is Behaviour.SILENT_AFTER_HANDSHAKE:
-                self._stopping.wait(60)
+                self._hold_until_closed(tls)
                 return
             head = b""
             while b"\r\n\r\n" not in head and len(head) < 65536:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from bot.probe import probe_many
-from tests.fakes.tls import Lab
+from tests.fakes.tls import Behaviour, Lab
 from tests.probe.helpers import target
 
 NAMES = ("a.example.test", "old.example.test")
@@ -36,3 +36,11 @@ def test_results_come_back_in_the_order_of_the_targets(lab: Lab) -> None:
     results = asyncio.run(probe_many([target(lab, e) for e in endpoints], concurrency=3))
     assert [r.target.port for r in results] == [e.port for e in endpoints]
     assert [r.status.value for r in results] == ["ok", "warning", "critical"]
+
+
+def test_no_more_probes_than_the_concurrency_bound_are_in_flight_at_once(lab: Lab) -> None:
+    endpoints = [lab.serve(behaviour=Behaviour.SILENT_AFTER_HANDSHAKE) for _ in range(8)]
+    results = asyncio.run(probe_many([target(lab, e, timeout=0.3) for e in endpoints], concurrency=2))
+    assert [r.problems[0].code for r in results] == ["http_timeout"] * 8
+    # the server notices a hang-up a moment after the prober's next connection may arrive: allow one
+    assert lab.servers.max_open <= 3

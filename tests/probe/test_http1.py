@@ -1,0 +1,62 @@
+"""The probe's HTTP/1.1 reader, fed the bytes a server would send."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from bot.probe.http1 import Answer, HTTPProtocolError, build_request, read_answer
+
+
+def read(raw: bytes, *, want_body: bool = True, method: str = "GET") -> Answer:
+    async def go() -> Answer:
+        reader = asyncio.StreamReader()
+        reader.feed_data(raw)
+        reader.feed_eof()
+        return await read_answer(reader, want_body=want_body, method=method)
+
+    return asyncio.run(go())
+
+
+def test_a_chunked_body_is_reassembled_for_the_keyword_check() -> None:
+    answer = read(
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nHello\r\n7; ext=1\r\n, world\r\n0\r\n\r\n"
+    )
+    assert answer.body == b"Hello, world"
+
+
+def test_repeated_headers_are_joined_and_names_lower_cased() -> None:
+    answer = read(b"HTTP/1.1 301 Moved\r\nX-Cache: MISS\r\nx-cache: HIT\r\nContent-Length: 0\r\n\r\n")
+    assert answer.status == 301
+    assert answer.headers["x-cache"] == "MISS, HIT"
+
+
+def test_a_body_without_length_is_read_until_the_server_closes() -> None:
+    assert read(b"HTTP/1.0 200 OK\r\n\r\nall of it").body == b"all of it"
+
+
+def test_head_answers_carry_no_body_even_with_a_content_length() -> None:
+    assert read(b"HTTP/1.1 200 OK\r\nContent-Length: 99\r\n\r\n", method="HEAD").body == b""
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        (b"", "closed the connection without answering"),
+        (b"HTTP/1.1 200 OK\r\nContent-", "in the middle of its answer"),
+        (b"SSH-2.0-OpenSSH_9.2\r\n\r\n", "not an HTTP answer"),
+        (b"HTTP/1.1 200 OK\r\nno colon here\r\n\r\n", "malformed header line"),
+    ],
+)
+def test_what_is_not_http_is_named(raw: bytes, message: str) -> None:
+    with pytest.raises(HTTPProtocolError, match=message):
+        read(raw)
+
+
+def test_the_request_carries_the_real_host_and_asks_to_close() -> None:
+    assert build_request("HEAD", "www.example.com", 443, "/").startswith(
+        b"HEAD / HTTP/1.1\r\nHost: www.example.com\r\n"
+    )
+    assert b"Host: shop.example.com:8443\r\n" in build_request("GET", "shop.example.com", 8443, "/x")
+    assert b"Connection: close\r\n" in build_request("GET", "a", 443, "/")
