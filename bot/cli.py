@@ -16,6 +16,7 @@ from bot.config.reader import did_you_mean
 from bot.probe import ProbeResult, ProbeTarget, probe_many, worst_status
 from bot.probe.report import render_line
 from bot.probe.targets import TargetError, parse_resolve, site_targets, url_target
+from host_actions.cli import register as register_host_actions
 
 EXIT_UNKNOWN = 3  # monitoring-plugin convention for usage and internal errors
 log = logging.getLogger("certops")
@@ -66,6 +67,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--concurrency", type=int, help="probes at once (default 50, or [bot] probe_concurrency)")
     p.add_argument("--json", action="store_true", help="print a JSON array (schema: docs/probe-json.md)")
     p.set_defaults(handler=cmd_check)
+
+    register_host_actions(sub)
+
+    p = sub.add_parser(
+        "run",
+        help="run the bot: chat adapters and web endpoints",
+        description="Starts the configured chat adapters and the web endpoints on [bot] listen. "
+        "Refuses to start, listing the problems, when the config is invalid or a secret is missing.",
+    )
+    p.add_argument("-c", "--config", default="certops.toml", help="config file (default certops.toml)")
+    p.add_argument("--console", action="store_true", help="also take commands on this terminal")
+    p.set_defaults(handler=cmd_run)
 
     p = sub.add_parser("demo", help="probe a small demo estate on loopback, incident included")
     p.set_defaults(handler=cmd_demo)
@@ -157,6 +170,25 @@ def cmd_check(args: argparse.Namespace) -> int:
         for result in results:
             print(render_line(result))
     return worst_status(results).exit_code
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from bot.runner import serve
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(exc.render(), file=sys.stderr)
+        print("certops run: not starting until the config is fixed.", file=sys.stderr)
+        return 2
+    secrets = missing_secrets(config)
+    if secrets:
+        print(f"certops run: not starting: {len(secrets)} secret(s) cannot be read:", file=sys.stderr)
+        for line in secrets:
+            print(f"  {line}", file=sys.stderr)
+        return 2
+    logging.getLogger().setLevel(config.bot.log_level.upper())
+    return asyncio.run(serve(config, console=args.console))
 
 
 def cmd_demo(_args: argparse.Namespace) -> int:

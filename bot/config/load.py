@@ -24,7 +24,9 @@ from bot.config.reader import Table, quoted
 from bot.config.secrets import SecretUnavailable
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
-PRINCIPAL = re.compile(r"^(slack:[UW][A-Z0-9]{2,}|slack-group:S[A-Z0-9]{2,}|line:U[0-9a-f]{32})$")
+PRINCIPAL = re.compile(
+    r"^(slack:[UW][A-Z0-9]{2,}|slack-group:S[A-Z0-9]{2,}|line:U[0-9a-f]{32}|console:[A-Za-z0-9_.-]+)$"
+)
 LOG_LEVELS = ("debug", "info", "warning", "error")
 TRANSPORTS = ("ntlm", "kerberos", "credssp", "certificate", "basic")
 NAME_RULE = "letters, digits, '.', '_' or '-' (at most 63), starting with a letter or digit"
@@ -280,7 +282,8 @@ def _principals(t: Table, key: str) -> tuple[str, ...]:
         if not PRINCIPAL.match(value):
             t.problem(
                 f"{key}[{i}]",
-                f'must be "slack:U…", "slack-group:S…" or "line:U…" (32 hex digits), got {quoted(value)}',
+                'must be "slack:U…", "slack-group:S…", "line:U…" (32 hex digits) or "console:NAME", '
+                f"got {quoted(value)}",
             )
     return tuple(values)
 

@@ -12,6 +12,7 @@ import ssl
 import struct
 import tempfile
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -49,6 +50,9 @@ class Endpoint:
     sni_leaves: dict[str, Leaf] = field(default_factory=dict)  # per-SNI certificates
     port: int = 0
     requests: list[Request] = field(default_factory=list)
+    # called before each connection is served, so a model (the host simulator) can decide what
+    # this endpoint does now: which certificate it serves, whether its key link is broken
+    on_connect: Callable[[Endpoint], None] | None = None
 
 
 class TLSServers:
@@ -168,6 +172,8 @@ class TLSServers:
                 continue
 
     def _handle(self, conn: socket.socket, endpoint: Endpoint) -> None:
+        if endpoint.on_connect is not None:
+            endpoint.on_connect(endpoint)
         behaviour = endpoint.behaviour
         conn.settimeout(30)
         if behaviour is Behaviour.SILENT:

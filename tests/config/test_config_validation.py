@@ -107,7 +107,8 @@ def test_slack_socket_mode_needs_an_app_token_and_http_mode_a_signing_secret() -
 def test_policy_names_must_be_real_principals_and_actions() -> None:
     found = problems('[policy]\napprovers = ["bob"]\nauto_heal = ["reboot"]\nbutton_ttl = "10s"\n')
     assert found == [
-        'policy.approvers[0]: must be "slack:U…", "slack-group:S…" or "line:U…" (32 hex digits), got "bob"',
+        'policy.approvers[0]: must be "slack:U…", "slack-group:S…", "line:U…" (32 hex digits) or "console:NAME", '
+        'got "bob"',
         'policy.auto_heal[0]: unknown action "reboot"; actions are diagnose, repair-store, verify-binding, '
         "rebind, renew, audit-tasks, retire-task, add-post-renew-step",
         'policy.button_ttl: must be between 1m and 1d, got "10s"',

@@ -1,0 +1,112 @@
+"""Who may approve which host action, and turning presses into exactly one run.
+
+Checked again at every press: the presser may approve this action, the button has not expired,
+the incident is still open, and nobody ran it already. Every decision goes to the audit log.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from bot.config import Policy
+from bot.store import ActionRequest, Store, parse_iso, utcnow
+from commands.model import Principal
+
+GroupMembers = Callable[[str], Awaitable[set[str]]]  # Slack user group id -> member user ids
+
+
+@dataclass(frozen=True)
+class Decision:
+    run: bool  # True exactly once per request: the caller runs the action now
+    message: str  # a polite sentence for the presser or the card
+    request: ActionRequest | None = None
+
+
+class Approvals:
+    def __init__(self, store: Store, policy: Policy, group_members: GroupMembers | None = None) -> None:
+        self.store = store
+        self.policy = policy
+        self.group_members = group_members
+
+    def needs_approval(self, action: str) -> bool:
+        return action not in self.policy.auto_heal
+
+    def approvers_for(self, action: str) -> tuple[str, ...]:
+        return self.policy.action_approvers.get(action, self.policy.approvers)
+
+    async def may_approve(self, who: Principal, action: str) -> bool:
+        key = who.key
+        if key is None:
+            return False
+        allowed = self.approvers_for(action)
+        if key in allowed:
+            return True
+        if who.platform == "slack" and self.group_members is not None:
+            for entry in allowed:
+                if entry.startswith("slack-group:") and who.user_id in await self.group_members(entry[12:]):
+                    return True
+        return False
+
+    async def press(self, who: Principal, token: str) -> Decision:
+        store = self.store
+        actor = who.key or who.describe()
+        request = store.request(token)
+        if request is None:
+            store.audit(actor, "press", token[:32], "refused", "unknown button")
+            return Decision(False, "This button is not one certops knows; it may belong to an older setup.")
+        subject = f"{request.action} {request.target} on {request.host}"
+        if request.state != "pending":
+            store.audit(actor, "press", subject, "refused", f"request is {request.state}")
+            return Decision(False, _not_pending(request), request)
+        if parse_iso(request.expires_at) <= utcnow():
+            store.claim_request(token, "pending", "expired")
+            store.audit(actor, "press", subject, "refused", "button expired")
+            again = f"/ssl heal {request.site}" if request.site else f"/ssl audit {request.host}"
+            return Decision(False, f"This button expired at {request.expires_at}. Run {again} for fresh ones.", request)
+        if who.key is None:
+            store.audit(actor, "press", subject, "refused", "presser unknown")
+            return Decision(
+                False,
+                "I can't tell who pressed this, so it can't count as an approval. "
+                "In LINE, approve in a 1:1 chat with the bot.",
+                request,
+            )
+        if not await self.may_approve(who, request.action):
+            store.audit(actor, "press", subject, "refused", "not an approver")
+            if not self.approvers_for(request.action):
+                return Decision(False, "Nobody may approve this yet: add approvers to [policy] in the config.", request)
+            return Decision(False, f"Sorry, you are not on the approver list for {request.action}.", request)
+        if request.incident_id:
+            incident = store.incident(request.incident_id)
+            if incident is not None and not incident.is_open:
+                store.claim_request(token, "pending", "superseded")
+                store.audit(actor, "press", subject, "refused", f"{incident.id} already resolved")
+                return Decision(False, f"{incident.id} is already resolved; nothing to do.", request)
+        approvals = store.add_approval(token, who.key)
+        needed = 2 if request.action in self.policy.two_person else 1
+        if len(approvals) < needed:
+            store.audit(actor, "approve", subject, "waiting", f"{len(approvals)} of {needed} approvals")
+            return Decision(
+                False,
+                f"Approved by {who.describe()} ({len(approvals)} of {needed}); waiting for a different approver.",
+                request,
+            )
+        if not store.claim_request(token, "pending", "running"):
+            store.audit(actor, "approve", subject, "refused", "already claimed")
+            latest = store.request(token) or request
+            return Decision(False, _not_pending(latest), latest)
+        store.audit(actor, "approve", subject, "approved", f"approvers: {', '.join(approvals)}")
+        return Decision(
+            True, f"Approved by {', '.join(approvals)}. Running {request.action} on {request.host}…", request
+        )
+
+
+def _not_pending(request: ActionRequest) -> str:
+    return {
+        "running": f"{request.action} is already running on {request.host}.",
+        "done": f"{request.action} already ran on {request.host}.",
+        "failed": f"{request.action} already ran on {request.host} and failed; diagnose again for fresh buttons.",
+        "expired": "This button has expired.",
+        "superseded": "These buttons were replaced by newer ones; use the latest card.",
+    }.get(request.state, f"This request is {request.state}.")

@@ -1,0 +1,448 @@
+"""LINE through the Messaging API: the /line/webhook endpoint, free replies, and few pushes.
+
+What LINE imposes, and how this adapter answers it (facts: shared/facts/chat-scheduler-probe.md §2):
+- Events only arrive at a public HTTPS webhook. Every request's X-Line-Signature (base64
+  HMAC-SHA256 of the raw body with the channel secret) is checked before anything else.
+- Nothing in a signature is time-bound, so a captured request could be replayed: every event we
+  act on is de-duplicated by its webhookEventId in the store, which also absorbs redeliveries.
+- Replies are free but their tokens are single-use and short-lived; pushes count against a small
+  monthly quota (a group push counts once per member). So the immediate answer always goes out
+  as the reply, a slow follow-up's result is pushed, and when the quota runs low several pushes
+  become one summary push (see `QuotaRule`).
+- A press in a group may carry no userId; the approval logic then refuses and explains, and the
+  refusal, like every private answer, only ever travels as a reply.
+
+The SDK ships no type information (no py.typed), so its objects are `Any` here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import Awaitable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import ClientError, web
+from linebot.v3 import WebhookParser  # type: ignore[import-untyped, unused-ignore]
+from linebot.v3.exceptions import InvalidSignatureError  # type: ignore[import-untyped, unused-ignore]
+from linebot.v3.messaging import (  # type: ignore[import-untyped, unused-ignore]
+    ApiException,
+    AsyncApiClient,
+    AsyncMessagingApi,
+    Configuration,
+    PushMessageRequest,
+    ReplyMessageRequest,
+)
+from linebot.v3.webhooks import (  # type: ignore[import-untyped, unused-ignore]
+    FollowEvent,
+    GroupSource,
+    JoinEvent,
+    MessageEvent,
+    PostbackEvent,
+    RoomSource,
+    TextMessageContent,
+    UserSource,
+)
+
+from bot.app import Core
+from bot.chat import line_flex
+from bot.config.model import LineSettings
+from commands.model import Conversation, Outcome, Press, Principal, Reply, Request
+
+log = logging.getLogger(__name__)
+
+WEBHOOK_PATH = "/line/webhook"
+COMMAND_PREFIX = "/ssl"
+REQUEST_TIMEOUT = 15.0  # seconds per LINE API call; the SDK's own default is 5 minutes
+
+
+@dataclass(frozen=True)
+class QuotaRule:
+    """When pushes are collapsed into one summary, to stretch a small monthly quota.
+
+    Before a push, the adapter reads the quota (limit) and this month's consumption. The quota is
+    *low* when what is left is under `min_left` messages or under `min_fraction` of the limit,
+    whichever is larger. While it is low, the first push to a chat opens a window of
+    `window` seconds; every push to that chat in the window joins it, and when it closes they all
+    go out as one push request (one quota unit per recipient instead of one per update). An
+    unlimited plan (quota type "none") is never low; when nothing is left, pushes are dropped
+    with a log line and an audit entry instead of failing one by one.
+    """
+
+    min_left: int = 20
+    min_fraction: float = 0.10
+    window: float = 60.0
+
+    def is_low(self, limit: int, used: int) -> bool:
+        return limit - used < max(self.min_left, self.min_fraction * limit)
+
+
+@dataclass(frozen=True)
+class Inbound:
+    """One webhook event this adapter acts on: a /ssl text or a postback."""
+
+    event_id: str | None
+    reply_token: str | None
+    who: Principal
+    where: Conversation
+    command: str | None = None  # the text after "/ssl"
+    data: str | None = None  # postback data
+
+
+@dataclass
+class _Gathering:
+    """Pushes held for one chat while the quota is low, sent together when the window closes."""
+
+    replies: list[Reply]
+    remaining: int | None
+
+
+class LineAdapter:
+    platform = "line"
+
+    def __init__(
+        self,
+        settings: LineSettings,
+        core: Core,
+        *,
+        quota: QuotaRule | None = None,
+        reply_grace: float = 2.0,
+        retry_delay: float = 1.0,
+    ) -> None:
+        """`reply_grace`: how long to wait for a follow-up before replying with the immediate answer.
+
+        A follow-up that finishes within it (a quick probe) is answered in the free reply and
+        costs no push at all; a reply token lives about 30 s, so this stays well inside that.
+        """
+        self.settings = settings
+        self.core = core
+        self.quota = quota or QuotaRule()
+        self.reply_grace = reply_grace
+        self.retry_delay = retry_delay
+        # Resolved once at construction so a missing secret stops the start, not the first event.
+        self._parser = WebhookParser(settings.channel_secret.resolve())
+        host = settings.api_url.rstrip("/") if settings.api_url else None  # None: the SDK's https://api.line.me
+        self._configuration = Configuration(access_token=settings.access_token.resolve(), host=host)
+        self._client: Any = None
+        self._api: Any = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._gathering: dict[str, _Gathering] = {}
+        self._summaries: dict[str, asyncio.Task[None]] = {}
+        self._stopped = False
+
+    # lifecycle --------------------------------------------------------------------------------
+
+    def routes(self) -> list[web.RouteDef]:
+        return [web.post(WEBHOOK_PATH, self._webhook)]
+
+    async def start(self) -> None:
+        self._messaging()
+
+    async def stop(self, timeout: float = 10.0) -> None:
+        """Finishes events in hand, sends held summaries at once, then closes the HTTP client."""
+        for to, summary in list(self._summaries.items()):
+            summary.cancel()  # still waiting for its window to close: send what it holds now
+            await self._flush(to)
+        await self.idle(timeout)
+        self._stopped = True  # a follow-up finishing after this must not reopen the HTTP client
+        for task in list(self._tasks):
+            task.cancel()
+        if self._client is not None:
+            await self._client.close()
+            self._client = self._api = None
+
+    async def idle(self, timeout: float = 10.0) -> None:
+        """Waits until no event, push or summary is in hand (tasks started meanwhile included)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self._tasks and loop.time() < deadline:
+            await asyncio.wait(set(self._tasks), timeout=deadline - loop.time())
+
+    # the incident destination (ChatAdapter) ----------------------------------------------------
+
+    async def post(self, reply: Reply) -> str | None:
+        """Pushes a card to `[chat.line] to`; the reference is LINE's message id (None when held)."""
+        return await self.push(self.settings.to, reply)
+
+    async def update(self, ref: str, reply: Reply) -> None:
+        """LINE cannot edit a sent message, so the new state goes out as a push of its own."""
+        await self.push(self.settings.to, reply)
+
+    # webhook ------------------------------------------------------------------------------------
+
+    async def _webhook(self, request: web.Request) -> web.Response:
+        signature = request.headers.get("X-Line-Signature")
+        if not signature:
+            log.warning("refused a LINE webhook from %s: no X-Line-Signature", request.remote)
+            return web.Response(status=400, text="missing signature")
+        raw = await request.read()
+        try:
+            events = self._parser.parse(raw.decode("utf-8"), signature)
+        except InvalidSignatureError:
+            log.warning("refused a LINE webhook from %s: wrong signature", request.remote)
+            return web.Response(status=401, text="bad signature")
+        except (UnicodeDecodeError, ValueError, KeyError, TypeError):
+            # only reachable with a valid signature: LINE sent something we cannot read
+            log.warning("refused a signed LINE webhook whose body is not a LINE event list")
+            return web.Response(status=400, text="bad body")
+        for event in events:
+            note_ids(event)
+        fresh = [item for item in map(inbound, events) if item is not None and self._first_time(item)]
+        if fresh:
+            # LINE wants its 200 promptly and redelivers otherwise: the work runs after we answer.
+            self._spawn(self._handle_all(fresh), "line-events")
+        return web.Response(text="OK")
+
+    def _first_time(self, item: Inbound) -> bool:
+        if item.event_id is None:
+            return True  # very old events carry no id; nothing to de-duplicate on
+        if self.core.store.first_time("line", item.event_id):
+            return True
+        log.info("ignored LINE event %s: already handled (replay or redelivery)", item.event_id)
+        return False
+
+    async def _handle_all(self, items: Sequence[Inbound]) -> None:
+        for item in items:  # in order: two commands in one delivery are answered in order
+            try:
+                await self._handle(item)
+            except Exception:
+                log.exception("LINE event %s failed", item.event_id)
+
+    async def _handle(self, item: Inbound) -> None:
+        dispatcher = self.core.dispatcher
+        if item.command is not None:
+            outcome = await dispatcher.command(Request(item.who, item.where, item.command))
+        elif item.data == line_flex.CANCEL_DATA:
+            return
+        elif item.data is not None and (prompt := line_flex.confirm_prompt(item.data)) is not None:
+            await self._reply(item, [prompt], fallback=None)
+            return
+        elif item.data is not None:
+            outcome = await dispatcher.press(Press(item.who, item.where, item.data))
+        else:
+            return
+        await self._answer(item, outcome)
+
+    async def _answer(self, item: Inbound, outcome: Outcome) -> None:
+        """The free reply first; a slow follow-up's result is pushed, unless it beats `reply_grace`."""
+        if outcome.follow_up is None:
+            await self._reply(item, line_flex.render(outcome.reply), fallback=outcome.reply)
+            return
+        loop = asyncio.get_running_loop()
+        early: asyncio.Future[Reply] = loop.create_future()
+
+        async def deliver(result: Reply) -> None:
+            if not early.done():  # still within the grace: the reply takes it, for free
+                early.set_result(result)
+                return
+            await self._push_result(item, result)
+
+        self.core.worker.submit(outcome.follow_up, deliver)
+        result: Reply | None = None
+        if self.reply_grace > 0:
+            with contextlib.suppress(TimeoutError):
+                result = await asyncio.wait_for(asyncio.shield(early), self.reply_grace)
+        if result is None and early.cancel():  # from now on `deliver` pushes
+            await self._reply(item, line_flex.render(outcome.reply), fallback=outcome.reply)
+            return
+        result = result or early.result()  # it may have arrived just as the wait ended
+        await self._reply(item, line_flex.render(result), fallback=result)
+
+    async def _push_result(self, item: Inbound, result: Reply) -> None:
+        if not result.private:
+            await self.push(item.where.id, result)
+        elif item.who.user_id:
+            # private means "for the asker": a 1:1 push, never to the group
+            await self.push(item.who.user_id, result)
+        else:
+            log.info("dropped a private follow-up for an unidentified LINE user (%s)", result.title)
+
+    # sending ------------------------------------------------------------------------------------
+
+    def _messaging(self) -> Any:
+        # created lazily inside the running loop: the SDK's aiohttp session binds to it
+        if self._api is None:
+            self._client = AsyncApiClient(self._configuration)
+            self._api = AsyncMessagingApi(self._client)
+        return self._api
+
+    async def _reply(self, item: Inbound, messages: list[Any], fallback: Reply | None) -> None:
+        """Replies with the event's token; if LINE refuses it (expired), a shared answer is pushed."""
+        if item.reply_token and not self._stopped:
+            try:
+                await self._messaging().reply_message(
+                    ReplyMessageRequest(reply_token=item.reply_token, messages=messages[: line_flex.MAX_MESSAGES]),
+                    _request_timeout=REQUEST_TIMEOUT,
+                )
+                return
+            except ApiException as exc:
+                log.warning("LINE refused a reply (HTTP %s %s)", exc.status, exc.reason)
+            except (ClientError, TimeoutError) as exc:
+                log.warning("could not reach LINE to reply (%s)", type(exc).__name__)
+        if fallback is not None and not fallback.private:
+            await self.push(item.where.id, fallback)
+        elif fallback is not None:
+            log.info("dropped a private answer that could not be sent as a reply (%s)", fallback.title)
+
+    async def push(self, to: str, reply: Reply) -> str | None:
+        """Pushes one reply, or holds it for a summary while the quota is low."""
+        if self._stopped:
+            log.warning("LINE adapter is stopped: not pushing %s to %s", reply.title, to)
+            return None
+        if to in self._gathering:
+            self._gathering[to].replies.append(reply)
+            return None
+        limit, used = await self._read_quota()
+        if to in self._gathering:  # another push opened a window while we read the quota
+            self._gathering[to].replies.append(reply)
+            return None
+        if limit is not None and used is not None:
+            if used >= limit:
+                self._quota_exhausted(to, [reply])
+                return None
+            if self.quota.is_low(limit, used):
+                self._gathering[to] = _Gathering([reply], limit - used)
+                self._summaries[to] = self._spawn(self._summarise_later(to), f"line-summary:{to}")
+                return None
+        return await self._send_push(to, line_flex.render(reply))
+
+    async def _read_quota(self) -> tuple[int | None, int | None]:
+        """(monthly limit, used this month); (None, None) when unlimited or unreadable.
+
+        Unreadable counts as "not low" on purpose: hiding outcomes to save a quota we cannot
+        see would be worse than spending it, and the push itself reports a real exhaustion.
+        """
+        api = self._messaging()
+        try:
+            quota = await api.get_message_quota(_request_timeout=REQUEST_TIMEOUT)
+            if quota.type != "limited" or quota.value is None:
+                return None, None
+            consumption = await api.get_message_quota_consumption(_request_timeout=REQUEST_TIMEOUT)
+        except ApiException as exc:
+            log.warning("could not read the LINE message quota (HTTP %s %s)", exc.status, exc.reason)
+            return None, None
+        except (ClientError, TimeoutError) as exc:
+            log.warning("could not reach LINE to read the message quota (%s)", type(exc).__name__)
+            return None, None
+        return int(quota.value), int(consumption.total_usage)
+
+    async def _summarise_later(self, to: str) -> None:
+        await asyncio.sleep(self.quota.window)
+        await self._flush(to)
+
+    async def _flush(self, to: str) -> None:
+        # off the list of waiting windows first: stop() cancels only windows that still wait,
+        # never a summary that is already being sent
+        self._summaries.pop(to, None)
+        gathering = self._gathering.pop(to, None)
+        if gathering is not None:
+            await self._send_summary(to, gathering)
+
+    async def _send_summary(self, to: str, gathering: _Gathering) -> None:
+        replies = gathering.replies
+        if len(replies) == 1:
+            await self._send_push(to, line_flex.render(replies[0]))
+            return
+        log.info("LINE quota is low: sending %d updates to %s as one push", len(replies), to)
+        await self._send_push(to, line_flex.summary(replies, gathering.remaining))
+
+    def _quota_exhausted(self, to: str, replies: Sequence[Reply]) -> None:
+        titles = "; ".join(r.title for r in replies)
+        log.warning("LINE monthly message quota is used up: not pushing to %s (%s)", to, titles)
+        self.core.store.audit("certops", "line-push", to, "skipped", f"monthly quota used up: {titles}"[:500])
+
+    async def _send_push(self, to: str, messages: list[Any], attempts: int = 3) -> str | None:
+        """One push request, retried with the same X-Line-Retry-Key so LINE delivers it at most once."""
+        retry_key = str(uuid.uuid4())
+        request = PushMessageRequest(to=to, messages=messages[: line_flex.MAX_MESSAGES])
+        for attempt in range(1, attempts + 1):
+            try:
+                response = await self._messaging().push_message(
+                    request, x_line_retry_key=retry_key, _request_timeout=REQUEST_TIMEOUT
+                )
+                sent = response.sent_messages
+                return str(sent[0].id) if sent else retry_key
+            except ApiException as exc:
+                if exc.status == 409:  # LINE already accepted this retry key: an earlier try got through
+                    return retry_key
+                transient = exc.status is not None and (exc.status >= 500 or exc.status == 0)
+                log.warning("LINE refused a push (HTTP %s %s, try %d)", exc.status, exc.reason, attempt)
+            except (ClientError, TimeoutError) as exc:
+                transient = True
+                log.warning("could not reach LINE to push (%s, try %d)", type(exc).__name__, attempt)
+            if not transient or attempt == attempts:
+                return None
+            await asyncio.sleep(self.retry_delay * attempt)
+        return None
+
+    def _spawn(self, work: Awaitable[None], name: str) -> asyncio.Task[None]:
+        task = asyncio.ensure_future(work)
+        task.set_name(name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(_log_failure)
+        return task
+
+
+def inbound(event: Any) -> Inbound | None:
+    """The part of a webhook event this adapter acts on, or None for everything else."""
+    where, who = _source(getattr(event, "source", None))
+    if where is None or who is None:
+        return None
+    event_id = getattr(event, "webhook_event_id", None)
+    reply_token = getattr(event, "reply_token", None)
+    if isinstance(event, MessageEvent) and isinstance(event.message, TextMessageContent):
+        command = command_text(event.message.text or "")
+        if command is None:
+            return None
+        return Inbound(event_id, reply_token, who, where, command=command)
+    if isinstance(event, PostbackEvent) and event.postback is not None and event.postback.data:
+        return Inbound(event_id, reply_token, who, where, data=str(event.postback.data))
+    return None
+
+
+def note_ids(event: Any) -> None:
+    """Logs the ids an operator needs for the config when the bot joins a chat or gains a friend:
+    LINE shows group ids nowhere else, and user ids differ per provider."""
+    if isinstance(event, JoinEvent):
+        where, _ = _source(event.source)
+        if where is not None:
+            log.info('LINE: the bot joined %s; to post incidents there, set [chat.line] to = "%s"', where.id, where.id)
+    elif isinstance(event, FollowEvent):
+        user_id = getattr(event.source, "user_id", None)
+        if user_id:
+            log.info(
+                'LINE: %s added the bot as a friend; to let them approve, add "line:%s" to [policy]', user_id, user_id
+            )
+
+
+def command_text(text: str) -> str | None:
+    """Turns "/ssl status www" into "status www"; None when the message is not a /ssl command."""
+    stripped = text.strip()
+    head = stripped[: len(COMMAND_PREFIX)]
+    rest = stripped[len(COMMAND_PREFIX) :]
+    if head.lower() != COMMAND_PREFIX or (rest and not rest[0].isspace()):
+        return None
+    return rest.strip()
+
+
+def _source(source: Any) -> tuple[Conversation | None, Principal | None]:
+    # LINE omits userId for some group and room events: that is Principal(user_id=None), which
+    # the approval logic refuses, rather than anything that could be mistaken for a person.
+    user_id = getattr(source, "user_id", None) or None
+    who = Principal("line", user_id, None)
+    if isinstance(source, GroupSource) and source.group_id:
+        return Conversation("line", source.group_id, is_group=True), who
+    if isinstance(source, RoomSource) and source.room_id:
+        return Conversation("line", source.room_id, is_group=True), who
+    if isinstance(source, UserSource) and user_id:
+        return Conversation("line", user_id, is_group=False), who
+    return None, None
+
+
+def _log_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("LINE background task %s failed", task.get_name(), exc_info=task.exception())

@@ -1,0 +1,63 @@
+"""`certops run`: the long-running bot process."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+
+from aiohttp import web
+
+from bot.app import Core, build_core
+from bot.chat.base import ChatAdapter
+from bot.chat.console import ConsoleAdapter
+from bot.config import Config
+from bot.web import start_web
+
+log = logging.getLogger(__name__)
+
+
+def chat_adapters(core: Core) -> tuple[list[ChatAdapter], list[web.RouteDef]]:
+    """The configured chat platforms, and the web routes they need on [bot] listen."""
+    adapters: list[ChatAdapter] = []
+    routes: list[web.RouteDef] = []
+    config = core.config
+    if config.line is not None:
+        from bot.chat.line import LineAdapter  # each SDK is imported only when its platform is configured
+
+        line = LineAdapter(config.line, core)
+        adapters.append(line)
+        routes += line.routes()
+    return adapters, routes
+
+
+async def serve(config: Config, *, console: bool = False) -> int:
+    core = build_core(config)
+    adapters, routes = chat_adapters(core)
+    runner = await start_web(core, routes)
+    log.info("certops is listening on %s", config.bot.listen)
+    try:
+        for adapter in adapters:
+            await adapter.start()
+        if console:
+            await ConsoleAdapter(core).run()
+        else:
+            await _until_stopped()
+    finally:
+        await core.worker.drain()  # let running follow-ups deliver through their adapters first
+        for adapter in adapters:
+            with contextlib.suppress(Exception):
+                await adapter.stop()
+        await runner.cleanup()
+        core.close()
+    return 0
+
+
+async def _until_stopped() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("certops is stopping")

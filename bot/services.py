@@ -1,0 +1,126 @@
+"""The real prober and host runner behind the platform-neutral commands.
+
+Host actions block (pywinrm has no async API), so they run on a thread pool of their own:
+never on the event loop, never on a chat SDK's listener threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from bot.config import Config, Host, Site
+from bot.probe import ProbeResult, Resolver, probe_many
+from bot.probe.targets import site_targets, url_target
+from bot.store import Store
+from commands.context import ActionOutcome, Diagnosis, FindingView, RenewalView
+from host_actions import actions
+from host_actions.errors import HostActionError
+from host_actions.inventory import inventory
+
+
+class SiteProber:
+    def __init__(self, config: Config, store: Store, resolver: Resolver | None = None) -> None:
+        self.config = config
+        self.store = store
+        self.resolver = resolver
+        self._gate = asyncio.Semaphore(config.bot.probe_concurrency)
+
+    async def probe_site(self, site: Site) -> list[ProbeResult]:
+        return await self._probe(site_targets(site))
+
+    async def probe_url(self, url: str) -> list[ProbeResult]:
+        return await self._probe([url_target(url, [], warn_days=21, crit_days=7, timeout=10.0, ca_file=None)])
+
+    async def _probe(self, targets: list[Any]) -> list[ProbeResult]:
+        async with self._gate:
+            results = await probe_many(targets, resolver=self.resolver)
+        for result in results:
+            if result.target.site:
+                self.store.save_result(result.to_json())
+        return results
+
+
+class HostActionRunner:
+    def __init__(self, config: Config, max_workers: int = 32) -> None:
+        self.config = config
+        self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="host-action")
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def _host(self, name: str) -> Host:
+        host = self.config.host(name)
+        if host is None:
+            raise HostActionError("unreachable", f'No host named "{name}" in the config.', host=name)
+        return host
+
+    async def _in_thread(self, func: Any, *args: Any, **kwargs: Any) -> Any:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, lambda: func(*args, **kwargs))
+
+    async def diagnose(self, host: str, probe: ProbeResult | None) -> Diagnosis:
+        _inv, findings, result = await self._in_thread(actions.diagnose_host, self._host(host), probe)
+        views = tuple(
+            FindingView(
+                f.code,
+                f.severity,
+                f.message,
+                f.proposal.action if f.proposal else None,
+                tuple(f.proposal.args) if f.proposal else (),
+            )
+            for f in findings
+        )
+        return Diagnosis(host, result.summary, views)
+
+    async def run(self, host: str, action: str, args: tuple[str, ...]) -> ActionOutcome:
+        cfg = self._host(host)
+        result: actions.ActionResult
+        if action == "repair-store" and len(args) == 1:
+            result = await self._in_thread(actions.repair_store, cfg, args[0])
+        elif action == "verify-binding" and len(args) <= 1:
+            result = await self._in_thread(actions.verify_binding, cfg, args[0] if args else None)
+        elif action == "rebind" and len(args) == 2:
+            result = await self._in_thread(actions.rebind, cfg, args[0], args[1])
+        elif action == "renew":
+            renewal = next((a for a in args if not a.startswith("--")), None)
+            result = await self._in_thread(actions.renew, cfg, renewal, force="--force" in args)
+        elif action == "audit-tasks" and not args:
+            result = await self._in_thread(actions.audit_tasks, cfg)
+        elif action == "retire-task" and len(args) == 1:
+            result = await self._in_thread(actions.retire_task, cfg, args[0])
+        elif action == "add-post-renew-step" and len(args) == 1:
+            result = await self._in_thread(actions.add_post_renew_step, cfg, args[0])
+        else:
+            raise HostActionError(
+                "script_failed", f"certops has no host action {action} taking {len(args)} argument(s)."
+            )
+        return ActionOutcome(result.ok, result.summary, _lines(result), _task_proposals(result))
+
+    async def renewals(self, host: str) -> list[RenewalView]:
+        inv = await self._in_thread(inventory, self._host(host))
+        return [RenewalView(r.id, tuple(r.hosts)) for r in inv.renewals]
+
+
+def _lines(result: actions.ActionResult) -> tuple[str, ...]:
+    tasks = result.details.get("tasks")
+    if isinstance(tasks, list):
+        return tuple(
+            f"{t['path']}: last result {t['last_result']} ({t['meaning']}); "
+            + "; ".join(str(f["detail"]) for f in t["flags"])
+            for t in tasks
+            if t.get("flags")
+        )
+    return ()
+
+
+def _task_proposals(result: actions.ActionResult) -> tuple[FindingView, ...]:
+    tasks = result.details.get("tasks")
+    if result.action != "audit-tasks" or not isinstance(tasks, list):
+        return ()
+    return tuple(
+        FindingView("legacy_task", "warning", f"{t['path']} is flagged", "retire-task", (t["path"],))
+        for t in tasks
+        if t.get("flags") and not t.get("wacs") and t.get("state") != "Disabled"
+    )

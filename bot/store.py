@@ -1,0 +1,349 @@
+"""Durable state in SQLite (WAL): probe results, incidents, action requests and approvals, the
+audit log, mutes, and the ids of chat events already handled.
+
+Every state change that must happen once (an approval turning into a run, an incident being
+resolved) is a compare-and-set: an UPDATE guarded by the state it expects, so a restart, a
+retried request or a second replica can never do it twice.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import secrets
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS probe_results (
+    site TEXT NOT NULL, via TEXT NOT NULL, address TEXT NOT NULL, status TEXT NOT NULL,
+    checked_at TEXT NOT NULL, result_json TEXT NOT NULL,
+    PRIMARY KEY (site, via, address)
+);
+CREATE TABLE IF NOT EXISTS incidents (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT UNIQUE NOT NULL, site TEXT NOT NULL, state TEXT NOT NULL,
+    summary TEXT NOT NULL, opened_at TEXT NOT NULL, updated_at TEXT NOT NULL,
+    acked_by TEXT, resolved_at TEXT
+);
+CREATE TABLE IF NOT EXISTS action_requests (
+    token TEXT PRIMARY KEY, incident_id TEXT, site TEXT, host TEXT NOT NULL,
+    action TEXT NOT NULL, args_json TEXT NOT NULL, target TEXT NOT NULL,
+    state TEXT NOT NULL, requested_by TEXT NOT NULL,
+    created_at TEXT NOT NULL, expires_at TEXT NOT NULL, result TEXT
+);
+CREATE TABLE IF NOT EXISTS approvals (
+    token TEXT NOT NULL, principal TEXT NOT NULL, at TEXT NOT NULL,
+    PRIMARY KEY (token, principal)
+);
+CREATE TABLE IF NOT EXISTS audit (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT NOT NULL, actor TEXT NOT NULL,
+    event TEXT NOT NULL, subject TEXT NOT NULL, outcome TEXT NOT NULL, detail TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS mutes (site TEXT PRIMARY KEY, until TEXT NOT NULL, by TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS seen_events (
+    platform TEXT NOT NULL, event_id TEXT NOT NULL, at TEXT NOT NULL,
+    PRIMARY KEY (platform, event_id)
+);
+"""
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(microsecond=0)
+
+
+def iso(moment: dt.datetime) -> str:
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_iso(text: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+@dataclass(frozen=True)
+class Incident:
+    id: str
+    site: str
+    state: str  # open | acked | resolved
+    summary: str
+    opened_at: str
+    updated_at: str
+    acked_by: str | None
+    resolved_at: str | None
+
+    @property
+    def is_open(self) -> bool:
+        return self.state != "resolved"
+
+
+@dataclass(frozen=True)
+class ActionRequest:
+    token: str
+    incident_id: str | None
+    site: str | None
+    host: str
+    action: str
+    args: tuple[str, ...]  # positional, as `certops host ACTION HOST ARGS...` takes them
+    target: str  # a readable summary of what the action acts on
+    state: str  # pending | running | done | failed | refused | expired | superseded
+    requested_by: str
+    created_at: str
+    expires_at: str
+    result: str | None
+
+
+class Store:
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self._db.row_factory = sqlite3.Row
+        if self.path != ":memory:":
+            self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA busy_timeout=5000")
+        self._db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def _one(self, sql: str, *args: Any) -> sqlite3.Row | None:
+        with self._lock:
+            row: sqlite3.Row | None = self._db.execute(sql, args).fetchone()
+            return row
+
+    def _all(self, sql: str, *args: Any) -> list[sqlite3.Row]:
+        with self._lock:
+            return list(self._db.execute(sql, args).fetchall())
+
+    def _run(self, sql: str, *args: Any) -> int:
+        with self._lock:
+            return self._db.execute(sql, args).rowcount
+
+    # probe results ------------------------------------------------------------------------
+
+    def save_result(self, result: dict[str, Any]) -> None:
+        """Keeps the latest result per site, path (public/origin) and address."""
+        self._run(
+            "INSERT OR REPLACE INTO probe_results VALUES (?, ?, ?, ?, ?, ?)",
+            result.get("site") or result["target"],
+            result["via"],
+            result.get("address") or result["hostname"],
+            result["status"],
+            result["checked_at"],
+            json.dumps(result),
+        )
+
+    def last_results(self, site: str | None = None) -> list[dict[str, Any]]:
+        rows = (
+            self._all("SELECT result_json FROM probe_results WHERE site = ? ORDER BY via DESC, address", site)
+            if site
+            else self._all("SELECT result_json FROM probe_results ORDER BY site, via DESC, address")
+        )
+        return [json.loads(r["result_json"]) for r in rows]
+
+    # incidents ----------------------------------------------------------------------------
+
+    def open_incident(self, site: str, summary: str) -> Incident:
+        """The site's open incident, or a new one: there is never more than one open per site."""
+        with self.transaction() as db:
+            row = db.execute(
+                "SELECT * FROM incidents WHERE site = ? AND state != 'resolved' ORDER BY seq DESC", (site,)
+            ).fetchone()
+            if row is None:
+                now = iso(utcnow())
+                cur = db.execute(
+                    "INSERT INTO incidents (id, site, state, summary, opened_at, updated_at) "
+                    "VALUES ('', ?, 'open', ?, ?, ?)",
+                    (site, summary, now, now),
+                )
+                incident_id = f"INC-{cur.lastrowid:04d}"
+                db.execute("UPDATE incidents SET id = ? WHERE seq = ?", (incident_id, cur.lastrowid))
+                row = db.execute("SELECT * FROM incidents WHERE id = ?", (incident_id,)).fetchone()
+        return _incident(row)
+
+    def incident(self, incident_id: str) -> Incident | None:
+        row = self._one("SELECT * FROM incidents WHERE id = ?", incident_id.upper())
+        return _incident(row) if row else None
+
+    def open_incidents(self, site: str | None = None) -> list[Incident]:
+        rows = (
+            self._all("SELECT * FROM incidents WHERE state != 'resolved' AND site = ? ORDER BY seq", site)
+            if site
+            else self._all("SELECT * FROM incidents WHERE state != 'resolved' ORDER BY seq")
+        )
+        return [_incident(r) for r in rows]
+
+    def ack_incident(self, incident_id: str, by: str) -> bool:
+        return (
+            self._run(
+                "UPDATE incidents SET state = 'acked', acked_by = ?, updated_at = ? WHERE id = ? AND state = 'open'",
+                by,
+                iso(utcnow()),
+                incident_id,
+            )
+            == 1
+        )
+
+    def resolve_incident(self, incident_id: str) -> bool:
+        now = iso(utcnow())
+        return (
+            self._run(
+                "UPDATE incidents SET state = 'resolved', resolved_at = ?, updated_at = ? "
+                "WHERE id = ? AND state != 'resolved'",
+                now,
+                now,
+                incident_id,
+            )
+            == 1
+        )
+
+    # action requests and approvals --------------------------------------------------------
+
+    def create_request(
+        self,
+        *,
+        incident_id: str | None,
+        site: str | None,
+        host: str,
+        action: str,
+        args: tuple[str, ...],
+        target: str,
+        requested_by: str,
+        ttl: float,
+    ) -> ActionRequest:
+        token = secrets.token_urlsafe(12)
+        now = utcnow()
+        with self.transaction() as db:
+            # a new proposal for the same thing replaces the old buttons
+            db.execute(
+                "UPDATE action_requests SET state = 'superseded' WHERE host = ? AND action = ? "
+                "AND COALESCE(site, '') = ? AND state = 'pending'",
+                (host, action, site or ""),
+            )
+            db.execute(
+                "INSERT INTO action_requests VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, NULL)",
+                (
+                    token,
+                    incident_id,
+                    site,
+                    host,
+                    action,
+                    json.dumps(list(args)),
+                    target,
+                    requested_by,
+                    iso(now),
+                    iso(now + dt.timedelta(seconds=ttl)),
+                ),
+            )
+        request = self.request(token)
+        assert request is not None
+        return request
+
+    def request(self, token: str) -> ActionRequest | None:
+        row = self._one("SELECT * FROM action_requests WHERE token = ?", token)
+        if row is None:
+            return None
+        return ActionRequest(
+            token=row["token"],
+            incident_id=row["incident_id"],
+            site=row["site"],
+            host=row["host"],
+            action=row["action"],
+            args=tuple(json.loads(row["args_json"])),
+            target=row["target"],
+            state=row["state"],
+            requested_by=row["requested_by"],
+            created_at=row["created_at"],
+            expires_at=row["expires_at"],
+            result=row["result"],
+        )
+
+    def add_approval(self, token: str, principal: str) -> list[str]:
+        """Records one approval (once per person) and returns everyone who has approved so far."""
+        with self.transaction() as db:
+            db.execute("INSERT OR IGNORE INTO approvals VALUES (?, ?, ?)", (token, principal, iso(utcnow())))
+            rows = db.execute("SELECT principal FROM approvals WHERE token = ? ORDER BY at, principal", (token,))
+            return [r["principal"] for r in rows.fetchall()]
+
+    def claim_request(self, token: str, expected: str, new: str, result: str | None = None) -> bool:
+        """Moves a request from `expected` to `new` state; False when someone else got there first."""
+        return (
+            self._run(
+                "UPDATE action_requests SET state = ?, result = COALESCE(?, result) WHERE token = ? AND state = ?",
+                new,
+                result,
+                token,
+                expected,
+            )
+            == 1
+        )
+
+    # audit --------------------------------------------------------------------------------
+
+    def audit(self, actor: str, event: str, subject: str, outcome: str, detail: str = "") -> None:
+        self._run(
+            "INSERT INTO audit (at, actor, event, subject, outcome, detail) VALUES (?, ?, ?, ?, ?, ?)",
+            iso(utcnow()),
+            actor,
+            event,
+            subject,
+            outcome,
+            detail,
+        )
+
+    def audit_log(self, limit: int = 100) -> list[dict[str, Any]]:
+        rows = self._all("SELECT * FROM audit ORDER BY seq DESC LIMIT ?", limit)
+        return [dict(r) for r in reversed(rows)]
+
+    # mutes and handled events -------------------------------------------------------------
+
+    def mute(self, site: str, until: dt.datetime, by: str) -> None:
+        self._run("INSERT OR REPLACE INTO mutes VALUES (?, ?, ?)", site, iso(until), by)
+
+    def muted_until(self, site: str) -> dt.datetime | None:
+        row = self._one("SELECT until FROM mutes WHERE site = ?", site)
+        if row is None:
+            return None
+        until = parse_iso(row["until"])
+        return until if until > utcnow() else None
+
+    def prune_seen_events(self, older_than_days: int = 30) -> int:
+        """Handled-event ids only guard against redelivery, which platforms stop after minutes."""
+        cutoff = iso(utcnow() - dt.timedelta(days=older_than_days))
+        return self._run("DELETE FROM seen_events WHERE at < ?", cutoff)
+
+    def first_time(self, platform: str, event_id: str) -> bool:
+        """True the first time an event id is seen: a redelivered or replayed event returns False."""
+        return self._run("INSERT OR IGNORE INTO seen_events VALUES (?, ?, ?)", platform, event_id, iso(utcnow())) == 1
+
+
+def _incident(row: sqlite3.Row) -> Incident:
+    return Incident(
+        id=row["id"],
+        site=row["site"],
+        state=row["state"],
+        summary=row["summary"],
+        opened_at=row["opened_at"],
+        updated_at=row["updated_at"],
+        acked_by=row["acked_by"],
+        resolved_at=row["resolved_at"],
+    )

@@ -1,0 +1,66 @@
+"""Small helpers the command modules share: looking up names, and describing probe results."""
+
+from __future__ import annotations
+
+from bot.config import Host, Site
+from bot.config.reader import did_you_mean
+from bot.probe import ProbeResult, Status
+from commands.context import Context
+from commands.model import Tone
+from commands.registry import UsageError
+
+TONE_OF_STATUS = {"ok": Tone.OK, "warning": Tone.WARNING, "critical": Tone.CRITICAL, "unknown": Tone.WARNING}
+ICON = {"ok": "🟢", "warning": "🟡", "critical": "🔴", "unknown": "⚪"}
+
+
+def find_site(ctx: Context, name: str) -> Site:
+    site = ctx.config.site(name)
+    if site is None:
+        known = [s.name for s in ctx.config.sites]
+        raise UsageError(f'No site named "{name}".{did_you_mean(name, known)} Sites: {", ".join(known) or "none"}.')
+    return site
+
+
+def find_host(ctx: Context, name: str) -> Host:
+    host = ctx.config.host(name)
+    if host is None:
+        known = [h.name for h in ctx.config.hosts]
+        raise UsageError(f'No host named "{name}".{did_you_mean(name, known)} Hosts: {", ".join(known) or "none"}.')
+    return host
+
+
+def host_of(ctx: Context, site: Site) -> Host:
+    if site.host is None:
+        raise UsageError(
+            f'Site "{site.name}" names no host: add host = "..." to its [[sites]] entry to use host actions.'
+        )
+    return find_host(ctx, site.host)
+
+
+def worst(statuses: list[str]) -> str:
+    order = ["ok", "warning", "unknown", "critical"]
+    return max(statuses, key=order.index) if statuses else "unknown"
+
+
+def short_thumb(sha1: str) -> str:
+    return f"{sha1[:2]}…{sha1[-2:]}"
+
+
+def describe(result: ProbeResult | dict[str, object]) -> str:
+    """One line: where, what was served, what is wrong."""
+    data = result.to_json() if isinstance(result, ProbeResult) else result
+    where = f"{data['via']} {data['address'] or data['hostname']}"
+    parts = [f"{ICON[str(data['status'])]} {where}"]
+    cert = data.get("certificate")
+    if isinstance(cert, dict):
+        parts.append(f"cert {short_thumb(str(cert['sha1']))}, {cert['days_left']} days left")
+    problems = data.get("problems")
+    if isinstance(problems, list) and problems:
+        parts.append("; ".join(str(p["message"]) for p in problems))
+    elif isinstance(data.get("http"), dict):
+        parts.append(f"HTTP {data['http']['status']}")  # type: ignore[index]
+    return " · ".join(parts)
+
+
+def status_of(results: list[ProbeResult]) -> Status:
+    return max((r.status for r in results), key=lambda s: s.rank, default=Status.UNKNOWN)

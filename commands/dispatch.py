@@ -1,0 +1,82 @@
+"""The platform-neutral core: a typed command or a button press in, an Outcome out.
+
+Users get a short sentence (and an incident id where there is one); when something breaks on
+our side they get a reference, and the operators' log gets the traceback under that reference.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+
+from bot.config.reader import did_you_mean
+from commands import ack, audit, check, heal, help, mute, renew, status  # noqa: F401 - they register themselves
+from commands.context import Context
+from commands.model import FollowUp, Outcome, Press, Reply, Request, Tone
+from commands.proposals import run_request
+from commands.registry import COMMANDS, UsageError
+
+log = logging.getLogger(__name__)
+
+
+class CommandDispatcher:
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+    async def command(self, request: Request) -> Outcome:
+        words = request.text.split()
+        who = request.who.key or request.who.describe()
+        self.ctx.store.audit(who, "command", f"/ssl {request.text.strip()}"[:200], "received", request.where.id)
+        if not words:
+            words = ["help"]
+        spec = COMMANDS.get(words[0].lower())
+        try:
+            if spec is None:
+                hint = did_you_mean(words[0], list(COMMANDS))
+                raise UsageError(f"There is no /ssl {words[0]}.{hint} Try /ssl help.")
+            args = words[1:]
+            if not spec.min_args <= len(args) <= spec.max_args:
+                raise UsageError(f"Usage: /ssl {spec.usage}")
+            outcome = await spec.handler(self.ctx, request, args)
+        except UsageError as exc:
+            return Outcome(Reply(str(exc), Tone.WARNING, private=True))
+        except Exception:
+            return Outcome(_internal_error(f"/ssl {words[0]}"))
+        return Outcome(outcome.reply, _guarded(outcome.follow_up, f"/ssl {words[0]}"))
+
+    async def press(self, press: Press) -> Outcome:
+        token = press.token.removeprefix("act:")
+        try:
+            decision = await self.ctx.approvals.press(press.who, token)
+        except Exception:
+            return Outcome(_internal_error("button press"))
+        request = decision.request
+        if not decision.run or request is None:
+            return Outcome(Reply(decision.message, Tone.WARNING, private=True))
+
+        async def run() -> Reply:
+            return await run_request(self.ctx, request)
+
+        reply = Reply(decision.message, Tone.INFO, incident_id=request.incident_id)
+        return Outcome(reply, _guarded(run, f"{request.action} on {request.host}"))
+
+
+def _internal_error(what: str) -> Reply:
+    ref = f"ERR-{secrets.token_hex(3).upper()}"
+    log.exception("%s failed (reference %s)", what, ref)
+    return Reply(
+        f"Sorry, {what} failed on certops's side (reference {ref}); the operators' log has the details.", Tone.CRITICAL
+    )
+
+
+def _guarded(follow_up: FollowUp | None, what: str) -> FollowUp | None:
+    if follow_up is None:
+        return None
+
+    async def run() -> Reply:
+        try:
+            return await follow_up()
+        except Exception:
+            return _internal_error(what)
+
+    return run

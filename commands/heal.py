@@ -1,0 +1,57 @@
+from __future__ import annotations
+
+from commands.common import TONE_OF_STATUS, describe, find_site, host_of, status_of
+from commands.context import Context
+from commands.model import Field, Outcome, Reply, Request, Tone
+from commands.proposals import offer
+from commands.registry import command
+from host_actions.errors import HostActionError
+
+
+@command("heal", "heal <site>", min_args=1, max_args=1)
+async def heal(ctx: Context, request: Request, args: list[str]) -> Outcome:
+    """Probes the site, diagnoses its IIS host (read-only), and offers the repairs as buttons.
+
+    Nothing changes on the host until an approver presses a button (or [policy] auto_heal
+    allows the action). After a repair certops probes again from outside, and resolves the
+    incident only when the newest certificate is served."""
+    site = find_site(ctx, args[0])
+    host = host_of(ctx, site)
+
+    async def diagnose() -> Reply:
+        results = await ctx.prober.probe_site(site)
+        via_origin = next((r for r in results if r.target.via == "origin"), results[0] if results else None)
+        lines = [describe(r) for r in results]
+        try:
+            diagnosis = await ctx.hosts.diagnose(host.name, via_origin)
+        except HostActionError as exc:
+            return Reply(f"{site.name}: cannot diagnose {host.name}", Tone.CRITICAL, (*lines, exc.message))
+        critical = [f for f in diagnosis.findings if f.severity == "critical"]
+        state = status_of(results).value
+        incident = None
+        if critical or state == "critical":
+            first = next((r.problems[0].message for r in results if r.problems), None)
+            incident = ctx.store.open_incident(site.name, first or critical[0].message)
+        lines += [f"{'🔴' if f.severity == 'critical' else '🟡'} {f.message}" for f in diagnosis.findings]
+        if not diagnosis.findings:
+            lines.append(diagnosis.summary)
+        buttons, notes = await offer(
+            ctx,
+            [f for f in diagnosis.findings if f.action],
+            host=host.name,
+            site=site.name,
+            incident_id=incident.id if incident else None,
+            who=request.who,
+        )
+        tone = Tone.CRITICAL if critical else TONE_OF_STATUS[state]
+        fields = (Field("Host", host.name), Field("Findings", str(len(diagnosis.findings))))
+        return Reply(
+            f"{site.name}: {'needs repair' if buttons else 'diagnosed'}",
+            tone,
+            (*lines, *notes),
+            fields,
+            tuple(buttons),
+            incident.id if incident else None,
+        )
+
+    return Outcome(Reply(f"Diagnosing {site.name} on {host.name}…", Tone.INFO), diagnose)

@@ -1,0 +1,389 @@
+"""Judgement: from an inventory (and optionally an outside probe) to findings and proposals.
+
+Everything here is pure Python over plain data, so every rule is tested without a host.
+Each finding proposes at most one action, named as on the command line and in chat buttons.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from host_actions.audit import audit_all
+from host_actions.model import Certificate, Inventory, Renewal, SiteBinding, SslBinding, to_jsonable
+from host_actions.parsers import PLUGIN_IIS
+
+Severity = Literal["critical", "warning", "info"]
+OVERDUE_GRACE = dt.timedelta(days=2)  # the daily task had two chances after the due date
+EXPIRY_URGENT = dt.timedelta(days=7)
+WILDCARD_IP = "0.0.0.0"  # noqa: S104 - how netsh names an IIS "*" binding; nothing listens here
+
+FINDING_CODES = (
+    "newest_cert_key_unusable",
+    "binding_not_newest",
+    "binding_cert_missing",
+    "no_https_binding",
+    "served_not_newest",
+    "renewal_failing",
+    "renewal_overdue",
+    "renewal_lacks_script_step",
+    "wacs_task_missing_or_disabled",
+    "legacy_task_failing",
+    "legacy_task_missing_target",
+    "iis_unreadable",  # beyond the issue's list: IIS's configuration could not be read
+)
+
+
+class _ServedCertificate(Protocol):
+    @property
+    def sha1(self) -> str: ...
+
+
+class _Target(Protocol):
+    @property
+    def hostname(self) -> str: ...
+
+
+class ProbeLike(Protocol):
+    """What diagnose reads from a bot.probe ProbeResult (kept structural to avoid coupling)."""
+
+    @property
+    def target(self) -> _Target: ...
+
+    @property
+    def certificate(self) -> _ServedCertificate | None: ...
+
+
+@dataclass(frozen=True)
+class Proposal:
+    action: str  # one of bot.config.model.HOST_ACTIONS
+    args: tuple[str, ...] = ()
+
+    def command(self, host: str) -> str:
+        return " ".join(["certops host", self.action, host, *self.args])
+
+
+@dataclass(frozen=True)
+class Finding:
+    code: str
+    severity: Severity
+    message: str
+    evidence: dict[str, Any] = field(default_factory=dict)
+    proposal: Proposal | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "code": self.code,
+            "severity": self.severity,
+            "message": self.message,
+            "evidence": to_jsonable(self.evidence),
+            "proposal": {"action": self.proposal.action, "args": list(self.proposal.args)} if self.proposal else None,
+        }
+
+
+def diagnose(inv: Inventory, probe: ProbeLike | None = None, *, now: dt.datetime | None = None) -> list[Finding]:
+    now = now or inv.taken_at
+    findings: list[Finding] = []
+    findings += _keys(inv)
+    if inv.iis_available:
+        findings += _bindings(inv)
+        findings += _coverage(inv)
+    else:
+        # without IIS's view every binding rule would misfire; say that instead
+        findings.append(
+            Finding(
+                "iis_unreadable",
+                "warning",
+                "IIS configuration could not be read on this host, so bindings were not checked"
+                + (f": {inv.iis_error}" if inv.iis_error else "."),
+                {"error": inv.iis_error},
+            )
+        )
+    if probe is not None:
+        findings += _served(inv, probe)
+    findings += _renewals(inv, now)
+    findings += _tasks(inv)
+    return findings
+
+
+def hostnames(inv: Inventory) -> list[str]:
+    """Every name the host is meant to serve: IIS host headers and win-acme renewal names."""
+    names = [b.host for b in inv.site_bindings if b.protocol == "https" and b.host]
+    names += [h.lower() for r in inv.renewals for h in r.hosts]
+    return list(dict.fromkeys(n for n in names if n and "*" not in n))
+
+
+def _keys(inv: Inventory) -> list[Finding]:
+    out, seen = [], set()
+    for name in hostnames(inv):
+        newest = inv.newest_for(name)
+        if newest is None or newest.usable or newest.thumbprint in seen:
+            continue
+        seen.add(newest.thumbprint)
+        repairable = newest.key_status in ("missing_keyset", "no_key_provider_info", "error")
+        detail = {
+            "missing_keyset": "its key link points at a key that is missing (Missing stored keyset)",
+            "no_key_provider_info": "it has no link to a private key (no key provider information)",
+            "access_denied": "its private key cannot be opened (access denied)",
+            "error": f"its private key cannot be used ({newest.key_hresult or 'unknown error'})",
+        }[newest.key_status]
+        out.append(
+            Finding(
+                "newest_cert_key_unusable",
+                "critical",
+                f"The newest certificate for {name} ({_short(newest.thumbprint)}, in {newest.store}) "
+                f"cannot be used for TLS: {detail}.",
+                {
+                    "thumbprint": newest.thumbprint,
+                    "store": newest.store,
+                    "key_status": newest.key_status,
+                    "hresult": newest.key_hresult,
+                    "names": list(newest.names),
+                },
+                Proposal("repair-store", (newest.thumbprint,)) if repairable else None,
+            )
+        )
+    return out
+
+
+def http_sys_binding(inv: Inventory, binding: SiteBinding) -> SslBinding | None:
+    """The http.sys entry that serves an IIS binding: SNI by host:port, otherwise by IP:port."""
+    for s in inv.ssl_bindings:
+        if binding.sni and s.kind == "hostname" and s.host == binding.host and s.port == binding.port:
+            return s
+        if not binding.sni and s.kind == "ip" and s.port == binding.port:
+            ip = WILDCARD_IP if binding.ip in ("*", "") else binding.ip
+            if s.host == ip:
+                return s
+    return None
+
+
+def _bindings(inv: Inventory) -> list[Finding]:
+    out = []
+    for b in inv.site_bindings:
+        if b.protocol != "https" or b.ccs:
+            continue
+        http_sys = http_sys_binding(inv, b)
+        bound = (http_sys.thumbprint if http_sys else None) or b.thumbprint
+        endpoint = f"{b.host or b.ip}:{b.port}"
+        current = inv.certificate(bound) if bound else None
+        names = [b.host] if b.host else list(current.names if current else ())
+        newest = newest_certificate(inv, names)
+        if current is None:
+            target = newest if newest and newest.usable else _newest_usable(inv, names)
+            out.append(
+                Finding(
+                    "binding_cert_missing",
+                    "critical",
+                    f"Site {b.site} binding {endpoint} uses certificate {_short(bound)}, which is in "
+                    "neither the My nor the WebHosting store.",
+                    {"site": b.site, "endpoint": endpoint, "bound": bound, "newest": _tp(target)},
+                    Proposal("rebind", (b.site, target.thumbprint)) if target else None,
+                )
+            )
+        elif newest is not None and newest.thumbprint != current.thumbprint:
+            # the newest by date, usable or not: an unusable newest is repaired first, then bound
+            out.append(
+                Finding(
+                    "binding_not_newest",
+                    "warning" if current.usable else "critical",
+                    f"Site {b.site} binding {endpoint} uses {_short(current.thumbprint)} "
+                    f"(expires {_day(current.not_after)}), not the newest certificate "
+                    f"{_short(newest.thumbprint)} (expires {_day(newest.not_after)})"
+                    + ("." if newest.usable else ", whose key must be repaired first."),
+                    {"site": b.site, "endpoint": endpoint, "bound": current.thumbprint, "newest": newest.thumbprint},
+                    Proposal("rebind", (b.site, newest.thumbprint)) if newest.usable else None,
+                )
+            )
+    return _dedupe(out)
+
+
+def newest_certificate(inv: Inventory, names: list[str], *, usable: bool = False) -> Certificate | None:
+    candidates = [c for n in names if n for c in inv.covering(n) if c.not_before and (c.usable or not usable)]
+    return max(candidates, key=lambda c: (c.not_before, c.not_after), default=None)
+
+
+def _newest_usable(inv: Inventory, names: list[str]) -> Certificate | None:
+    return newest_certificate(inv, names, usable=True)
+
+
+def _coverage(inv: Inventory) -> list[Finding]:
+    out = []
+    https = [b for b in inv.site_bindings if b.protocol == "https"]
+    for name in hostnames(inv):
+        served = any(b.host == name for b in https) or any(
+            (cert := inv.certificate(s.thumbprint or "")) is not None and cert.covers(name)
+            for s in inv.ssl_bindings
+            if s.kind in ("ip", "ccs")
+        )
+        if not served:
+            out.append(
+                Finding(
+                    "no_https_binding",
+                    "warning",
+                    f"No https binding on this host serves {name}.",
+                    {"hostname": name},
+                    Proposal("verify-binding"),
+                )
+            )
+    return out
+
+
+def _served(inv: Inventory, probe: ProbeLike) -> list[Finding]:
+    served = probe.certificate
+    name = probe.target.hostname.lower()
+    newest = newest_certificate(inv, [name])
+    if served is None or newest is None or served.sha1.upper() == newest.thumbprint:
+        return []
+    site = next((b.site for b in inv.site_bindings if b.host == name), None)
+    return [
+        Finding(
+            "served_not_newest",
+            "warning",
+            f"{name} serves certificate {_short(served.sha1)} on the wire, but the newest one in the store is "
+            f"{_short(newest.thumbprint)}.",
+            {"hostname": name, "served": served.sha1.upper(), "newest": newest.thumbprint},
+            Proposal("rebind", (site, newest.thumbprint)) if site and newest.usable else Proposal("verify-binding"),
+        )
+    ]
+
+
+def _renewals(inv: Inventory, now: dt.datetime) -> list[Finding]:
+    out = []
+    for r in inv.renewals:
+        if r.problem:
+            out.append(
+                Finding(
+                    "renewal_failing",
+                    "warning",
+                    f"win-acme renewal file {r.path} cannot be used: {r.problem}.",
+                    {"renewal": r.id, "path": r.path},
+                )
+            )
+            continue
+        last = r.last
+        if last is not None and not last.success:
+            expires = _expires(inv, r)
+            urgent = expires is not None and expires - now < EXPIRY_URGENT
+            out.append(
+                Finding(
+                    "renewal_failing",
+                    "critical" if urgent else "warning",
+                    f"win-acme renewal {r.friendly_name or r.id} failed on {_day(last.date)}"
+                    + (f": {last.errors[0]}" if last.errors else "."),
+                    {"renewal": r.id, "errors": list(last.errors), "date": last.date, "expires": expires},
+                    Proposal("renew", (r.id,)),
+                )
+            )
+        elif r.due is not None and now - r.due > OVERDUE_GRACE:
+            out.append(
+                Finding(
+                    "renewal_overdue",
+                    "warning",
+                    f"win-acme renewal {r.friendly_name or r.id} was due on {_day(r.due)} and has not run "
+                    "since; check its scheduled task.",
+                    {"renewal": r.id, "due": r.due},
+                    Proposal("renew", (r.id,)),
+                )
+            )
+        out += _script_step(r)
+    if inv.renewals:
+        out += _wacs_task(inv)
+    return out
+
+
+def _script_step(r: Renewal) -> list[Finding]:
+    if not any(s.plugin == PLUGIN_IIS for s in r.steps):
+        return []
+    scripts = [s for s in r.steps if s.name == "Script"]
+    if scripts and all(s.script_exists is not False for s in scripts):
+        return []
+    if scripts:
+        why = f"its Script step runs {scripts[0].script}, which does not exist"
+    elif any(s.script for s in r.steps):
+        why = "its Script fields sit under the IIS plugin, so win-acme ignores them"
+    else:
+        why = "it has no Script step after the IIS step"
+    return [
+        Finding(
+            "renewal_lacks_script_step",
+            "warning",
+            f"win-acme renewal {r.friendly_name or r.id} installs into IIS but nothing repairs or verifies "
+            f"the certificate afterwards: {why}.",
+            {"renewal": r.id, "steps": [s.name for s in r.steps]},
+            Proposal("add-post-renew-step", (r.id,)),
+        )
+    ]
+
+
+def _wacs_task(inv: Inventory) -> list[Finding]:
+    tasks = inv.wacs_tasks
+    if not tasks:
+        message = "win-acme has no scheduled task on this host, so nothing renews automatically."
+    elif not any(t.enabled for t in tasks):
+        message = f"win-acme's scheduled task {tasks[0].path} is disabled, so nothing renews automatically."
+    else:
+        return []
+    return [
+        Finding(
+            "wacs_task_missing_or_disabled",
+            "critical",
+            message + " Run wacs.exe --setuptaskscheduler on the host.",
+            {"tasks": [t.path for t in tasks], "wacs_exists": inv.wacs_exists},
+        )
+    ]
+
+
+def _tasks(inv: Inventory) -> list[Finding]:
+    out = []
+    for audited in audit_all(inv.tasks, inv.services):
+        task = audited.task
+        if task.is_wacs or not task.enabled or not audited.flags:
+            continue
+        missing = [f for f in audited.flags if f.code != "failing"]
+        code = "legacy_task_missing_target" if missing else "legacy_task_failing"
+        details = "; ".join(f.detail for f in audited.flags)
+        out.append(
+            Finding(
+                code,
+                "warning",
+                f"Scheduled task {task.path}: {details}.",
+                {
+                    "task": task.path,
+                    "flags": [f.code for f in audited.flags],
+                    "last_result": audited.result_hex,
+                    "last_run": task.last_run,
+                    "actions": [f"{a.execute} {a.arguments}".strip() for a in task.actions],
+                },
+                Proposal("retire-task", (task.path,)),
+            )
+        )
+    return out
+
+
+def _expires(inv: Inventory, r: Renewal) -> dt.datetime | None:
+    dates = [c.not_after for h in r.hosts if (c := inv.newest_for(h)) and c.not_after]
+    return min(dates, default=None)
+
+
+def _dedupe(findings: list[Finding]) -> list[Finding]:
+    seen, out = set(), []
+    for f in findings:
+        key = (f.code, f.evidence.get("site"), f.evidence.get("endpoint"))
+        if key not in seen:
+            seen.add(key)
+            out.append(f)
+    return out
+
+
+def _short(thumbprint: str | None) -> str:
+    return f"{thumbprint[:2]}…{thumbprint[-2:]}" if thumbprint else "(none)"
+
+
+def _tp(cert: Certificate | None) -> str | None:
+    return cert.thumbprint if cert else None
+
+
+def _day(value: dt.datetime | None) -> str:
+    return value.strftime("%Y-%m-%d") if value else "an unknown date"

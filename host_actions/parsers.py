@@ -1,0 +1,332 @@
+"""Readers for what Windows prints: netsh, certutil, task results, win-acme renewal files.
+
+Native tools print localised labels, so these key on structure (line order, value shapes)
+wherever they can, and say so where they fall back on English words.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import ipaddress
+import json
+import re
+from typing import Any
+
+from host_actions.model import (
+    Certificate,
+    HistoryEntry,
+    InstallStep,
+    KeyStatus,
+    Renewal,
+    SiteBinding,
+    SslBinding,
+)
+
+PLUGINS_INSTALL = {
+    "ea6a5be3-f8de-4d27-a6bd-750b619b2ee2": "IIS",
+    "3bb22c70-358d-4251-86bd-11858363d913": "Script",
+    "aecc502c-5f75-43d2-b578-f95d50c79ea1": "None",
+}
+PLUGINS_STORE = {
+    "e30adc8e-d756-4e16-a6f2-450f784b1a97": "CertificateStore",
+}
+PLUGIN_IIS = "ea6a5be3-f8de-4d27-a6bd-750b619b2ee2"
+PLUGIN_SCRIPT = "3bb22c70-358d-4251-86bd-11858363d913"
+
+_HEX40 = re.compile(r"^[0-9a-fA-F]{40}$")
+_KV = re.compile(r"^\s*(?P<key>\S.*?)\s*:\s+(?P<value>\S.*?)\s*$")
+_MS_DATE = re.compile(r"^/Date\((-?\d+)\)/$")
+
+
+def thumbprint_of(text: str | None) -> str | None:
+    """A thumbprint in Windows form from netsh/certutil/IIS text, or None if it is not one."""
+    if not text:
+        return None
+    joined = re.sub(r"\s+", "", text)
+    return joined.upper() if _HEX40.match(joined) else None
+
+
+def parse_time(value: Any) -> dt.datetime | None:
+    """ISO 8601 from `.ToString('o')`, or PowerShell 5.1's "/Date(ms)/" if one slips through."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:  # the common case, and the cheap one: 3.11 reads 'Z' and our own offsets directly
+        parsed = dt.datetime.fromisoformat(value)
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+    except ValueError:
+        pass
+    text = value.strip().replace("\\/", "/")
+    match = _MS_DATE.match(text)
+    if match:
+        return dt.datetime.fromtimestamp(int(match.group(1)) / 1000, dt.UTC)
+    # .NET writes seven fractional digits; Python reads at most six
+    text = re.sub(r"(\.\d{6})\d+", r"\1", text).replace("Z", "+00:00")
+    try:
+        parsed = dt.datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+
+
+# -- netsh http show sslcert ---------------------------------------------------------------
+
+
+def parse_netsh_sslcert(text: str) -> list[SslBinding]:
+    """Bindings from `netsh http show sslcert`, in any UI language.
+
+    Each block's first three key/value lines are, in every build we know: the endpoint
+    (IP:port, Hostname:port or CCS port), the certificate hash, the application id; the fourth
+    is the store name. Labels are localised, so this reads positions and value shapes.
+    """
+    bindings = []
+    for block in re.split(r"\r?\n\s*\r?\n", text):
+        pairs = [m.groups() for line in block.splitlines() if (m := _KV.match(line))]
+        if len(pairs) < 2:
+            continue
+        label, endpoint = pairs[0]
+        parsed = _endpoint(label, endpoint)
+        if parsed is None:
+            continue
+        kind, host, port = parsed
+        hash_value = pairs[1][1]
+        app_id = pairs[2][1] if len(pairs) > 2 and pairs[2][1].startswith("{") else None
+        store = pairs[3][1] if len(pairs) > 3 else None
+        bindings.append(
+            SslBinding(
+                kind=kind,
+                endpoint=endpoint,
+                host=host,
+                port=port,
+                thumbprint=thumbprint_of(hash_value),
+                store=None if store in (None, "(null)") else store,
+                app_id=app_id,
+            )
+        )
+    return bindings
+
+
+def _endpoint(label: str, value: str) -> tuple[Any, str | None, int | None] | None:
+    if value.isdigit():  # a Central Certificate Store binding names only a port
+        return "ccs", None, int(value)
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit():
+        return None
+    host = host.strip("[]")
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        if " " in host or not host:
+            return None
+        return "hostname", host.lower(), int(port)
+    return "ip", host, int(port)
+
+
+# -- IIS bindings --------------------------------------------------------------------------
+
+
+def parse_site_bindings(sites: list[dict[str, Any]]) -> list[SiteBinding]:
+    out = []
+    for site in sites:
+        for b in site.get("bindings") or []:
+            ip, _, rest = str(b.get("binding_information", "")).partition(":")
+            port, _, host = rest.partition(":")
+            flags = int(b.get("ssl_flags") or 0)
+            out.append(
+                SiteBinding(
+                    site=str(site.get("name", "")),
+                    site_id=int(site.get("id") or 0),
+                    protocol=str(b.get("protocol", "")).lower(),
+                    ip=ip,
+                    port=int(port) if port.isdigit() else None,
+                    host=host.lower(),
+                    sni=bool(flags & 1),
+                    ccs=bool(flags & 2),
+                    thumbprint=thumbprint_of(b.get("certificate_hash")),
+                    store=b.get("certificate_store") or None,
+                )
+            )
+    return out
+
+
+# -- certutil ------------------------------------------------------------------------------
+
+
+def certutil_outcome(output: str, exit_code: int) -> tuple[bool, str | None]:
+    """(succeeded, HRESULT) for any certutil verb, from its last line and its exit code."""
+    failed = re.search(r"command FAILED:\s*(0x[0-9a-fA-F]+)", output)
+    if failed:
+        return False, "0x" + failed.group(1)[2:].upper().zfill(8)
+    if "command completed successfully" in output and exit_code == 0:
+        return True, None
+    if exit_code != 0:
+        return False, f"0x{exit_code & 0xFFFFFFFF:08X}"
+    return False, None
+
+
+def parse_certutil_store(output: str) -> dict[str, KeyStatus | None]:
+    """Key status per certificate in `certutil -store` / `-repairstore` output.
+
+    The hash line is found by shape (40 hex digits, joined or space-separated, as older
+    certutil prints them). The verdict lines are English; under another UI language the status
+    is None (unknown), and the real key test decides.
+    """
+    result: dict[str, KeyStatus | None] = {}
+    current: str | None = None
+    for line in output.splitlines():
+        _, sep, value = line.partition(":")
+        tp = thumbprint_of(value) if sep else None
+        if tp:
+            current = tp
+            result.setdefault(current, None)
+            continue
+        if current is None:
+            continue
+        text = line.strip()
+        if text == "Missing stored keyset":
+            result[current] = "missing_keyset"
+        elif text.startswith("No key provider information"):
+            result[current] = "no_key_provider_info"
+        elif text in ("Encryption test passed", "Signature test passed"):
+            result[current] = "ok"
+    return result
+
+
+# -- key test ------------------------------------------------------------------------------
+
+HRESULT_MISSING_KEYSET = {"0x80090016", "0x8009000D"}  # NTE_BAD_KEYSET, NTE_NO_KEY
+HRESULT_ACCESS_DENIED = {"0x80070005", "0x80090010"}  # E_ACCESSDENIED, NTE_PERM
+
+
+def key_status(has_private_key: bool, key: dict[str, Any]) -> KeyStatus:
+    if not has_private_key:
+        return "no_key_provider_info"
+    if key.get("signed"):
+        return "ok"
+    hresult = str(key.get("hresult") or "").upper().replace("0X", "0x")
+    if hresult in HRESULT_MISSING_KEYSET:
+        return "missing_keyset"
+    if hresult in HRESULT_ACCESS_DENIED:
+        return "access_denied"
+    return "error"
+
+
+def parse_certificate(doc: dict[str, Any]) -> Certificate:
+    key = doc.get("key") or {}
+    has_key = bool(doc.get("has_private_key"))
+    tp = thumbprint_of(doc.get("thumbprint"))
+    if tp is None:
+        raise ValueError("certificate without a thumbprint")
+    return Certificate(
+        store=str(doc.get("store", "")),
+        thumbprint=tp,
+        subject=str(doc.get("subject") or ""),
+        sans=tuple(str(s) for s in doc.get("sans") or () if s),
+        friendly_name=str(doc.get("friendly_name") or ""),
+        not_before=parse_time(doc.get("not_before")),
+        not_after=parse_time(doc.get("not_after")),
+        issuer=str(doc.get("issuer") or ""),
+        serial=str(doc.get("serial") or ""),
+        has_private_key=has_key,
+        key_status=key_status(has_key, key),
+        key_hresult=key.get("hresult"),
+        key_message=key.get("message"),
+        provider=key.get("provider"),
+        container=key.get("container"),
+        key_file_exists=key.get("file_exists"),
+    )
+
+
+# -- scheduled task results ----------------------------------------------------------------
+
+_TASK_CODES = {
+    0: "completed successfully",
+    0x41300: "ready to run",
+    0x41301: "running",
+    0x41302: "disabled",
+    0x41303: "has not run yet",
+    0x41306: "terminated by a user",
+    0x8004131F: "an instance was already running",
+    0x80070002: "the program or a file it needs was not found",
+    0x80070005: "access denied",
+    0x800710E0: "the operator or administrator refused the request",
+    0xFFFFFFFF: "the program exited with code -1 (win-acme's failure code)",
+}
+NOT_FAILED = {0, 0x41300, 0x41301, 0x41302, 0x41303}
+
+
+def task_result(code: int) -> tuple[bool, str, str]:
+    """(failed, hex, meaning) for a LastTaskResult; schtasks prints some of them signed."""
+    value = code & 0xFFFFFFFF
+    meaning = _TASK_CODES.get(value)
+    if meaning is None:
+        meaning = f"the program exited with code {value}" if value < 0x10000 else "error"
+    return value not in NOT_FAILED, f"0x{value:X}", meaning
+
+
+# -- win-acme renewals ---------------------------------------------------------------------
+
+
+def parse_renewal(path: str, text: str, scripts: list[dict[str, Any]]) -> Renewal:
+    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    file_id = re.sub(r"\.renewal\.json$", "", path.rsplit("\\", 1)[-1], flags=re.I)
+    try:
+        data = json.loads(text)
+        if not isinstance(data, dict):
+            raise ValueError("not an object")
+    except ValueError:
+        return Renewal(file_id, path, "", (), (), None, (), (), digest, "not valid JSON")
+    exists = {str(s.get("path", "")).lower(): bool(s.get("exists")) for s in scripts}
+    target = data.get("TargetPluginOptions") or {}
+    hosts = [str(h) for h in target.get("IncludeHosts") or ()]
+    if not hosts and target.get("CommonName"):
+        hosts = [str(target["CommonName"])]
+    stores = [s for s in data.get("StorePluginOptions") or () if isinstance(s, dict)]
+    steps = []
+    for step in data.get("InstallationPluginOptions") or ():
+        if not isinstance(step, dict):
+            continue
+        plugin = str(step.get("Plugin", "")).lower()
+        script = step.get("Script")
+        steps.append(
+            InstallStep(
+                plugin=plugin,
+                name=PLUGINS_INSTALL.get(plugin, "unknown"),
+                script=str(script) if script else None,
+                script_parameters=step.get("ScriptParameters"),
+                script_exists=exists.get(str(script).lower()) if script else None,
+            )
+        )
+    problem = None
+    if data.get("Id") != file_id:
+        problem = "its Id differs from its file name, so win-acme ignores it"
+    return Renewal(
+        id=str(data.get("Id") or file_id),
+        path=path,
+        friendly_name=str(data.get("LastFriendlyName") or data.get("FriendlyName") or ""),
+        hosts=tuple(hosts),
+        store_plugins=tuple(PLUGINS_STORE.get(str(s.get("Plugin", "")).lower(), "other") for s in stores),
+        store_name=next((str(s["StoreName"]) for s in stores if s.get("StoreName")), None),
+        steps=tuple(steps),
+        history=tuple(_history(h) for h in (data.get("History") or [])[-5:] if isinstance(h, dict)),
+        sha256=digest,
+        problem=problem,
+    )
+
+
+def _history(entry: dict[str, Any]) -> HistoryEntry:
+    orders = [o for o in entry.get("OrderResults") or () if isinstance(o, dict)]
+    main = orders[0] if orders else {}
+    # legacy files carry Thumbprint(s)/ExpireDate at the top level instead of OrderResults
+    thumbprint = main.get("Thumbprint") or entry.get("Thumbprint")
+    if not thumbprint and entry.get("Thumbprints"):
+        thumbprint = entry["Thumbprints"][0]
+    errors = [*(entry.get("ErrorMessages") or ()), *(main.get("ErrorMessages") or ())]
+    return HistoryEntry(
+        date=parse_time(entry.get("Date")),
+        success=bool(entry.get("Success")),
+        thumbprint=thumbprint_of(thumbprint),
+        expires=parse_time(main.get("ExpireDate") or entry.get("ExpireDate")),
+        due=parse_time(main.get("DueDate")),
+        errors=tuple(dict.fromkeys(str(e) for e in errors if e)),
+    )

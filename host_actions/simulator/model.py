@@ -1,0 +1,308 @@
+"""A model of one IIS host: stores, key links, http.sys and IIS bindings, win-acme, tasks.
+
+Certificates are real X.509 objects minted with `cryptography`, so thumbprints, names and dates
+are what a probe of a TLS server using them would see.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+KeyState = Literal["ok", "missing_keyset", "no_key_provider_info", "access_denied"]
+SCHANNEL_CSP = "Microsoft RSA SChannel Cryptographic Provider"
+IIS_APP_ID = "{4dc3e181-e14b-4a21-b022-59fc669b0914}"
+PLUGIN_IIS = "ea6a5be3-f8de-4d27-a6bd-750b619b2ee2"
+PLUGIN_SCRIPT = "3bb22c70-358d-4251-86bd-11858363d913"
+PLUGIN_STORE = "e30adc8e-d756-4e16-a6f2-450f784b1a97"
+PLUGIN_TARGET_IIS = "54deb3ee-b5df-4381-8485-fe386054055b"
+WINACME_ROOT = "C:\\ProgramData\\win-acme\\acme-v02.api.letsencrypt.org"
+
+# One issuer key for the whole process: minting is the slow part of building a big model.
+_ISSUER_KEY = ec.generate_private_key(ec.SECP256R1())
+_LEAF_KEY = ec.generate_private_key(ec.SECP256R1())
+
+
+@dataclass
+class SimCert:
+    store: str
+    pem: bytes
+    thumbprint: str
+    subject: str
+    sans: list[str]
+    not_before: dt.datetime
+    not_after: dt.datetime
+    issuer: str
+    serial: str
+    friendly_name: str = ""
+    key_state: KeyState = "ok"
+    container: str = ""
+    key_lost: bool = False  # the key file is gone for good: certutil -repairstore cannot help
+
+
+@dataclass
+class HttpBinding:
+    kind: Literal["ip", "hostname", "ccs"]
+    endpoint: str  # "0.0.0.0:443", "www.example.com:443" or "443"
+    thumbprint: str  # upper case; rendered lower case like netsh does
+    store: str = "MY"
+
+
+@dataclass
+class SiteBinding:
+    protocol: str
+    information: str  # "IP:port:host"
+    ssl_flags: int = 0
+    thumbprint: str = ""
+    store: str = ""
+
+
+@dataclass
+class Site:
+    name: str
+    id: int
+    bindings: list[SiteBinding] = field(default_factory=list)
+
+
+@dataclass
+class TaskAction:
+    execute: str
+    arguments: str = ""
+    working_directory: str = ""
+
+
+@dataclass
+class Task:
+    path: str  # "\\", "\\Ops\\"
+    name: str
+    state: str = "Ready"
+    user: str = "SYSTEM"
+    actions: list[TaskAction] = field(default_factory=list)
+    last_run: dt.datetime | None = None
+    last_result: int = 0x41303
+    next_run: dt.datetime | None = None
+
+    @property
+    def full_path(self) -> str:
+        return self.path + self.name
+
+
+@dataclass
+class Renewal:
+    id: str
+    path: str
+    data: dict[str, Any]
+
+    def text(self) -> str:
+        return json.dumps(self.data, indent=2)
+
+
+@dataclass
+class HostModel:
+    """Everything the scripts can see or change. Guard it with `lock` when serving requests."""
+
+    now: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
+    certs: list[SimCert] = field(default_factory=list)
+    http_bindings: list[HttpBinding] = field(default_factory=list)
+    sites: list[Site] = field(default_factory=list)
+    renewals: list[Renewal] = field(default_factory=list)
+    tasks: list[Task] = field(default_factory=list)
+    files: dict[str, str] = field(default_factory=dict)  # path (lower case) -> content
+    services: set[str] = field(default_factory=lambda: {"W3SVC", "WAS", "WinRM", "Schedule"})
+    users: set[str] = field(default_factory=lambda: {"SYSTEM", "Administrator"})
+    iis_available: bool = True
+    wacs_path: str = "C:\\Program Files\\win-acme\\wacs.exe"
+    # What the next win-acme run leaves behind; "missing_keyset" replays the incident.
+    next_renewal_key_state: KeyState = "ok"
+    next_renewal_fails: bool = False
+    log: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.files.setdefault(self.wacs_path.lower(), "")
+
+    # -- lookups -----------------------------------------------------------------------------
+
+    def cert(self, thumbprint: str, store: str | None = None) -> SimCert | None:
+        for c in self.certs:
+            if c.thumbprint == thumbprint.upper() and (store is None or c.store.lower() == store.lower()):
+                return c
+        return None
+
+    def site(self, name: str) -> Site | None:
+        return next((s for s in self.sites if s.name.lower() == name.lower()), None)
+
+    def task(self, full_path: str) -> Task | None:
+        return next((t for t in self.tasks if t.full_path.lower() == full_path.lower()), None)
+
+    def file_exists(self, path: str) -> bool:
+        return path.lower() in self.files
+
+    # -- building ----------------------------------------------------------------------------
+
+    def add_cert(
+        self,
+        names: list[str],
+        *,
+        store: str = "WebHosting",
+        days_old: float = 10,
+        days_valid: float = 90,
+        key_state: KeyState = "ok",
+        friendly_name: str = "",
+    ) -> SimCert:
+        cert = mint_certificate(names, self.now - dt.timedelta(days=days_old), days_valid)
+        sim = sim_cert(cert, store, key_state, friendly_name)
+        self.certs.append(sim)
+        return sim
+
+    def bind_site(self, site_name: str, hostname: str, cert: SimCert, *, port: int = 443, sni: bool = True) -> None:
+        site = self.site(site_name)
+        if site is None:
+            site = Site(site_name, len(self.sites) + 1)
+            site.bindings.append(SiteBinding("http", f"*:80:{hostname}"))
+            self.sites.append(site)
+        store = "MY" if cert.store == "My" else cert.store
+        info = f"*:{port}:{hostname}" if sni else f"*:{port}:"
+        site.bindings.append(SiteBinding("https", info, 1 if sni else 0, cert.thumbprint, store))
+        endpoint = f"{hostname}:{port}" if sni else f"0.0.0.0:{port}"
+        self.http_bindings.append(HttpBinding("hostname" if sni else "ip", endpoint, cert.thumbprint, store))
+
+    def add_renewal(
+        self,
+        renewal_id: str,
+        hosts: list[str],
+        site_id: int,
+        *,
+        thumbprint: str,
+        script: str | None = None,
+        history: list[dict[str, Any]] | None = None,
+        store: str = "WebHosting",
+    ) -> Renewal:
+        installation: list[dict[str, Any]] = [{"SiteId": site_id, "Plugin": PLUGIN_IIS}]
+        if script:
+            installation.append({"Script": script, "ScriptParameters": "{CertThumbprint}", "Plugin": PLUGIN_SCRIPT})
+        data: dict[str, Any] = {
+            "Id": renewal_id,
+            "FriendlyName": f"[IIS] {hosts[0]}",
+            "TargetPluginOptions": {
+                "IncludeHosts": hosts,
+                "IncludeSiteIds": [site_id],
+                "Plugin": PLUGIN_TARGET_IIS,
+            },
+            "ValidationPluginOptions": {"Plugin": "c7d5e050-9363-4ba1-b3a8-931b31c618b7"},
+            "CsrPluginOptions": {"Plugin": "b9060d4b-c2d3-49ac-b37f-962e7c3cbe9d"},
+            "StorePluginOptions": [{"StoreName": store, "Plugin": PLUGIN_STORE}],
+            "InstallationPluginOptions": installation,
+            "History": history if history is not None else [self.history_entry(True, thumbprint, days_ago=10)],
+        }
+        renewal = Renewal(renewal_id, f"{WINACME_ROOT}\\{renewal_id}.renewal.json", data)
+        self.renewals.append(renewal)
+        return renewal
+
+    def history_entry(
+        self, success: bool, thumbprint: str, *, days_ago: float, error: str | None = None
+    ) -> dict[str, Any]:
+        date = self.now - dt.timedelta(days=days_ago)
+        return {
+            "Date": _iso(date),
+            "Success": success,
+            "OrderResults": [
+                {
+                    "Name": "main",
+                    "Success": success,
+                    "Thumbprint": thumbprint if success else None,
+                    "ExpireDate": _iso(date + dt.timedelta(days=90)) if success else None,
+                    "DueDate": _iso(date + dt.timedelta(days=55)) if success else None,
+                    "ErrorMessages": [error] if error else [],
+                }
+            ],
+            "ErrorMessages": [error] if error else [],
+        }
+
+    def add_task(
+        self,
+        name: str,
+        execute: str,
+        arguments: str = "",
+        *,
+        path: str = "\\",
+        last_result: int = 0,
+        state: str = "Ready",
+        user: str = "SYSTEM",
+        script: tuple[str, str] | None = None,
+    ) -> Task:
+        if script:
+            self.files[script[0].lower()] = script[1]
+        task = Task(
+            path,
+            name,
+            state,
+            user,
+            [TaskAction(execute, arguments)],
+            self.now - dt.timedelta(hours=5),
+            last_result,
+            self.now + dt.timedelta(hours=19),
+        )
+        self.tasks.append(task)
+        return task
+
+    def add_wacs_task(self, *, enabled: bool = True, last_result: int = 0) -> Task:
+        return self.add_task(
+            "win-acme renew (acme-v02.api.letsencrypt.org)",
+            self.wacs_path,
+            '--renew --baseuri "https://acme-v02.api.letsencrypt.org/"',
+            last_result=last_result,
+            state="Ready" if enabled else "Disabled",
+        )
+
+
+def leaf_key() -> ec.EllipticCurvePrivateKey:
+    """The private key of every simulated certificate (the TLS server needs it)."""
+    return _LEAF_KEY
+
+
+def mint_certificate(names: list[str], not_before: dt.datetime, days: float) -> x509.Certificate:
+    issuer = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Simulated Issuer R3")])
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])])
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(_LEAF_KEY.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(not_before)
+        .not_valid_after(not_before + dt.timedelta(days=days))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), False)
+        .sign(_ISSUER_KEY, hashes.SHA256())
+    )
+
+
+def sim_cert(cert: x509.Certificate, store: str, key_state: KeyState, friendly_name: str = "") -> SimCert:
+    der = cert.public_bytes(serialization.Encoding.DER)
+    sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+    thumbprint = hashlib.sha1(der).hexdigest().upper()  # noqa: S324 - Windows thumbprints are SHA-1
+    return SimCert(
+        store=store,
+        pem=cert.public_bytes(serialization.Encoding.PEM),
+        thumbprint=thumbprint,
+        subject=cert.subject.rfc4514_string(),
+        sans=list(sans.value.get_values_for_type(x509.DNSName)),
+        not_before=cert.not_valid_before_utc,
+        not_after=cert.not_valid_after_utc,
+        issuer=cert.issuer.rfc4514_string(),
+        serial=format(cert.serial_number, "X"),
+        friendly_name=friendly_name,
+        key_state=key_state,
+        container=f"{thumbprint[:32].lower()}_7989b711-2e3f-4107-9aae-fb8df2e3b958",
+    )
+
+
+def _iso(value: dt.datetime) -> str:
+    return value.astimezone(dt.UTC).isoformat()

@@ -1,0 +1,108 @@
+"""The /ssl commands through the real dispatcher, store and prober, against loopback TLS servers."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from commands.model import Tone
+from tests.fakes.bot import BYSTANDER, make_core, say, site_config
+from tests.fakes.tls import Behaviour, Lab
+
+
+def test_help_lists_every_command_from_the_handlers_docstrings(lab: Lab, tmp_path: Path) -> None:
+    async def scenario() -> None:
+        core = make_core(site_config(lab, 1, 1), tmp_path)
+        [reply] = await say(core, "help")
+        usages = [f.label for f in reply.fields]
+        assert usages == [
+            "/ssl ack <incident>", "/ssl audit <host>", "/ssl check <site|url>", "/ssl heal <site>",
+            "/ssl help [command]", "/ssl mute <site> <duration>", "/ssl renew <site|host>", "/ssl status [site]",
+        ]  # fmt: skip
+        heal = next(f for f in reply.fields if f.label == "/ssl heal <site>")
+        assert heal.value.startswith("Probes the site, diagnoses its IIS host")
+        [detail] = await say(core, "help heal")
+        assert "Nothing changes on the host until an approver presses a button" in " ".join(detail.lines)
+
+    asyncio.run(scenario())
+
+
+def test_usage_errors_are_answered_at_once_with_the_usage(lab: Lab, tmp_path: Path) -> None:
+    async def scenario() -> None:
+        core = make_core(site_config(lab, 1, 1), tmp_path)
+        [reply] = await say(core, "heal")
+        assert (reply.title, reply.private) == ("Usage: /ssl heal <site>", True)
+        [reply] = await say(core, "stauts")
+        assert reply.title == 'There is no /ssl stauts. (did you mean "status"?) Try /ssl help.'
+        [reply] = await say(core, "check wwww")
+        assert reply.title.startswith('No site named "wwww". (did you mean "www"?)')
+
+    asyncio.run(scenario())
+
+
+def test_check_probes_the_public_name_and_the_origin_and_names_the_reset(lab: Lab, tmp_path: Path) -> None:
+    async def scenario() -> None:
+        edge = lab.serve("localhost", headers={"CF-Cache-Status": "HIT"})
+        origin = lab.serve("localhost", behaviour=Behaviour.RESET_IN_HANDSHAKE)
+        core = make_core(site_config(lab, edge.port, origin.port), tmp_path)
+        first, result = await say(core, "check www")
+        assert first.title == "Checking www…"
+        assert (result.title, result.tone) == ("www: CRITICAL", Tone.CRITICAL)
+        assert "answered from a CDN cache" in result.lines[0]
+        assert "origin 127.0.0.1" in result.lines[1]
+        assert "reset the connection (TCP RST)" in result.lines[1]
+
+    asyncio.run(scenario())
+
+
+def test_status_probes_sites_never_probed_and_then_shows_days_left(lab: Lab, tmp_path: Path) -> None:
+    async def scenario() -> None:
+        endpoint = lab.serve("localhost", days_left=40.5)
+        core = make_core(site_config(lab, endpoint.port, endpoint.port), tmp_path)
+        first, later = await say(core, "status")
+        assert "not probed yet" in first.lines[0]
+        assert later.title == "TLS status: 1 site, 1 ok"
+        assert "🟢 www · 40 days left" in later.lines[0]
+        [again] = await say(core, "status")  # results are stored: no second probe needed
+        assert again.lines == later.lines
+        [detail] = await say(core, "status www")
+        assert detail.title == "www: OK"
+        assert len(detail.lines) == 2
+
+    asyncio.run(scenario())
+
+
+def test_ack_marks_an_open_incident_and_is_audited(lab: Lab, tmp_path: Path) -> None:
+    async def scenario() -> None:
+        core = make_core(site_config(lab, 1, 1), tmp_path)
+        incident = core.store.open_incident("www", "TLS handshake reset at origin")
+        [reply] = await say(core, f"ack {incident.id.lower()}")
+        assert reply.title == f"{incident.id} acknowledged by Ada."
+        [again] = await say(core, f"ack {incident.id}")
+        assert again.title == f"{incident.id} is already acked."
+        assert [(a["actor"], a["event"], a["outcome"]) for a in core.store.audit_log()] == [
+            ("slack:UAPPROVER1", "command", "received"),
+            ("slack:UAPPROVER1", "ack", "done"),
+            ("slack:UAPPROVER1", "command", "received"),
+            ("slack:UAPPROVER1", "ack", "refused"),
+        ]
+        acked = core.store.incident(incident.id)
+        assert acked is not None
+        assert (acked.state, acked.acked_by) == ("acked", "slack:UAPPROVER1")
+
+    asyncio.run(scenario())
+
+
+def test_only_approvers_may_mute_a_site(lab: Lab, tmp_path: Path) -> None:
+    async def scenario() -> None:
+        core = make_core(site_config(lab, 1, 1), tmp_path)
+        [refused] = await say(core, "mute www 2h", who=BYSTANDER)
+        assert (refused.title, refused.private) == ("Sorry, only approvers may mute a site.", True)
+        assert core.store.muted_until("www") is None
+        [done] = await say(core, "mute www 2h")
+        assert done.title.startswith("www muted until")
+        assert core.store.muted_until("www") is not None
+        [bad] = await say(core, "mute www forever")
+        assert bad.title == '"forever" is not a duration from 1m to 7d, such as 30m, 2h or 1d.'
+
+    asyncio.run(scenario())
