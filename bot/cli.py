@@ -80,7 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--console", action="store_true", help="also take commands on this terminal")
     p.set_defaults(handler=cmd_run)
 
-    p = sub.add_parser("demo", help="probe a small demo estate on loopback, incident included")
+    p = sub.add_parser("demo", help="replay the incident on loopback: detect, diagnose, repair, verify")
+    p.add_argument("--interactive", action="store_true", help="type the commands yourself")
     p.set_defaults(handler=cmd_demo)
     return parser
 
@@ -191,10 +192,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     return asyncio.run(serve(config, console=args.console))
 
 
-def cmd_demo(_args: argparse.Namespace) -> int:
+def cmd_demo(args: argparse.Namespace) -> int:
     from bot.demo import run_demo  # the demo's servers are not needed by any other command
 
-    return run_demo()
+    return run_demo(interactive=args.interactive)
 
 
 def _config_targets(config: Config, names: list[str]) -> list[ProbeTarget]:

@@ -1,64 +1,76 @@
-"""`certops demo`: a small estate on loopback, including the incident certops exists for.
+"""`certops demo`: the incident certops exists for, replayed on loopback with no accounts.
 
-Three sites, each with a CDN edge (the public name) and an origin. "shop" replays the incident:
-its origin resets every TLS handshake (a renewal broke the certificate-to-key link) while the
-edge keeps answering from cache. Nothing leaves this machine.
+A simulated IIS host (WinRM on 127.0.0.1) has just renewed www.example.com, and the renewal
+broke the certificate-to-key link: the origin resets every TLS handshake while the CDN edge
+keeps answering from cache. The demo types the commands an operator would, in the console
+chat adapter: check, heal, press the repair button, status. `--interactive` lets you type.
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
+import io
+import os
+import sys
 import tempfile
 from pathlib import Path
 
+from bot.app import build_core
+from bot.chat.console import ConsoleAdapter
 from bot.config import parse_config
-from bot.probe import StaticResolver, probe_many, worst_status
-from bot.probe.report import render_line
-from bot.probe.targets import site_targets
-from bot.testbed.pki import MiniCA
-from bot.testbed.tls_servers import Behaviour, Endpoint, TLSServers
+from bot.probe import StaticResolver
+from bot.testbed.pki import Leaf
+from bot.testbed.tls_servers import Endpoint, TLSServers
+from host_actions.simulator import WinRMSimulator
+from host_actions.simulator.model import issuer_pem, leaf_key, mint_certificate
+from host_actions.simulator.scenarios import incident_host
+from host_actions.simulator.tls import ModelTLSServer
 
-CACHE_HIT = {"CF-Cache-Status": "HIT", "Age": "5400"}
+# check, heal, approve the repair; heal again for the root fix (the post-renew step), status
+SCRIPT = ("/ssl check www", "/ssl heal www", "press 1", "/ssl heal www", "press 4", "/ssl status")
+PASSWORD_ENV = "CERTOPS_DEMO_WINRM_PASSWORD"  # noqa: S105 - names the variable holding the simulator's password
 
 
-def run_demo() -> int:
-    ca = MiniCA("certops demo root")
-    with tempfile.TemporaryDirectory(prefix="certops-demo-") as tmp, TLSServers() as servers:
-        ca_file = ca.write_ca(Path(tmp) / "ca.pem")
-        plan = {
-            # site: (edge endpoint, origin endpoint)
-            "www": (
-                Endpoint(ca.issue("www.example.test", days_left=62.5), headers={"CF-Cache-Status": "DYNAMIC"}),
-                Endpoint(ca.issue("www.example.test", days_left=62.5)),
-            ),
-            "shop": (
-                Endpoint(ca.issue("shop.example.test", days_left=2.5), headers=CACHE_HIT),
-                Endpoint(ca.issue("shop.example.test", days_left=89.5), behaviour=Behaviour.RESET_IN_HANDSHAKE),
-            ),
-            "blog": (
-                Endpoint(ca.issue("blog.example.test", days_left=5.5)),
-                Endpoint(ca.issue("blog.example.test", days_left=5.5)),
-            ),
-        }
-        lines = []
-        for name, (edge, origin) in plan.items():
-            servers.add(edge)
-            servers.add(origin)
-            lines.append(
-                f'[[sites]]\nname = "{name}"\nurl = "https://{name}.example.test:{edge.port}/"\n'
-                f'origins = ["127.0.0.1:{origin.port}"]\nca_file = "{ca_file}"\ntimeout = 3\n'
-            )
-        config = parse_config("\n".join(lines), "demo")
-        targets = [t for site in config.sites for t in site_targets(site)]
-        resolver = StaticResolver({f"{name}.example.test": "127.0.0.1" for name in plan})
-        results = asyncio.run(probe_many(targets, resolver=resolver))
+def run_demo(*, interactive: bool = False) -> int:
+    return asyncio.run(_demo(interactive))
 
-    print("certops demo: three sites on loopback, each probed through its CDN edge and at its origin.\n")
-    for result in results:
-        print(render_line(result))
-    print(
-        f"\nWorst status: {worst_status(results).value.upper()}. "
-        "The shop origin resets every TLS handshake while its edge still answers from cache:\n"
-        "the incident certops exists for. `certops check --help` probes your own sites."
-    )
+
+async def _demo(interactive: bool) -> int:
+    model = incident_host()
+    # the CDN edge presents its own certificate, and answers from cache
+    edge_cert = mint_certificate(["www.example.com"], dt.datetime.now(dt.UTC) - dt.timedelta(days=20), 90)
+    edge_leaf = Leaf(edge_cert, leaf_key(), ())
+    with (
+        tempfile.TemporaryDirectory(prefix="certops-demo-") as tmp,
+        WinRMSimulator(model) as winrm,
+        ModelTLSServer(model) as origin,
+        TLSServers() as edges,
+    ):
+        edge = edges.add(Endpoint(edge_leaf, headers={"CF-Cache-Status": "HIT", "Age": "5400"}))
+        ca_file = Path(tmp) / "ca.pem"
+        ca_file.write_bytes(issuer_pem())
+        os.environ[PASSWORD_ENV] = winrm.password
+        config = parse_config(
+            f'[bot]\ndatabase = "{Path(tmp) / "demo.db"}"\n'
+            f'[[sites]]\nname = "www"\nurl = "https://www.example.com:{edge.port}/"\n'
+            f'origins = ["127.0.0.1:{origin.port}"]\nca_file = "{ca_file}"\ntimeout = 3\nhost = "iis01"\n'
+            f'[[hosts]]\nname = "iis01"\naddress = "{winrm.url}"\ntransport = "basic"\n'
+            f'username = "{winrm.username}"\npassword_env = "{PASSWORD_ENV}"\nallow_insecure_basic = true\n'
+            '[policy]\napprovers = ["console:demo"]\n',
+            "demo",
+        )
+        core = build_core(config, resolver=StaticResolver({"www.example.com": "127.0.0.1"}))
+        print(__doc__.split("\n\n")[1] if __doc__ else "", end="\n\n")
+        stdin = sys.stdin if interactive else io.StringIO("".join(f"{line}\n" for line in SCRIPT))
+        console = ConsoleAdapter(core, user="demo", stdin=stdin, echo=not interactive)
+        try:
+            await console.run()
+        finally:
+            core.close()
+    if not interactive:
+        print(
+            "\nThat was the whole loop: detected from outside, diagnosed over WinRM, repaired after an "
+            "approval, verified from outside.\nRun `certops demo --interactive` to type the commands yourself."
+        )
     return 0

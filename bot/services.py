@@ -106,12 +106,8 @@ class HostActionRunner:
 def _lines(result: actions.ActionResult) -> tuple[str, ...]:
     tasks = result.details.get("tasks")
     if isinstance(tasks, list):
-        return tuple(
-            f"{t['path']}: last result {t['last_result']} ({t['meaning']}); "
-            + "; ".join(str(f["detail"]) for f in t["flags"])
-            for t in tasks
-            if t.get("flags")
-        )
+        flagged = [t for t in tasks if t.get("flags")]
+        return tuple(f"{t['path']}: " + "; ".join(str(f["detail"]) for f in t["flags"]) for t in flagged)
     return ()
 
 

@@ -20,13 +20,20 @@ class ConsoleAdapter:
     platform = "console"
 
     def __init__(
-        self, core: Core, *, user: str | None = None, stdin: TextIO | None = None, stdout: TextIO | None = None
+        self,
+        core: Core,
+        *,
+        user: str | None = None,
+        stdin: TextIO | None = None,
+        stdout: TextIO | None = None,
+        echo: bool = False,
     ) -> None:
         self.core = core
         self.who = Principal("console", user or _login_name(), None)
         self.where = Conversation("console", "console", is_group=False)
         self.stdin = stdin or sys.stdin
         self.stdout = stdout or sys.stdout
+        self.echo = echo  # show what was read, when it comes from a script rather than a person
         self.buttons: dict[int, str] = {}  # number shown -> opaque token
         self._next_button = 1
         self._cards = 0
@@ -54,6 +61,8 @@ class ConsoleAdapter:
             line = await loop.run_in_executor(None, self.stdin.readline)
             if not line:
                 break
+            if self.echo:
+                self._write(line if line.endswith("\n") else line + "\n")
             if not await self.handle(line.strip()):
                 break
         await self.core.worker.drain()

@@ -268,8 +268,28 @@ def leaf_key() -> ec.EllipticCurvePrivateKey:
     return _LEAF_KEY
 
 
+ISSUER_NAME = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Simulated Issuer R3")])
+
+
+def issuer_pem() -> bytes:
+    """A CA certificate for the simulated issuer, so probes of a ModelTLSServer can trust it."""
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(ISSUER_NAME)
+        .issuer_name(ISSUER_NAME)
+        .public_key(_ISSUER_KEY.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=3650))
+        .not_valid_after(now + dt.timedelta(days=3650))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(_ISSUER_KEY, hashes.SHA256())
+    )
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
 def mint_certificate(names: list[str], not_before: dt.datetime, days: float) -> x509.Certificate:
-    issuer = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Simulated Issuer R3")])
+    issuer = ISSUER_NAME
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])])
     return (
         x509.CertificateBuilder()

@@ -1,0 +1,86 @@
+"""The mission's story end to end: a renewal broke the key link, the origin resets every
+handshake; /ssl heal diagnoses the host over WinRM and offers the repair; an approver presses
+it; certops re-probes from outside and resolves the incident only when the newest certificate
+is served."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from bot.app import build_core
+from bot.config import parse_config
+from bot.probe import StaticResolver
+from commands.model import Tone
+from tests.fakes.bot import BYSTANDER, press, say
+from tests.fakes.iis import SimulatedIIS
+
+RESOLVER = StaticResolver({"www.example.com": "127.0.0.1"})
+
+
+def test_heal_offers_the_repair_and_a_press_fixes_and_resolves_the_incident(iis: SimulatedIIS, tmp_path: Path) -> None:
+    async def scenario() -> None:
+        core = build_core(parse_config(iis.config()), database=str(tmp_path / "db"), resolver=RESOLVER)
+        broken = next(c for c in iis.model.certs if c.key_state != "ok")
+
+        first, card = await say(core, "heal www")
+        assert first.title == "Diagnosing www on iis01…"
+        assert card.tone is Tone.CRITICAL
+        assert card.incident_id is not None
+        assert any("reset the connection (TCP RST) during the TLS handshake" in line for line in card.lines)
+        labels = [b.label for b in card.buttons]
+        assert labels[0] == "Repair store"
+        assert "Add post-renew step" in labels
+        assert "Disable legacy task" in labels
+        assert all(b.token.startswith("act:") and len(b.token) < 40 for b in card.buttons)
+        assert iis.tls.handshakes[-1] == ("www.example.com", "reset")
+
+        [refused] = await press(core, card.buttons[0].token, who=BYSTANDER)
+        assert refused.private
+        assert broken.key_state == "missing_keyset"
+
+        approved, result = await press(core, card.buttons[0].token)
+        assert approved.title.startswith("Approved by slack:UAPPROVER1")
+        assert result.title == "repair-store on iis01: done"
+        assert result.tone is Tone.OK
+        assert broken.key_state == "ok"
+        assert iis.tls.handshakes[-1] == ("www.example.com", f"served:{broken.thumbprint}")
+        assert f"{card.incident_id} resolved: the newest certificate is served and the handshake works." in result.lines
+        incident = core.store.incident(card.incident_id)
+        assert incident is not None
+        assert incident.state == "resolved"
+        events = [(a["event"], a["outcome"]) for a in core.store.audit_log()]
+        assert events[-4:] == [("press", "refused"), ("approve", "approved"), ("run", "ok"), ("resolve", "done")]
+
+    asyncio.run(scenario())
+
+
+def test_a_repair_that_does_not_fix_the_site_leaves_the_incident_open(iis: SimulatedIIS, tmp_path: Path) -> None:
+    async def scenario() -> None:
+        core = build_core(parse_config(iis.config()), database=str(tmp_path / "db"), resolver=RESOLVER)
+        broken = next(c for c in iis.model.certs if c.key_state != "ok")
+        broken.key_lost = True  # the key file is gone for good: certutil cannot rebuild the link
+        _, card = await say(core, "heal www")
+        _, result = await press(core, card.buttons[0].token)
+        assert result.tone is not Tone.OK
+        assert card.incident_id is not None
+        incident = core.store.incident(card.incident_id)
+        assert incident is not None
+        assert incident.is_open
+
+    asyncio.run(scenario())
+
+
+def test_auto_heal_policy_repairs_without_a_button(iis: SimulatedIIS, tmp_path: Path) -> None:
+    async def scenario() -> None:
+        config = parse_config(iis.config(policy='auto_heal = ["repair-store"]\n'))
+        core = build_core(config, database=str(tmp_path / "db"), resolver=RESOLVER)
+        _, card = await say(core, "heal www")
+        assert "Repair store" not in [b.label for b in card.buttons]
+        assert "repair-store on iis01: done" in card.lines
+        assert all(c.key_state == "ok" for c in iis.model.certs)
+        assert ("policy:auto_heal", "approve", "approved") in [
+            (a["actor"], a["event"], a["outcome"]) for a in core.store.audit_log()
+        ]
+
+    asyncio.run(scenario())
