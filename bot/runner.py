@@ -6,11 +6,12 @@ import asyncio
 import contextlib
 import logging
 import signal
+import sys
 
 from aiohttp import web
 
 from bot.app import Core, build_core
-from bot.chat.base import ChatAdapter
+from bot.chat.base import ChatAdapter, ChatSetupError
 from bot.chat.console import ConsoleAdapter
 from bot.config import Config
 from bot.web import start_web
@@ -23,6 +24,12 @@ def chat_adapters(core: Core) -> tuple[list[ChatAdapter], list[web.RouteDef]]:
     adapters: list[ChatAdapter] = []
     routes: list[web.RouteDef] = []
     config = core.config
+    if config.slack is not None:
+        from bot.chat.slack import SlackAdapter
+
+        slack = SlackAdapter(config.slack, core)
+        adapters.append(slack)
+        routes += slack.routes()
     if config.line is not None:
         from bot.chat.line import LineAdapter  # each SDK is imported only when its platform is configured
 
@@ -39,7 +46,12 @@ async def serve(config: Config, *, console: bool = False) -> int:
     log.info("certops is listening on %s", config.bot.listen)
     try:
         for adapter in adapters:
-            await adapter.start()
+            try:
+                await adapter.start()
+            except ChatSetupError as exc:
+                log.error("%s", exc)
+                print(f"certops run: not starting: {exc}", file=sys.stderr)
+                return 2
         if console:
             await ConsoleAdapter(core).run()
         else:

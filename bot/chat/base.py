@@ -7,6 +7,11 @@ from typing import Protocol
 from commands.model import Outcome, Press, Reply, Request
 
 
+class ChatSetupError(Exception):
+    """A chat platform refused our configuration (e.g. a revoked token); the message says where
+    the setting came from, never a secret."""
+
+
 class Dispatcher(Protocol):
     """The platform-neutral core (commands.dispatch.CommandDispatcher). Both calls return fast:
     anything slow comes back as `Outcome.follow_up`."""

@@ -67,7 +67,6 @@ class TLSServers:
         self._dir = tempfile.TemporaryDirectory(prefix="certops-tls-")
         self._seen_sni: dict[int, str | None] = {}
         self._contexts: dict[tuple[int, ...], ssl.SSLContext] = {}
-        self.max_open = 0  # most connections open at once, to check a prober's concurrency bound
 
     def add(self, endpoint: Endpoint) -> Endpoint:
         listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -147,7 +146,6 @@ class TLSServers:
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # no Nagle delay on small answers
             with self._lock:
                 self._conns.add(conn)
-                self.max_open = max(self.max_open, len(self._conns))
             threading.Thread(target=self._serve, args=(conn, endpoint), daemon=True, name="tls-conn").start()
 
     def _serve(self, conn: socket.socket, endpoint: Endpoint) -> None:

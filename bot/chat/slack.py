@@ -1,0 +1,437 @@
+"""Slack adapter: /ssl commands and approval buttons through Bolt's AsyncApp.
+
+AsyncApp runs on the bot's own event loop (aiohttp), so a listener is a coroutine that acks and
+returns; nothing slow ever runs in it. Slow follow-ups go to core.worker and come back as
+chat.update of the bot's own card (response_url is limited to 5 uses in 30 minutes, so it is only
+used for answers meant for one person).
+
+In http mode every request passes Bolt's RequestVerification (HMAC signature and a 5-minute
+timestamp window over the raw body) before anything of ours runs: a forged or stale request is
+answered 401 and leaves no trace. In socket mode Slack authenticates the connection instead (the
+app-level token), and there is no HTTP route at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import secrets
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+from aiohttp import web
+from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
+from slack_bolt.app.async_app import AsyncApp
+from slack_bolt.context.ack.async_ack import AsyncAck
+from slack_bolt.context.respond.async_respond import AsyncRespond
+from slack_sdk.errors import SlackApiError, SlackClientError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.chat.base import ChatSetupError
+from bot.chat.slack_blocks import ACTION_PREFIX, Rendered, escape, render, render_copy
+from bot.config import SlackSettings
+from commands.model import Conversation, Outcome, Press, Principal, Reply, Request
+
+if TYPE_CHECKING:
+    from bot.app import Core
+    from bot.chat.base import ChatAdapter
+
+log = logging.getLogger(__name__)
+
+EVENTS_PATH = "/slack/events"
+ACK_BUDGET = 2.0  # seconds we wait for the core before acking anyway; Slack gives up at 3
+GROUP_CACHE_SECONDS = 60.0  # user group membership: fresh enough for approvals, few API calls
+STOP_GRACE = 5.0  # seconds stop() waits for answers already on their way
+MAX_CARDS = 500  # cards remembered for in-place updates (oldest forgotten first)
+# Answers to a token check that no retry will change: stop and tell the operator.
+PERMANENT_ERRORS = frozenset(
+    {"invalid_auth", "not_authed", "account_inactive", "token_revoked", "token_expired", "not_allowed_token_type"}
+)
+
+
+# What a Web API call raises when Slack says no or cannot be reached; logged by error code only.
+API_FAILURES = (SlackClientError, aiohttp.ClientError, OSError, TimeoutError)
+
+
+class SlackSetupError(ChatSetupError):
+    """Slack cannot work with this configuration (a wrong or revoked token); the message names
+    where the token came from, never the token."""
+
+
+@dataclass
+class Card:
+    """A message the bot posted and keeps editing: what it shows, the buttons already pressed
+    (not offered again), and the progress/result of each press."""
+
+    reply: Reply | None  # what certops rendered; None for a card known only from Slack's copy
+    copy: dict[str, Any] = field(default_factory=dict)  # Slack's copy of the message, when reply is None
+    pressed: set[str] = field(default_factory=set)
+    statuses: dict[str, list[Reply]] = field(default_factory=dict)  # per button: the decision, the latest
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    def note(self, token: str, status: Reply) -> None:
+        # Keep the first note (who approved) next to the latest (running… / done), so the card
+        # keeps saying who approved what after the result arrives.
+        self.pressed.add(token)
+        first = self.statuses.get(token, [status])[0]
+        self.statuses[token] = [first] if first is status else [first, status]
+
+    def render(self) -> Rendered:
+        notes = [note for per_button in self.statuses.values() for note in per_button]
+        if self.reply is not None:
+            return render(self.reply, hidden=self.pressed, statuses=notes)
+        blocks, text = self.copy.get("blocks") or [], str(self.copy.get("text") or "")
+        return render_copy(blocks, text, hidden=self.pressed, statuses=notes)
+
+
+class SlackAdapter:
+    platform = "slack"
+
+    def __init__(self, settings: SlackSettings, core: Core) -> None:
+        self.settings = settings
+        self.core = core
+        base_url = settings.api_url or AsyncWebClient.BASE_URL
+        bot_token, signing_secret = settings.bot_token.resolve(), _signing_secret(settings)  # may raise: first
+        # One connection pool for every Web API call: without it slack_sdk opens a new session,
+        # and so a new TLS connection to slack.com, for each call. Needs the running loop, as
+        # build_core does; stop() closes it.
+        self._session = aiohttp.ClientSession()
+        self.client = AsyncWebClient(token=bot_token, base_url=_with_slash(base_url), session=self._session)
+        self.app = AsyncApp(
+            name="certops",
+            client=self.client,
+            signing_secret=signing_secret,
+            process_before_response=False,  # the HTTP 200 leaves as soon as ack() is called
+        )
+        self.app.command("/ssl")(self._on_command)
+        self.app.action({"type": "block_actions", "action_id": _ACTION_ID})(self._on_press)
+        self._cards: OrderedDict[str, Card] = OrderedDict()
+        self._groups: dict[str, tuple[float, set[str]]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._listening: set[asyncio.Task[Any]] = set()
+        self._socket: AsyncSocketModeHandler | None = None
+        core.approvals.group_members = self.group_members  # so "slack-group:S…" approvers work
+
+    # lifecycle ------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Checks the tokens (a wrong one stops the start with a clear message), then in socket
+        mode connects in the background; http mode needs nothing more than routes()."""
+        await self._check("auth.test", self.client.auth_test(), self.settings.bot_token.describe())
+        if self.settings.mode != "socket":
+            return
+        if self.settings.app_token is None:
+            raise SlackSetupError("chat.slack: socket mode needs app_token_env or app_token_file")
+        app_token = self.settings.app_token.resolve()
+        # Bolt's socket client retries every failure forever, a revoked token included; ask once
+        # ourselves so that a wrong app token is reported instead of retried silently.
+        opened = self.client.apps_connections_open(app_token=app_token)
+        await self._check("apps.connections.open", opened, self.settings.app_token.describe())
+        self._socket = AsyncSocketModeHandler(self.app, app_token, web_client=self.client)
+        # In the background: while Slack is unreachable the client keeps retrying, and the rest
+        # of the bot (LINE, the web endpoints, probes) must not wait for it.
+        self._spawn(_typed(self._socket.connect_async)())
+
+    async def _check(self, method: str, call: Awaitable[object], where: str) -> None:
+        try:
+            await call
+        except SlackApiError as exc:
+            code = _api_error(exc)
+            if code in PERMANENT_ERRORS:
+                raise SlackSetupError(f"Slack refused the token from {where} ({method}: {code})") from None
+            log.warning("Slack %s failed (%s); certops carries on and retries on use", method, code)
+        except API_FAILURES as exc:
+            log.warning("Slack is not reachable now (%s: %s); certops carries on", method, type(exc).__name__)
+
+    async def stop(self) -> None:
+        """Stops taking requests, gives answers already acked a moment to reach Slack (the user
+        saw "On it"; the card should follow), then closes the connections."""
+        if self._socket is not None:
+            await _typed(self._socket.close_async)()
+            self._socket = None
+        busy = self._listening | self._tasks
+        if busy:
+            await asyncio.wait(busy, timeout=STOP_GRACE)
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=STOP_GRACE)
+        await self._session.close()
+
+    def routes(self) -> list[web.RouteDef]:
+        if self.settings.mode != "http":
+            return []
+        return [web.post(EVENTS_PATH, self._handle_http)]
+
+    async def _handle_http(self, request: web.Request) -> web.Response:
+        # Bolt checks the signature over the raw body it gets here, before any listener runs.
+        bolt_response = await self.app.async_dispatch(await to_bolt_request(request))
+        return await to_aiohttp_response(bolt_response)
+
+    # ChatAdapter: posts to the incident channel ---------------------------------------------
+
+    async def post(self, reply: Reply) -> str | None:
+        return await self._post_card(self.settings.channel, reply)
+
+    async def update(self, ref: str, reply: Reply) -> None:
+        card = self._cards.get(ref)
+        if card is None:
+            card = self._remember(ref, Card(reply))
+        async with card.lock:
+            card.reply, card.pressed, card.statuses = reply, set(), {}
+            await self._edit(ref, card.render())
+
+    async def group_members(self, group_id: str) -> set[str]:
+        """Members of a Slack user group, cached briefly; an API failure denies (empty set)."""
+        cached = self._groups.get(group_id)
+        now = time.monotonic()
+        if cached and cached[0] > now:
+            return cached[1]
+        try:
+            response = await self.client.usergroups_users_list(usergroup=group_id)
+        except API_FAILURES as exc:
+            log.warning("usergroups.users.list %s failed: %s", group_id, _api_error(exc))
+            return set()
+        members = {str(u) for u in response.get("users") or []}
+        self._groups[group_id] = (now + GROUP_CACHE_SECONDS, members)
+        return members
+
+    # /ssl -----------------------------------------------------------------------------------
+
+    async def _on_command(self, ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
+        with self._in_flight():
+            await self._handle_command(ack, body, respond)
+
+    async def _handle_command(self, ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
+        if not self._first_time(body.get("trigger_id")):
+            await ack()  # a redelivered command: the first delivery already answered
+            return
+        channel = str(body.get("channel_id") or "")
+        request = Request(
+            Principal("slack", body.get("user_id"), body.get("user_name")),
+            Conversation("slack", channel, is_group=not channel.startswith("D")),
+            str(body.get("text") or ""),
+        )
+        pending = asyncio.ensure_future(self.core.dispatcher.command(request))
+        done, _ = await asyncio.wait({pending}, timeout=ACK_BUDGET)
+        if not done:
+            # The core promised to be fast; if it is not, still ack in time and answer later.
+            await ack(text=f"Working on /ssl {escape(request.text.strip())}…", response_type="ephemeral")
+            self._spawn(self._answer_late(pending, channel, respond))
+            return
+        try:
+            outcome = pending.result()
+        except Exception:  # the dispatcher answers its own errors; this is a last resort
+            log.exception("/ssl failed before it could be answered")
+            await ack(text="Sorry, certops could not handle that; the operators' log has the details.")
+            return
+        reply = outcome.reply
+        if outcome.follow_up is None or reply.private:
+            rendered = render(reply)
+            await ack(
+                text=rendered.text,
+                blocks=rendered.blocks,
+                response_type="ephemeral" if reply.private else "in_channel",
+            )
+            if outcome.follow_up is not None:
+                self.core.worker.submit(outcome.follow_up, lambda result: self._respond(respond, result, True))
+            return
+        await ack(text=f"On it: /ssl {escape(request.text.strip())}", response_type="ephemeral")
+        await self._card_with_follow_up(outcome, channel, respond)
+
+    async def _answer_late(self, pending: Awaitable[Outcome], channel: str, respond: AsyncRespond) -> None:
+        outcome = await pending
+        if outcome.reply.private:
+            await self._respond(respond, outcome.reply, replace=False)
+            if outcome.follow_up is not None:
+                self.core.worker.submit(outcome.follow_up, lambda result: self._respond(respond, result, True))
+            return
+        await self._card_with_follow_up(outcome, channel, respond)
+
+    async def _card_with_follow_up(self, outcome: Outcome, channel: str, respond: AsyncRespond) -> None:
+        """Posts the reply as the bot's own card, then lets the worker's result replace it."""
+        ref = await self._post_card(channel, outcome.reply)
+        if ref is None:
+            # Not in that channel (or a DM the bot cannot post to): fall back to response_url,
+            # two of its five uses.
+            await self._respond(respond, outcome.reply, replace=False, public=True)
+            if outcome.follow_up is not None:
+                self.core.worker.submit(outcome.follow_up, lambda result: self._respond(respond, result, False, True))
+            return
+        if outcome.follow_up is not None:
+            card_ref = ref
+            self.core.worker.submit(outcome.follow_up, lambda result: self.update(card_ref, result))
+
+    # buttons --------------------------------------------------------------------------------
+
+    async def _on_press(self, ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
+        with self._in_flight():
+            await self._handle_press(ack, body, respond)
+
+    async def _handle_press(self, ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
+        await ack()  # at once: the press may need a user group lookup before it is decided
+        if not self._first_time(body.get("trigger_id")):
+            return
+        user = body.get("user") or {}
+        container = body.get("container") or {}
+        channel = str((body.get("channel") or {}).get("id") or container.get("channel_id") or "")
+        actions = body.get("actions") or [{}]
+        token = str(actions[0].get("value") or "")
+        press = Press(
+            Principal("slack", user.get("id"), user.get("username") or user.get("name")),
+            Conversation("slack", channel, is_group=not channel.startswith("D")),
+            token,
+        )
+        outcome = await self.core.dispatcher.press(press)
+        ts = container.get("message_ts")
+        if outcome.reply.private or not channel or not ts or container.get("is_ephemeral"):
+            # A refusal is for the presser alone; an ephemeral card can only be edited through
+            # response_url.
+            await self._respond(respond, outcome.reply, replace=not outcome.reply.private)
+            if outcome.follow_up is not None:
+                self.core.worker.submit(outcome.follow_up, lambda result: self._respond(respond, result, True))
+            return
+        ref = f"{channel}:{ts}"
+        if ref not in self._cards:
+            # A card from before a restart (or posted by another replica): rebuild it from the
+            # copy of the message the press carries; without one, the status becomes the card.
+            message = body.get("message")
+            card = Card(None, message) if isinstance(message, dict) and message.get("blocks") else Card(outcome.reply)
+            self._remember(ref, card)
+        await self._mark(ref, token, outcome.reply, respond)
+        if outcome.follow_up is not None:
+            self.core.worker.submit(outcome.follow_up, lambda result: self._mark(ref, token, result, respond))
+
+    async def _mark(self, ref: str, token: str, status: Reply, respond: AsyncRespond) -> None:
+        """Shows a press's progress or result on its card, and stops offering that button."""
+        card = self._cards.get(ref) or self._remember(ref, Card(status))  # forgotten meanwhile: start over
+        async with card.lock:
+            if card.reply is not status:
+                card.note(token, status)
+            rendered = card.render()
+            if not await self._edit(ref, rendered):
+                # e.g. a card that reached the channel through response_url, which the bot
+                # token may not edit: replace it the way it came
+                await self._respond(respond, rendered, replace=True, public=True)
+
+    # Web API --------------------------------------------------------------------------------
+
+    async def _post_card(self, channel: str, reply: Reply) -> str | None:
+        rendered = render(reply)
+        try:
+            response = await self.client.chat_postMessage(channel=channel, text=rendered.text, blocks=rendered.blocks)
+        except API_FAILURES as exc:
+            log.warning("chat.postMessage to %s failed: %s", channel, _api_error(exc))
+            return None
+        ref = f"{response.get('channel') or channel}:{response.get('ts')}"
+        self._remember(ref, Card(reply))
+        return ref
+
+    async def _edit(self, ref: str, rendered: Rendered) -> bool:
+        channel, _, ts = ref.partition(":")
+        try:
+            await self.client.chat_update(channel=channel, ts=ts, text=rendered.text, blocks=rendered.blocks)
+        except API_FAILURES as exc:
+            log.warning("chat.update of %s failed: %s", ref, _api_error(exc))
+            return False
+        return True
+
+    async def _respond(
+        self, respond: AsyncRespond, reply: Reply | Rendered, replace: bool, public: bool = False
+    ) -> None:
+        rendered = reply if isinstance(reply, Rendered) else render(reply)
+        try:
+            await respond(
+                text=rendered.text,
+                blocks=rendered.blocks,
+                response_type="in_channel" if public else "ephemeral",
+                replace_original=replace,
+            )
+        except Exception as exc:  # the response_url may have expired or been used up
+            log.warning("response_url answer failed: %s", type(exc).__name__)
+
+    # helpers --------------------------------------------------------------------------------
+
+    def _first_time(self, trigger_id: object) -> bool:
+        """Slack may redeliver a socket-mode envelope that was acked late; each trigger_id
+        (one per command or press) is handled once."""
+        if not trigger_id:
+            return True
+        return self.core.store.first_time("slack", f"trigger:{trigger_id}")
+
+    @contextlib.contextmanager
+    def _in_flight(self) -> Iterator[None]:
+        """Bolt runs each listener as a task of its own; stop() waits for these."""
+        task = asyncio.current_task()
+        if task is not None:
+            self._listening.add(task)
+        try:
+            yield
+        finally:
+            if task is not None:
+                self._listening.discard(task)
+
+    def _remember(self, ref: str, card: Card) -> Card:
+        self._cards[ref] = card
+        self._cards.move_to_end(ref)
+        while len(self._cards) > MAX_CARDS:
+            self._cards.popitem(last=False)
+        return card
+
+    def _spawn(self, work: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("a background Slack task failed: %s", type(task.exception()).__name__)
+
+
+_ACTION_ID = re.compile(f"^{re.escape(ACTION_PREFIX)}")
+
+
+def _typed(method: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
+    """Bolt's socket-mode handler methods carry no annotations; this states what they are."""
+    return method
+
+
+def _with_slash(url: str) -> str:
+    # AsyncWebClient appends the method name to base_url as is
+    return url if url.endswith("/") else url + "/"
+
+
+def _signing_secret(settings: SlackSettings) -> str:
+    if settings.signing_secret is not None:
+        secret = settings.signing_secret.resolve()
+        if secret:
+            return secret
+    if settings.mode == "http":
+        raise SlackSetupError("chat.slack: http mode needs signing_secret_env or signing_secret_file")
+    # Socket mode serves no HTTP route; a random secret still guarantees that no request could
+    # ever verify against an empty key.
+    return secrets.token_hex(32)
+
+
+def _api_error(exc: Exception) -> str:
+    """The Slack error code only: the exception text may quote request data."""
+    if isinstance(exc, SlackApiError):
+        return str(exc.response.get("error") or "error")
+    return type(exc).__name__
+
+
+if TYPE_CHECKING:
+
+    def _is_a_chat_adapter(adapter: SlackAdapter) -> ChatAdapter:
+        return adapter  # mypy checks here that SlackAdapter satisfies bot.chat.base.ChatAdapter
+
+
+__all__ = ["EVENTS_PATH", "SlackAdapter", "SlackSetupError"]

@@ -1,0 +1,246 @@
+"""A Slack stand-in on 127.0.0.1 (port 0): the Web API methods certops calls, response_url
+endpoints, and a Socket Mode WebSocket, recording every call it receives.
+
+It speaks the real wire protocol (slack_sdk's AsyncWebClient, Bolt's respond() and the
+socket-mode client talk to it unchanged) and keeps the messages it was asked to post and edit,
+so tests assert on what a Slack user would see.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+BOT_TOKEN = "xoxb-test-not-a-real-token"
+APP_TOKEN = "xapp-test-not-a-real-token"
+SIGNING_SECRET = "test-signing-secret-not-real"
+
+
+@dataclass
+class Call:
+    method: str  # "chat.update", or "response_url" for answers sent to a response_url
+    body: dict[str, Any]
+    token: str | None = None
+    at: float = field(default_factory=time.monotonic)
+
+
+@dataclass
+class Message:
+    channel: str
+    ts: str
+    text: str
+    blocks: list[dict[str, Any]]
+    edits: int = 0
+
+    def block_text(self) -> str:
+        return text_of(self.blocks)
+
+    def button_values(self) -> list[str]:
+        return [
+            e["value"]
+            for b in self.blocks
+            if b.get("type") == "actions"
+            for e in b.get("elements", [])
+            if e.get("type") == "button"
+        ]
+
+
+class SlackAPI:
+    def __init__(self, *, groups: dict[str, list[str]] | None = None, not_member_of: tuple[str, ...] = ()) -> None:
+        self.groups = groups or {}
+        self.not_member_of = set(not_member_of)
+        self.calls: list[Call] = []
+        self.messages: dict[tuple[str, str], Message] = {}
+        self._ts = itertools.count(1)
+        self._changed = asyncio.Condition()
+        self._runner: web.AppRunner | None = None
+        self._sockets: list[web.WebSocketResponse] = []
+        self._acks: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self.url = ""
+
+    # lifecycle ------------------------------------------------------------------------------
+
+    async def __aenter__(self) -> SlackAPI:
+        app = web.Application()
+        app.router.add_route("*", "/api/{method}", self._api)
+        app.router.add_post("/response/{id}", self._response_url)
+        app.router.add_get("/socket", self._socket)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.url = f"http://127.0.0.1:{port}"
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        for ws in self._sockets:
+            await ws.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    @property
+    def api_url(self) -> str:
+        return f"{self.url}/api/"
+
+    def response_url(self) -> str:
+        return f"{self.url}/response/{uuid.uuid4().hex}"
+
+    # what was received ----------------------------------------------------------------------
+
+    def calls_to(self, method: str) -> list[Call]:
+        return [c for c in self.calls if c.method == method]
+
+    async def wait_for(self, method: str, count: int = 1, timeout: float = 10.0) -> list[Call]:
+        async def enough() -> list[Call]:
+            async with self._changed:
+                await self._changed.wait_for(lambda: len(self.calls_to(method)) >= count)
+            return self.calls_to(method)
+
+        return await asyncio.wait_for(enough(), timeout)
+
+    def message(self, channel: str, ts: str) -> Message:
+        return self.messages[(channel, ts)]
+
+    def only_message(self) -> Message:
+        [message] = self.messages.values()
+        return message
+
+    # Socket Mode ----------------------------------------------------------------------------
+
+    async def wait_for_socket(self, timeout: float = 10.0) -> None:
+        async def connected() -> None:
+            async with self._changed:
+                await self._changed.wait_for(lambda: bool(self._sockets))
+
+        await asyncio.wait_for(connected(), timeout)
+
+    async def socket_send(self, kind: str, payload: dict[str, Any], timeout: float = 5.0) -> dict[str, Any]:
+        """Sends one envelope the way Slack does and returns the app's ack (envelope_id and,
+        for commands, the response payload)."""
+        envelope_id = uuid.uuid4().hex
+        ack: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._acks[envelope_id] = ack
+        envelope = {"envelope_id": envelope_id, "type": kind, "payload": payload, "accepts_response_payload": True}
+        await self._sockets[-1].send_str(json.dumps(envelope))
+        return await asyncio.wait_for(ack, timeout)
+
+    async def _socket(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        await ws.send_str(json.dumps({"type": "hello", "num_connections": 1, "connection_info": {"app_id": "A0TEST"}}))
+        async with self._changed:
+            self._sockets.append(ws)
+            self._changed.notify_all()
+        async for msg in ws:
+            if msg.type == WSMsgType.TEXT:
+                data = json.loads(msg.data)
+                future = self._acks.pop(str(data.get("envelope_id")), None)
+                if future is not None and not future.done():
+                    future.set_result(data)
+        return ws
+
+    # Web API --------------------------------------------------------------------------------
+
+    async def _api(self, request: web.Request) -> web.Response:
+        method = request.match_info["method"]
+        body = await _body(request)
+        auth = request.headers.get("Authorization", "")
+        token = auth.removeprefix("Bearer ") or str(body.get("token") or "") or None
+        await self._record(Call(method, body, token))
+        expected = APP_TOKEN if method == "apps.connections.open" else BOT_TOKEN
+        if token != expected:
+            return web.json_response({"ok": False, "error": "invalid_auth"})
+        handler = getattr(self, "_" + method.replace(".", "_"), None)
+        if handler is None:
+            return web.json_response({"ok": False, "error": "unknown_method"})
+        result: dict[str, Any] = handler(body)
+        return web.json_response(result)
+
+    async def _response_url(self, request: web.Request) -> web.Response:
+        await self._record(Call("response_url", await request.json()))
+        return web.Response(text="ok")
+
+    async def _record(self, call: Call) -> None:
+        async with self._changed:
+            self.calls.append(call)
+            self._changed.notify_all()
+
+    def _auth_test(self, body: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "ok": True,
+            "url": "https://certops-test.slack.com/",
+            "team": "certops test",
+            "user": "certops",
+            "team_id": "T0TEST",
+            "user_id": "U0BOT",
+            "bot_id": "B0BOT",
+        }
+
+    def _apps_connections_open(self, body: dict[str, Any]) -> dict[str, Any]:
+        return {"ok": True, "url": self.url.replace("http://", "ws://") + "/socket"}
+
+    def _chat_postMessage(self, body: dict[str, Any]) -> dict[str, Any]:
+        channel = str(body.get("channel"))
+        if channel in self.not_member_of:
+            return {"ok": False, "error": "not_in_channel"}
+        ts = f"{1_700_000_000 + next(self._ts)}.000100"
+        message = Message(channel, ts, str(body.get("text") or ""), _blocks(body))
+        self.messages[(channel, ts)] = message
+        return {"ok": True, "channel": channel, "ts": ts, "message": {"text": message.text, "ts": ts}}
+
+    def _chat_update(self, body: dict[str, Any]) -> dict[str, Any]:
+        key = (str(body.get("channel")), str(body.get("ts")))
+        message = self.messages.get(key)
+        if message is None:
+            return {"ok": False, "error": "message_not_found"}
+        message.text, message.blocks = str(body.get("text") or ""), _blocks(body)
+        message.edits += 1
+        return {"ok": True, "channel": key[0], "ts": key[1], "text": message.text}
+
+    def _chat_postEphemeral(self, body: dict[str, Any]) -> dict[str, Any]:
+        return {"ok": True, "message_ts": f"{1_700_000_000 + next(self._ts)}.000200"}
+
+    def _usergroups_users_list(self, body: dict[str, Any]) -> dict[str, Any]:
+        group = str(body.get("usergroup"))
+        if group not in self.groups:
+            return {"ok": False, "error": "no_such_subteam"}
+        return {"ok": True, "users": self.groups[group]}
+
+
+async def _body(request: web.Request) -> dict[str, Any]:
+    body: dict[str, Any] = dict(request.query)
+    if request.content_type == "application/json":
+        body.update(await request.json())
+    elif request.can_read_body:
+        body.update(await request.post())
+    return body
+
+
+def _blocks(body: dict[str, Any]) -> list[dict[str, Any]]:
+    blocks = body.get("blocks") or []
+    if isinstance(blocks, str):  # form-encoded calls carry blocks as a JSON string
+        blocks = json.loads(blocks)
+    return list(blocks)
+
+
+def text_of(blocks: object) -> str:
+    """Every visible string of some blocks (or a JSON string of them), for assertions."""
+    if isinstance(blocks, str):
+        blocks = json.loads(blocks)
+    return "\n".join(_strings(blocks))
+
+
+def _strings(value: object) -> list[str]:
+    if isinstance(value, dict):
+        return [s for k, v in value.items() if k not in ("type", "action_id", "value", "style") for s in _strings(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in _strings(v)]
+    return [value] if isinstance(value, str) else []
