@@ -11,12 +11,18 @@ What it does (issue 4, "Benchmark"):
 * a child process runs the bot as production does: build_core, SlackAdapter in http mode behind
   an aiohttp server on 127.0.0.1 port 0, a Slack Web API stand-in (tests/fakes/slack_api.py) and
   one loopback TLS site for `/ssl check` to probe;
-* 20 approval buttons are pressed over signed HTTP; each approved action blocks a host-action
-  thread for 30 s (pywinrm blocks the same way), so 20 slow actions are running;
+* 20 IIS hosts, iis00 to iis19, are WinRM simulators (host_actions/simulator), each in the state
+  of the mission's incident (a renewed certificate whose key link is broken), each taking 30 s per
+  WinRM command (Faults(script_seconds=30)); the config names them as [[hosts]], timeout 120 s;
+* 20 approval buttons (repair-store, one per host) are pressed over signed HTTP; each approved
+  action runs for real through pywinrm on the bot's host-action threads, so 20 slow actions are
+  running;
 * meanwhile this process sends signed `/ssl status`, `/ssl check www` and `/ssl help` at a fixed
   rate (open loop, as users type) and measures the time to each HTTP 200;
 * it prints p50, p99 and max, and the missed acks (non-200, or later than Slack's 3 seconds);
-  then it stops the slow actions and the child.
+  then the child lets the slow actions finish on their hosts (a repair-store is several WinRM
+  commands of 30 s each: the host is diagnosed again, repaired, then read back), their results go
+  to their cards, and the child stops.
 
 Client and bot are separate processes so the client's own work is not charged to the bot.
 """
@@ -31,9 +37,8 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -45,7 +50,9 @@ import aiohttp  # noqa: E402 - after the path set-up above
 from slack_sdk.signature import SignatureVerifier  # noqa: E402
 
 SLOW_ACTIONS = 20
-ACTION_SECONDS = 30.0
+ACTION_SECONDS = 30.0  # each WinRM command on a simulated host takes this long
+HOST_TIMEOUT = 120  # the [[hosts]] timeout, per WinRM session: more than its commands take
+SIM_PASSWORD_ENV = "CERTOPS_BENCH_SIM_PASSWORD"  # noqa: S105 - the name of a variable, not a secret
 SLACK_ACK_DEADLINE = 3.0
 TARGET_P99 = 0.300
 COMMANDS = ("status", "check www", "help")
@@ -62,36 +69,33 @@ async def serve(workdir: Path) -> None:
     from bot.config import parse_config
     from bot.testbed.pki import MiniCA
     from bot.testbed.tls_servers import Endpoint, TLSServers
-    from commands.context import ActionOutcome
     from commands.model import Button, Reply, Tone
+    from host_actions.simulator import Faults, WinRMSimulator
+    from host_actions.simulator.scenarios import incident_host
     from tests.fakes.slack_api import SlackAPI
-
-    stop = threading.Event()
-    pool = ThreadPoolExecutor(max_workers=SLOW_ACTIONS + 4, thread_name_prefix="slow-action")
-    running = 0
-    lock = threading.Lock()
-
-    def blocking_action() -> None:
-        # what a pywinrm call does to its thread: blocks it for the whole run
-        nonlocal running
-        with lock:
-            running += 1
-        stop.wait(ACTION_SECONDS)
-        with lock:
-            running -= 1
-
-    async def slow_run(host: str, action: str, args: tuple[str, ...]) -> ActionOutcome:
-        await asyncio.get_running_loop().run_in_executor(pool, blocking_action)
-        return ActionOutcome(True, f"{action} done on {host}")
 
     ca = MiniCA()
     ca_file = ca.write_ca(workdir / "ca.pem")
-    with TLSServers() as servers:
+    with TLSServers() as servers, ExitStack() as hosts:
         site = servers.add(Endpoint(ca.issue("localhost", days_left=60)))
+        sims = [
+            hosts.enter_context(WinRMSimulator(incident_host(), faults=Faults(script_seconds=ACTION_SECONDS)))
+            for _ in range(SLOW_ACTIONS)
+        ]
+        os.environ[SIM_PASSWORD_ENV] = sims[0].password  # every simulator has the same made-up one
+        tokens: list[str] = []
+
+        def running() -> int:
+            """Approved repairs whose job the simulated host has started and not yet answered."""
+            states = [core.store.request(t).state for t in tokens]  # type: ignore[union-attr]
+            return sum(1 for sim, state in zip(sims, states, strict=True) if sim.scripts_run and state == "running")
+
+        def repaired() -> int:
+            return sum(1 for sim in sims if all(c.key_state == "ok" for c in sim.model.certs))
+
         async with SlackAPI() as api:
-            config = parse_config(_config(api.api_url, site.port, str(ca_file)))
+            config = parse_config(_config(api.api_url, site.port, str(ca_file), sims))
             core = build_core(config, database=str(workdir / "bench.db"))
-            core.hosts.run = slow_run  # type: ignore[method-assign]
             assert config.slack is not None
             adapter = SlackAdapter(config.slack, core)
             await adapter.start()
@@ -103,17 +107,19 @@ async def serve(workdir: Path) -> None:
             await tcp.start()
             port = tcp._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
             presses = []
-            for i in range(SLOW_ACTIONS):
+            for i, sim in enumerate(sims):
+                broken = next(c.thumbprint for c in sim.model.certs if c.key_state != "ok")
                 request = core.store.create_request(
                     incident_id=None,
                     site=None,
                     host=f"iis{i:02d}",  # one request per host: a second one for the same host would supersede it
                     action="repair-store",
-                    args=(f"{i:040X}",),
-                    target=f"{i:040X}",
+                    args=(broken,),
+                    target=broken,
                     requested_by="slack:U0ALICE",
                     ttl=600,
                 )
+                tokens.append(request.token)
                 ref = await adapter.post(
                     Reply(f"bench card {i}", Tone.CRITICAL, buttons=(Button("Repair", f"act:{request.token}"),))
                 )
@@ -122,20 +128,26 @@ async def serve(workdir: Path) -> None:
                 {"url": f"http://127.0.0.1:{port}{EVENTS_PATH}", "presses": presses, "response_url": api.response_url()}
             )
             started = time.monotonic()
-            while running < SLOW_ACTIONS and time.monotonic() - started < 10:
+            while running() < SLOW_ACTIONS and time.monotonic() - started < 10:
                 await asyncio.sleep(0.05)
-            _tell({"running": running})
+            _tell({"running": running()})
             await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)  # until the client is done
-            _tell({"still_running": running, "commands_audited": len(core.store.audit_log(100_000))})
-            stop.set()  # the slow actions end now; their results still go to their cards
+            _tell({"still_running": running(), "commands_audited": len(core.store.audit_log(100_000))})
+            # the slow actions finish on their hosts; their results still go to their cards
             await runner.cleanup()  # the order certops run uses: no new requests,
-            await core.worker.drain(timeout=10)  # follow-ups deliver through the adapter,
+            await core.worker.drain(timeout=HOST_TIMEOUT + 30)  # follow-ups deliver through the adapter,
             await adapter.stop()  # then the adapter closes its connections
-            pool.shutdown(wait=True)
+            _tell({"repaired": repaired()})
             core.close()
 
 
-def _config(api_url: str, port: int, ca_file: str) -> str:
+def _config(api_url: str, port: int, ca_file: str, sims: list[Any]) -> str:
+    hosts = "".join(
+        f'[[hosts]]\nname = "iis{i:02d}"\naddress = "{sim.url}"\ntransport = "basic"\n'
+        f'username = "{sim.username}"\npassword_env = "{SIM_PASSWORD_ENV}"\nallow_insecure_basic = true\n'
+        f"timeout = {HOST_TIMEOUT}\n\n"
+        for i, sim in enumerate(sims)
+    )
     return f"""
 [[sites]]
 name = "www"
@@ -143,6 +155,7 @@ url = "https://localhost:{port}/"
 ca_file = "{ca_file}"
 timeout = 3
 
+{hosts}
 [chat.slack]
 mode = "http"
 channel = "C0BENCH"
@@ -241,12 +254,14 @@ async def load(child: subprocess.Popen[str], secret: str, seconds: float, rate: 
     assert child.stdin is not None
     child.stdin.close()
     bye = json.loads(child.stdout.readline())
+    done = json.loads(await asyncio.to_thread(child.stdout.readline))  # once the slow actions have finished
     latencies = sorted(t for _, t in results)
     missed = sum(1 for status, t in results if status != 200 or t > SLACK_ACK_DEADLINE)
     return {
         "slow_actions_pressed": sum(1 for s, _ in press_results if s == 200),
         "slow_actions_running_at_start": running,
         "slow_actions_running_at_end": bye["still_running"],
+        "slow_actions_repaired_on_hosts": done["repaired"],
         "commands": len(results),
         "rate_per_s": rate,
         "seconds": seconds,
@@ -297,7 +312,7 @@ def main() -> int:
         finally:
             if child.stdin and not child.stdin.closed:
                 child.stdin.close()
-            child.wait(timeout=30)
+            child.wait(timeout=HOST_TIMEOUT + 60)
     verdict = figures["p99_ms"] < TARGET_P99 * 1000 and figures["missed_acks"] == 0
     if args.json:
         print(json.dumps({**figures, "target_met": verdict}, indent=2))

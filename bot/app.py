@@ -29,7 +29,6 @@ class Core:
     worker: Worker
 
     def close(self) -> None:
-        self.hosts.close()
         self.store.close()
 
 

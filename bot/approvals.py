@@ -92,7 +92,13 @@ class Approvals:
                 f"Approved by {who.describe()} ({len(approvals)} of {needed}); waiting for a different approver.",
                 request,
             )
-        if not store.claim_request(token, "pending", "running"):
+        started = store.start_request(token)
+        if started == "busy":
+            store.audit(actor, "approve", subject, "refused", "the same action is running")
+            return Decision(
+                False, f"{request.action} is already running on {request.host}; wait for its result.", request
+            )
+        if started != "started":
             store.audit(actor, "approve", subject, "refused", "already claimed")
             latest = store.request(token) or request
             return Decision(False, _not_pending(latest), latest)

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import logging
+import sqlite3
 import sys
 from collections.abc import Sequence
 from typing import NoReturn, TextIO
@@ -189,7 +190,14 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(f"  {line}", file=sys.stderr)
         return 2
     logging.getLogger().setLevel(config.bot.log_level.upper())
-    return asyncio.run(serve(config, console=args.console))
+    try:
+        return asyncio.run(serve(config, console=args.console))
+    except OSError as exc:  # the port is taken, the database folder is not writable...
+        print(f"certops run: cannot start: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    except sqlite3.Error as exc:
+        print(f"certops run: cannot open the database {config.bot.database}: {exc}", file=sys.stderr)
+        return 2
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

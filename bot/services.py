@@ -1,23 +1,22 @@
 """The real prober and host runner behind the platform-neutral commands.
 
-Host actions block (pywinrm has no async API), so they run on a thread pool of their own:
-never on the event loop, never on a chat SDK's listener threads.
+Host actions block (pywinrm has no async API), so they run on the WinRM worker threads
+(host_actions.winrm_client.arun): never on the event loop, never on a chat SDK's listener threads.
 """
 
 from __future__ import annotations
 
 import asyncio
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
 from bot.config import Config, Host, Site
-from bot.probe import ProbeResult, Resolver, probe_many
+from bot.probe import ProbeResult, ProbeTarget, Resolver, probe_many
 from bot.probe.targets import site_targets, url_target
 from bot.store import Store
 from commands.context import ActionOutcome, Diagnosis, FindingView, RenewalView
 from host_actions import actions
 from host_actions.errors import HostActionError
 from host_actions.inventory import inventory
+from host_actions.winrm_client import arun
 
 
 class SiteProber:
@@ -33,22 +32,17 @@ class SiteProber:
     async def probe_url(self, url: str) -> list[ProbeResult]:
         return await self._probe([url_target(url, [], warn_days=21, crit_days=7, timeout=10.0, ca_file=None)])
 
-    async def _probe(self, targets: list[Any]) -> list[ProbeResult]:
-        async with self._gate:
-            results = await probe_many(targets, resolver=self.resolver)
-        for result in results:
-            if result.target.site:
-                self.store.save_result(result.to_json())
+    async def _probe(self, targets: list[ProbeTarget]) -> list[ProbeResult]:
+        # one gate for every probe the bot makes: [bot] probe_concurrency bounds them all together
+        results = await probe_many(targets, resolver=self.resolver, gate=self._gate)
+        if targets and targets[0].site:
+            self.store.save_results(targets[0].site, [r.to_json() for r in results])
         return results
 
 
 class HostActionRunner:
-    def __init__(self, config: Config, max_workers: int = 32) -> None:
+    def __init__(self, config: Config) -> None:
         self.config = config
-        self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="host-action")
-
-    def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
 
     def _host(self, name: str) -> Host:
         host = self.config.host(name)
@@ -56,12 +50,8 @@ class HostActionRunner:
             raise HostActionError("unreachable", f'No host named "{name}" in the config.', host=name)
         return host
 
-    async def _in_thread(self, func: Any, *args: Any, **kwargs: Any) -> Any:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, lambda: func(*args, **kwargs))
-
     async def diagnose(self, host: str, probe: ProbeResult | None) -> Diagnosis:
-        _inv, findings, result = await self._in_thread(actions.diagnose_host, self._host(host), probe)
+        _inv, findings, result = await arun(actions.diagnose_host, self._host(host), probe)
         views = tuple(
             FindingView(
                 f.code,
@@ -78,20 +68,20 @@ class HostActionRunner:
         cfg = self._host(host)
         result: actions.ActionResult
         if action == "repair-store" and len(args) == 1:
-            result = await self._in_thread(actions.repair_store, cfg, args[0])
+            result = await arun(actions.repair_store, cfg, args[0])
         elif action == "verify-binding" and len(args) <= 1:
-            result = await self._in_thread(actions.verify_binding, cfg, args[0] if args else None)
+            result = await arun(actions.verify_binding, cfg, args[0] if args else None)
         elif action == "rebind" and len(args) == 2:
-            result = await self._in_thread(actions.rebind, cfg, args[0], args[1])
+            result = await arun(actions.rebind, cfg, args[0], args[1])
         elif action == "renew":
             renewal = next((a for a in args if not a.startswith("--")), None)
-            result = await self._in_thread(actions.renew, cfg, renewal, force="--force" in args)
+            result = await arun(actions.renew, cfg, renewal, force="--force" in args)
         elif action == "audit-tasks" and not args:
-            result = await self._in_thread(actions.audit_tasks, cfg)
+            result = await arun(actions.audit_tasks, cfg)
         elif action == "retire-task" and len(args) == 1:
-            result = await self._in_thread(actions.retire_task, cfg, args[0])
+            result = await arun(actions.retire_task, cfg, args[0])
         elif action == "add-post-renew-step" and len(args) == 1:
-            result = await self._in_thread(actions.add_post_renew_step, cfg, args[0])
+            result = await arun(actions.add_post_renew_step, cfg, args[0])
         else:
             raise HostActionError(
                 "script_failed", f"certops has no host action {action} taking {len(args)} argument(s)."
@@ -99,7 +89,7 @@ class HostActionRunner:
         return ActionOutcome(result.ok, result.summary, _lines(result), _task_proposals(result))
 
     async def renewals(self, host: str) -> list[RenewalView]:
-        inv = await self._in_thread(inventory, self._host(host))
+        inv = await arun(inventory, self._host(host))
         return [RenewalView(r.id, tuple(r.hosts)) for r in inv.renewals]
 
 

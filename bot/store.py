@@ -22,9 +22,9 @@ from typing import Any
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS probe_results (
-    site TEXT NOT NULL, via TEXT NOT NULL, address TEXT NOT NULL, status TEXT NOT NULL,
+    site TEXT NOT NULL, via TEXT NOT NULL, path TEXT NOT NULL, status TEXT NOT NULL,
     checked_at TEXT NOT NULL, result_json TEXT NOT NULL,
-    PRIMARY KEY (site, via, address)
+    PRIMARY KEY (site, path)
 );
 CREATE TABLE IF NOT EXISTS incidents (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -140,23 +140,23 @@ class Store:
 
     # probe results ------------------------------------------------------------------------
 
-    def save_result(self, result: dict[str, Any]) -> None:
-        """Keeps the latest result per site, path (public/origin) and address."""
-        self._run(
-            "INSERT OR REPLACE INTO probe_results VALUES (?, ?, ?, ?, ?, ?)",
-            result.get("site") or result["target"],
-            result["via"],
-            result.get("address") or result["hostname"],
-            result["status"],
-            result["checked_at"],
-            json.dumps(result),
-        )
+    def save_results(self, site: str, results: list[dict[str, Any]]) -> None:
+        """Replaces the site's latest results: one per path probed (public, each configured origin),
+        so rows for addresses a CDN no longer uses, or origins since removed, do not linger."""
+        with self.transaction() as db:
+            db.execute("DELETE FROM probe_results WHERE site = ?", (site,))
+            for result in results:
+                path = f"{result['via']}:{result.get('origin') or ''}:{result['port']}"
+                db.execute(
+                    "INSERT OR REPLACE INTO probe_results VALUES (?, ?, ?, ?, ?, ?)",
+                    (site, result["via"], path, result["status"], result["checked_at"], json.dumps(result)),
+                )
 
     def last_results(self, site: str | None = None) -> list[dict[str, Any]]:
         rows = (
-            self._all("SELECT result_json FROM probe_results WHERE site = ? ORDER BY via DESC, address", site)
+            self._all("SELECT result_json FROM probe_results WHERE site = ? ORDER BY via DESC, path", site)
             if site
-            else self._all("SELECT result_json FROM probe_results ORDER BY site, via DESC, address")
+            else self._all("SELECT result_json FROM probe_results ORDER BY site, via DESC, path")
         )
         return [json.loads(r["result_json"]) for r in rows]
 
@@ -233,11 +233,11 @@ class Store:
         token = secrets.token_urlsafe(12)
         now = utcnow()
         with self.transaction() as db:
-            # a new proposal for the same thing replaces the old buttons
+            # a new proposal for exactly the same thing replaces the old button
             db.execute(
                 "UPDATE action_requests SET state = 'superseded' WHERE host = ? AND action = ? "
-                "AND COALESCE(site, '') = ? AND state = 'pending'",
-                (host, action, site or ""),
+                "AND args_json = ? AND COALESCE(site, '') = ? AND state = 'pending'",
+                (host, action, json.dumps(list(args)), site or ""),
             )
             db.execute(
                 "INSERT INTO action_requests VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, NULL)",
@@ -283,6 +283,24 @@ class Store:
             db.execute("INSERT OR IGNORE INTO approvals VALUES (?, ?, ?)", (token, principal, iso(utcnow())))
             rows = db.execute("SELECT principal FROM approvals WHERE token = ? ORDER BY at, principal", (token,))
             return [r["principal"] for r in rows.fetchall()]
+
+    def start_request(self, token: str) -> str:
+        """pending -> running, unless the same action on the same host is running already.
+
+        Returns "started", "busy" (an identical run is under way) or "taken" (not pending)."""
+        with self.transaction() as db:
+            row = db.execute("SELECT host, action, args_json, state FROM action_requests WHERE token = ?", (token,))
+            request = row.fetchone()
+            if request is None or request["state"] != "pending":
+                return "taken"
+            busy = db.execute(
+                "SELECT 1 FROM action_requests WHERE host = ? AND action = ? AND args_json = ? AND state = 'running'",
+                (request["host"], request["action"], request["args_json"]),
+            ).fetchone()
+            if busy:
+                return "busy"
+            db.execute("UPDATE action_requests SET state = 'running' WHERE token = ?", (token,))
+            return "started"
 
     def claim_request(self, token: str, expected: str, new: str, result: str | None = None) -> bool:
         """Moves a request from `expected` to `new` state; False when someone else got there first."""

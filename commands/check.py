@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from bot.config.load import split_https_url
+from bot.probe import ProbeResult
 from commands.common import TONE_OF_STATUS, describe, find_site, status_of
 from commands.context import Context
 from commands.model import Outcome, Reply, Request, Tone
@@ -8,25 +10,29 @@ from commands.registry import UsageError, command
 
 @command("check", "check <site|url>", min_args=1, max_args=1)
 async def check(ctx: Context, request: Request, args: list[str]) -> Outcome:
-    """Probes a site (its public name and each origin) or any https:// URL now, from outside."""
+    """Probes a site (its public name and each origin) now, from outside; approvers may also check any https:// URL."""
     arg = args[0]
-    if arg.startswith("https://"):
-        label = arg
-
-        async def probe() -> Reply:
-            return _reply(label, await ctx.prober.probe_url(arg))
-    elif "://" in arg:
-        raise UsageError("Only https:// addresses can be checked.")
-    else:
+    if "://" not in arg:
         site = find_site(ctx, arg)
-        label = site.name
 
-        async def probe() -> Reply:
-            return _reply(label, await ctx.prober.probe_site(site))
+        async def probe_site() -> Reply:
+            return _reply(site.name, await ctx.prober.probe_site(site))
 
-    return Outcome(Reply(f"Checking {label}…", Tone.INFO), probe)
+        return Outcome(Reply(f"Checking {site.name}…", Tone.INFO), probe_site)
+    try:
+        split_https_url(arg)
+    except ValueError as exc:
+        raise UsageError(f"{arg}: {exc}") from None
+    # an arbitrary address would let anyone in the channel map internal hosts and ports
+    if not await ctx.approvals.may_approve(request.who, "check"):
+        raise UsageError("Only approvers may check an address that is not a configured site.")
+
+    async def probe_url() -> Reply:
+        return _reply(arg, await ctx.prober.probe_url(arg))
+
+    return Outcome(Reply(f"Checking {arg}…", Tone.INFO), probe_url)
 
 
-def _reply(label: str, results: list) -> Reply:  # type: ignore[type-arg]
+def _reply(label: str, results: list[ProbeResult]) -> Reply:
     state = status_of(results).value
     return Reply(f"{label}: {state.upper()}", TONE_OF_STATUS[state], tuple(describe(r) for r in results))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from bot.config import Host, Site
 from bot.config.reader import did_you_mean
-from bot.probe import ProbeResult, Status
+from bot.probe import ProbeResult, Status, worst_status
 from commands.context import Context
 from commands.model import Tone
 from commands.registry import UsageError
@@ -38,8 +38,8 @@ def host_of(ctx: Context, site: Site) -> Host:
 
 
 def worst(statuses: list[str]) -> str:
-    order = ["ok", "warning", "unknown", "critical"]
-    return max(statuses, key=order.index) if statuses else "unknown"
+    """The worst of stored statuses ("ok", "warning", ...), ranked as the probe ranks them."""
+    return max((Status(s) for s in statuses), key=lambda s: s.rank, default=Status.UNKNOWN).value
 
 
 def short_thumb(sha1: str) -> str:
@@ -63,4 +63,13 @@ def describe(result: ProbeResult | dict[str, object]) -> str:
 
 
 def status_of(results: list[ProbeResult]) -> Status:
-    return max((r.status for r in results), key=lambda s: s.rank, default=Status.UNKNOWN)
+    return worst_status(results)
+
+
+def host_facing(results: list[ProbeResult]) -> list[ProbeResult]:
+    """The probes that show what the IIS host itself serves: its origins, or else the public name
+    when no CDN answered there (a CDN edge presents its own certificate, not the host's)."""
+    origins = [r for r in results if r.target.via == "origin"]
+    if origins:
+        return origins
+    return [r for r in results if not (r.http and r.http.cache)]

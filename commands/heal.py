@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from commands.common import TONE_OF_STATUS, describe, find_site, host_of, status_of
+from commands.common import TONE_OF_STATUS, describe, find_site, host_facing, host_of, status_of
 from commands.context import Context
 from commands.model import Field, Outcome, Reply, Request, Tone
 from commands.proposals import offer
@@ -20,18 +20,19 @@ async def heal(ctx: Context, request: Request, args: list[str]) -> Outcome:
 
     async def diagnose() -> Reply:
         results = await ctx.prober.probe_site(site)
-        via_origin = next((r for r in results if r.target.via == "origin"), results[0] if results else None)
+        facing = host_facing(results)
         lines = [describe(r) for r in results]
         try:
-            diagnosis = await ctx.hosts.diagnose(host.name, via_origin)
+            diagnosis = await ctx.hosts.diagnose(host.name, facing[0] if facing else None)
         except HostActionError as exc:
             return Reply(f"{site.name}: cannot diagnose {host.name}", Tone.CRITICAL, (*lines, exc.message))
         critical = [f for f in diagnosis.findings if f.severity == "critical"]
         state = status_of(results).value
         incident = None
         if critical or state == "critical":
-            first = next((r.problems[0].message for r in results if r.problems), None)
-            incident = ctx.store.open_incident(site.name, first or critical[0].message)
+            problems = [p for r in results for p in r.problems]
+            worst = next((p for p in problems if p.severity.value == "critical"), problems[0] if problems else None)
+            incident = ctx.store.open_incident(site.name, worst.message if worst else critical[0].message)
         lines += [f"{'🔴' if f.severity == 'critical' else '🟡'} {f.message}" for f in diagnosis.findings]
         if not diagnosis.findings:
             lines.append(diagnosis.summary)

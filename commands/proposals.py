@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 
 from bot.store import ActionRequest
-from commands.common import describe, status_of
+from commands.common import describe, host_facing
 from commands.context import Context, FindingView
 from commands.model import Button, Principal, Reply, Tone
 from host_actions.errors import HostActionError
@@ -22,6 +22,9 @@ LABELS = {
     "add-post-renew-step": "Add post-renew step",
 }
 MAX_BUTTONS = 4  # LINE's buttons template takes four actions; Slack would take more
+# actions whose target can go stale while a button waits (a newer certificate, another binding):
+# the host is diagnosed again right before they run, and they run only if still proposed
+RECHECKED = ("repair-store", "rebind")
 
 
 async def offer(
@@ -37,36 +40,59 @@ async def offer(
     buttons: list[Button] = []
     notes: list[str] = []
     seen: set[tuple[str, tuple[str, ...]]] = set()
+    requester = who.key or who.describe()
     for proposal in proposals:
-        if proposal.action is None or (proposal.action, proposal.args) in seen:
+        action = proposal.action
+        if action is None or (action, proposal.args) in seen:
             continue
-        seen.add((proposal.action, proposal.args))
+        seen.add((action, proposal.args))
+        label = LABELS.get(action, action)
+        auto = not ctx.approvals.needs_approval(action)
+        if not auto and len(buttons) >= MAX_BUTTONS:
+            notes.append(f"Also proposed: {label} {' '.join(proposal.args)} (after these, run the command again).")
+            continue
         request = ctx.store.create_request(
             incident_id=incident_id,
             site=site,
             host=host,
-            action=proposal.action,
+            action=action,
             args=proposal.args,
             target=" ".join(proposal.args) or host,
-            requested_by=who.key or who.describe(),
+            requested_by=requester,
             ttl=ctx.config.policy.button_ttl,
         )
-        if not ctx.approvals.needs_approval(proposal.action):
-            if ctx.store.claim_request(request.token, "pending", "running"):
-                ctx.store.audit("policy:auto_heal", "approve", f"{request.action} {request.target}", "approved")
-                notes.append((await run_request(ctx, request)).title)
+        if auto:
+            notes.append(await _auto_run(ctx, request, requester))
             continue
-        if len(buttons) < MAX_BUTTONS:
-            label = LABELS.get(proposal.action, proposal.action)
-            style = "danger" if proposal.action in ("retire-task", "renew") else "primary"
-            buttons.append(Button(label, f"act:{request.token}", style, confirm=f"{label} on {host}?"))
+        style = "danger" if action in ("retire-task", "renew") else "primary"
+        buttons.append(Button(label, f"act:{request.token}", style, confirm=f"{label} on {host}?"))
     return buttons, notes
+
+
+async def _auto_run(ctx: Context, request: ActionRequest, requester: str) -> str:
+    subject = f"{request.action} {request.target} on {request.host}"
+    if ctx.store.start_request(request.token) != "started":
+        ctx.store.audit("policy:auto_heal", "approve", subject, "refused", "the same action is running")
+        return f"{request.action} is already running on {request.host}."
+    ctx.store.audit("policy:auto_heal", "approve", subject, "approved", f"requested by {requester}")
+    return (await run_request(ctx, request)).title
 
 
 async def run_request(ctx: Context, request: ActionRequest) -> Reply:
     """Runs a claimed request once, then checks the site from outside before resolving anything."""
     subject = f"{request.action} {request.target} on {request.host}"
     try:
+        stale = await _stale(ctx, request)
+        if stale:
+            ctx.store.claim_request(request.token, "running", "superseded", stale)
+            ctx.store.audit("certops", "run", subject, "refused", stale)
+            again = f"/ssl heal {request.site}" if request.site else "the command"
+            return Reply(
+                f"{request.action} not run",
+                Tone.WARNING,
+                (stale, f"Run {again} again."),
+                incident_id=request.incident_id,
+            )
         outcome = await ctx.hosts.run(request.host, request.action, request.args)
     except HostActionError as exc:
         ctx.store.claim_request(request.token, "running", "failed", exc.message)
@@ -74,6 +100,11 @@ async def run_request(ctx: Context, request: ActionRequest) -> Reply:
         return Reply(
             f"{request.action} on {request.host} failed", Tone.CRITICAL, (exc.message,), incident_id=request.incident_id
         )
+    except BaseException:
+        # never leave a request "running" for ever: nothing would run it again
+        ctx.store.claim_request(request.token, "running", "failed", "interrupted")
+        ctx.store.audit("certops", "run", subject, "failed", "interrupted by an internal error or shutdown")
+        raise
     ctx.store.claim_request(request.token, "running", "done" if outcome.ok else "failed", outcome.summary)
     ctx.store.audit("certops", "run", subject, "ok" if outcome.ok else "failed", outcome.summary)
     lines = [outcome.summary, *outcome.lines[:10]]
@@ -82,27 +113,40 @@ async def run_request(ctx: Context, request: ActionRequest) -> Reply:
         verdict, verify_lines = await verify_from_outside(ctx, request)
         lines += verify_lines
         tone = Tone.OK if verdict else Tone.WARNING
-    return Reply(
-        f"{request.action} on {request.host}: {'done' if outcome.ok else 'failed'}",
-        tone,
-        tuple(lines),
-        incident_id=request.incident_id,
-    )
+    title = f"{request.action} on {request.host}: {'done' if outcome.ok else 'failed'}"
+    return Reply(title, tone, tuple(lines), incident_id=request.incident_id)
+
+
+async def _stale(ctx: Context, request: ActionRequest) -> str | None:
+    """Why the button no longer fits the host, or None when it still does."""
+    if request.action not in RECHECKED:
+        return None  # the host action itself checks its target against what the host reports
+    diagnosis = await ctx.hosts.diagnose(request.host, None)
+    if any((f.action, f.args) == (request.action, request.args) for f in diagnosis.findings):
+        return None
+    return f"The host changed since the button was offered: {request.action} {request.target} is no longer needed."
 
 
 async def verify_from_outside(ctx: Context, request: ActionRequest) -> tuple[bool, list[str]]:
-    """Healthy only if no probe is critical and the host agrees the newest certificate is served."""
+    """Healthy only if every probe answered (warnings such as a CDN cache hit are not the incident),
+    each probe of the host itself read a certificate, and the host agrees it is the newest one."""
     site = ctx.config.site(request.site or "")
     if site is None:
         return False, []
     results = await ctx.prober.probe_site(site)
     lines = ["Re-probed from outside:", *(describe(r) for r in results)]
-    # warnings (a cache hit at the CDN edge, an edge certificate nearing renewal) are not the incident
-    if status_of(results).value == "critical":
+    facing = host_facing(results)
+    if any(r.status.value not in ("ok", "warning") for r in results):
         return False, [*lines, "Not resolved: the site still fails from outside."]
-    diagnosis = await ctx.hosts.diagnose(
-        request.host, next((r for r in results if r.target.via == "origin"), results[0])
-    )
+    if not facing or any(r.certificate is None for r in facing):
+        return False, [
+            *lines,
+            "Not resolved: no probe reached the host itself, so the certificate it serves is unknown.",
+        ]
+    try:
+        diagnosis = await ctx.hosts.diagnose(request.host, facing[0])
+    except HostActionError as exc:
+        return False, [*lines, f"Not resolved: could not re-check {request.host}: {exc.message}"]
     stale = [f for f in diagnosis.findings if f.code == "served_not_newest"]
     if stale:
         return False, [*lines, f"Not resolved: {stale[0].message}"]

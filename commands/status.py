@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from commands.common import ICON, TONE_OF_STATUS, describe, find_site, worst
@@ -21,8 +22,7 @@ async def status(ctx: Context, request: Request, args: list[str]) -> Outcome:
         return Outcome(reply)
 
     async def probe_the_rest() -> Reply:
-        for site in never:
-            await ctx.prober.probe_site(site)
+        await asyncio.gather(*(ctx.prober.probe_site(site) for site in never))  # bounded by the prober
         return _overview(ctx)
 
     return Outcome(reply, probe_the_rest)

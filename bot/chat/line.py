@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
@@ -185,11 +186,11 @@ class LineAdapter:
             log.warning("refused a LINE webhook from %s: wrong signature", request.remote)
             return web.Response(status=401, text="bad signature")
         except (UnicodeDecodeError, ValueError, KeyError, TypeError):
-            # only reachable with a valid signature: LINE sent something we cannot read
-            log.warning("refused a signed LINE webhook whose body is not a LINE event list")
+            log.warning("refused a LINE webhook whose body is not a LINE event list")
             return web.Response(status=400, text="bad body")
         for event in events:
             note_ids(event)
+        events = [e for e in events if not _too_old(e)]
         fresh = [item for item in map(inbound, events) if item is not None and self._first_time(item)]
         if fresh:
             # LINE wants its 200 promptly and redelivers otherwise: the work runs after we answer.
@@ -385,6 +386,19 @@ class LineAdapter:
         task.add_done_callback(self._tasks.discard)
         task.add_done_callback(_log_failure)
         return task
+
+
+# LINE signs no timestamp header, so a captured request could be replayed once its event id has
+# been pruned from the store (after 30 days): events older than this are refused, whatever their id.
+MAX_EVENT_AGE_MS = 24 * 3600 * 1000
+
+
+def _too_old(event: Any) -> bool:
+    sent = getattr(event, "timestamp", None)
+    if isinstance(sent, int) and time.time() * 1000 - sent > MAX_EVENT_AGE_MS:
+        log.warning("ignored a LINE event sent at %s: older than a day (a replay?)", sent)
+        return True
+    return False
 
 
 def inbound(event: Any) -> Inbound | None:

@@ -7,7 +7,7 @@ import re
 import tomllib
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from bot.config.errors import ConfigError, ConfigIssue
 from bot.config.model import (
@@ -43,10 +43,11 @@ def load_config(path: str | Path) -> Config:
         ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(source, [ConfigIssue("", f"cannot read the file: {exc}")]) from None
-    return parse_config(text, source)
+    return parse_config(text, source, base_dir=Path(path).resolve().parent)
 
 
-def parse_config(text: str, source: str = "certops.toml") -> Config:
+def parse_config(text: str, source: str = "certops.toml", *, base_dir: Path | None = None) -> Config:
+    """`base_dir`: where relative file names in the config are looked up (the config's folder)."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -54,8 +55,9 @@ def parse_config(text: str, source: str = "certops.toml") -> Config:
     issues: list[ConfigIssue] = []
     root = Table(data, "", issues)
     bot = _bot(Table(root.raw("bot") or {}, "bot", issues))
-    hosts = _hosts(root.raw("hosts"), issues)
-    sites = _sites(root.raw("sites"), {h.name for h in hosts}, issues)
+    base = base_dir or Path.cwd()
+    hosts = _hosts(root.raw("hosts"), issues, base)
+    sites = _sites(root.raw("sites"), {h.name for h in hosts}, issues, base)
     chat = Table(root.raw("chat") or {}, "chat", issues)
     slack = _slack(Table(chat.raw("slack"), "chat.slack", issues)) if chat.has("slack") else None
     line = _line(Table(chat.raw("line"), "chat.line", issues)) if chat.has("line") else None
@@ -111,7 +113,7 @@ def _unique_name(t: Table, seen: set[str], kind: str) -> str:
     return name
 
 
-def _sites(value: Any, host_names: set[str], issues: list[ConfigIssue]) -> list[Site]:
+def _sites(value: Any, host_names: set[str], issues: list[ConfigIssue], base: Path) -> list[Site]:
     sites, seen = [], set[str]()
     for index, item in enumerate(_array_of_tables(value, "sites", issues)):
         t = Table(item, f"sites[{index}]", issues)
@@ -119,6 +121,8 @@ def _sites(value: Any, host_names: set[str], issues: list[ConfigIssue]) -> list[
         url = t.string("url", required=True, hint=' (e.g. "https://www.example.com/")') or ""
         hostname, port, path = _https_url(t, url)
         origins = t.string_list("origins")
+        if len(set(origins)) != len(origins):
+            t.problem("origins", "lists the same address twice")
         for i, origin in enumerate(origins):
             if split_host_port(origin, default_port=port) is None:
                 t.problem(
@@ -150,7 +154,7 @@ def _sites(value: Any, host_names: set[str], issues: list[ConfigIssue]) -> list[
                 keyword=t.string("keyword"),
                 timeout=t.seconds("timeout", 10.0, minimum=0.5, maximum=120),
                 host=host,
-                ca_file=_existing_file(t, "ca_file"),
+                ca_file=_existing_file(t, "ca_file", base),
             )
         )
         t.finish()
@@ -160,19 +164,34 @@ def _sites(value: Any, host_names: set[str], issues: list[ConfigIssue]) -> list[
 def _https_url(t: Table, url: str) -> tuple[str, int, str]:
     if not url:
         return "", 443, "/"
+    try:
+        return split_https_url(url)
+    except ValueError as exc:
+        t.problem("url", str(exc))
+        return "", 443, "/"
+
+
+def split_https_url(url: str) -> tuple[str, int, str]:
+    """-> (host name as DNS spells it, port, percent-encoded path and query); ValueError says what is wrong."""
     parts = urlsplit(url)
     try:
-        port = parts.port or 443
+        port = 443 if parts.port is None else parts.port
     except ValueError:
-        t.problem("url", f"has an invalid port: {quoted(url)}")
-        return "", 443, "/"
+        port = 0
+    if not 0 < port < 65536:
+        raise ValueError(f"has an invalid port: {quoted(url)}")
+    if "@" in parts.netloc:
+        raise ValueError("must not contain a user name or password: secrets never go in the config file")
     if parts.scheme != "https" or not parts.hostname:
-        t.problem("url", f'must be an https:// address such as "https://www.example.com/", got {quoted(url)}')
-        return "", 443, "/"
-    path = parts.path or "/"
+        raise ValueError(f'must be an https:// address such as "https://www.example.com/", got {quoted(url)}')
+    try:
+        hostname = parts.hostname.encode("idna").decode("ascii")  # as DNS, SNI and certificates spell it
+    except UnicodeError:
+        raise ValueError(f"has a host name that is not valid: {quoted(url)}") from None
+    path = quote(parts.path or "/", safe="/%:@!$&'()*+,;=~-._")
     if parts.query:
-        path += f"?{parts.query}"
-    return parts.hostname, port, path
+        path += "?" + quote(parts.query, safe="/%:@!$&'()*+,;=~-._?")
+    return hostname, port, path
 
 
 def _statuses(t: Table) -> tuple[int, ...]:
@@ -191,14 +210,18 @@ def _statuses(t: Table) -> tuple[int, ...]:
     return tuple(codes)
 
 
-def _existing_file(t: Table, key: str) -> str | None:
+def _existing_file(t: Table, key: str, base: Path) -> str | None:
+    """A file that must exist; a relative name is relative to the config file's folder."""
     name = t.string(key)
-    if name is not None and not Path(name).is_file():
-        t.problem(key, f"file not found: {name}")
-    return name
+    if name is None:
+        return None
+    path = base / name
+    if not path.is_file():
+        t.problem(key, f"file not found: {path}")
+    return str(path)
 
 
-def _hosts(value: Any, issues: list[ConfigIssue]) -> list[Host]:
+def _hosts(value: Any, issues: list[ConfigIssue], base: Path) -> list[Host]:
     hosts, seen = [], set[str]()
     for index, item in enumerate(_array_of_tables(value, "hosts", issues)):
         t = Table(item, f"hosts[{index}]", issues)
@@ -208,6 +231,8 @@ def _hosts(value: Any, issues: list[ConfigIssue]) -> list[Host]:
             or ""
         )
         scheme = urlsplit(address).scheme if address else ""
+        if address:
+            _no_userinfo(t, "address", address)
         if address and (scheme not in ("http", "https") or not urlsplit(address).hostname):
             t.problem("address", f"must be an http:// or https:// WinRM URL ending in /wsman, got {quoted(address)}")
         transport = t.choice("transport", TRANSPORTS, "ntlm")
@@ -221,8 +246,8 @@ def _hosts(value: Any, issues: list[ConfigIssue]) -> list[Host]:
         needs_password = transport in ("ntlm", "basic", "credssp")
         username = t.string("username", required=needs_password, hint=f" for transport {transport}")
         password = t.secret("password", required=needs_password, why=f" for transport {transport}")
-        cert_file = _existing_file(t, "cert_file")
-        key_file = _existing_file(t, "key_file")
+        cert_file = _existing_file(t, "cert_file", base)
+        key_file = _existing_file(t, "key_file", base)
         if transport == "certificate" and not (t.has("cert_file") and t.has("key_file")):
             t.problem("cert_file", "transport certificate needs cert_file and key_file")
         hosts.append(
@@ -234,21 +259,36 @@ def _hosts(value: Any, issues: list[ConfigIssue]) -> list[Host]:
                 password=password,
                 cert_file=cert_file,
                 key_file=key_file,
-                ca_file=_existing_file(t, "ca_file"),
+                ca_file=_existing_file(t, "ca_file", base),
                 verify_tls=t.boolean("verify_tls", True),
                 allow_insecure_basic=allow_basic,
                 timeout=t.seconds("timeout", 120.0, minimum=5, maximum=3600),
-                wacs_path=t.string("wacs_path", r"C:\Program Files\win-acme\wacs.exe") or "",
+                wacs_path=_wacs_path(t),
             )
         )
         t.finish()
     return hosts
 
 
+def _wacs_path(t: Table) -> str:
+    default = r"C:\Program Files\win-acme\wacs.exe"
+    path = t.string("wacs_path", default) or default
+    if not re.fullmatch(r"[A-Za-z]:\\[^\x00-\x1f<>\"|?*]+\\wacs\.exe", path, re.IGNORECASE):
+        t.problem("wacs_path", rf'must be the full Windows path of wacs.exe, such as "{default}", got {quoted(path)}')
+    return path
+
+
+def _no_userinfo(t: Table, key: str, url: str) -> None:
+    if "@" in urlsplit(url).netloc:
+        t.problem(key, "must not contain a user name or password: secrets never go in the config file")
+
+
 def _api_url(t: Table) -> str | None:
     url = t.string("api_url")
     if url is not None and urlsplit(url).scheme not in ("http", "https"):
         t.problem("api_url", f"must be an http:// or https:// URL, got {quoted(url)}")
+    elif url is not None:
+        _no_userinfo(t, "api_url", url)
     return url
 
 
@@ -301,7 +341,7 @@ def _policy(t: Table) -> Policy:
     per_action: dict[str, tuple[str, ...]] = {}
     table = Table(t.raw("action_approvers") or {}, t.key_path("action_approvers"), t.issues)
     for action in list(table.data):
-        if action in HOST_ACTIONS:
+        if action in (*HOST_ACTIONS, "mute"):
             per_action[action] = _principals(table, action)
     table.finish()
     policy = Policy(
@@ -311,6 +351,12 @@ def _policy(t: Table) -> Policy:
         auto_heal=_actions(t, "auto_heal"),
         button_ttl=t.seconds("button_ttl", 1800.0, minimum=60, maximum=86400),
     )
+    for action in policy.two_person:
+        if action in policy.auto_heal:
+            t.problem("auto_heal", f"{action} is also in two_person: choose one (auto_heal would skip both approvals)")
+        allowed = policy.action_approvers.get(action, policy.approvers)
+        if len(allowed) < 2 and not any(p.startswith("slack-group:") for p in allowed):
+            t.problem("two_person", f"{action} needs two different approvers, but only {len(allowed)} may approve it")
     t.finish()
     return policy
 

@@ -201,17 +201,10 @@ class _Probe:
             self.add("cert_expired", f"certificate expired on {cert.not_after[:10]} ({_days(-cert.days_left)} ago)")
         elif self.now < not_before:
             self.add("cert_not_yet_valid", f"certificate is valid only from {cert.not_before}")
-        elif cert.days_left < target.crit_days:
-            self.add(
-                "cert_expiring",
-                f"certificate expires in {_days(cert.days_left)} ({cert.not_after[:10]})",
-                Severity.CRITICAL,
-            )
         elif cert.days_left < target.warn_days:
+            severity = Severity.CRITICAL if cert.days_left < target.crit_days else Severity.WARNING
             self.add(
-                "cert_expiring",
-                f"certificate expires in {_days(cert.days_left)} ({cert.not_after[:10]})",
-                Severity.WARNING,
+                "cert_expiring", f"certificate expires in {_days(cert.days_left)} ({cert.not_after[:10]})", severity
             )
 
         if not matches_hostname(cert.sans, target.hostname):
@@ -251,7 +244,10 @@ class _Probe:
         if method == "HEAD" and answer.status in (405, 501):
             method = "GET"  # HEAD refused: ask again, on a fresh connection as always
             writer.transport.abort()
-            reader, writer = await self._session(verifying_context(target.ca_file))
+            try:
+                reader, writer = await self._session(verifying_context(target.ca_file))
+            except ssl.SSLCertVerificationError as exc:
+                raise _Failed("cert_untrusted", f"certificate failed verification: {exc.verify_message}") from None
             started = time.perf_counter()
             try:
                 answer = await self._request(reader, writer, method)
@@ -351,9 +347,11 @@ async def probe_many(
     concurrency: int = 50,
     resolver: Resolver | None = None,
     on_result: Callable[[ProbeResult], None] | None = None,
+    gate: asyncio.Semaphore | None = None,
 ) -> list[ProbeResult]:
-    """Probe every target, at most `concurrency` at a time; results come back in target order."""
-    gate = asyncio.Semaphore(concurrency)
+    """Probe every target, at most `concurrency` at a time (or as a `gate` shared with other
+    callers allows); results come back in target order."""
+    gate = gate or asyncio.Semaphore(concurrency)
     shared = resolver or SystemResolver()
 
     async def one(target: ProbeTarget) -> ProbeResult:

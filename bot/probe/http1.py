@@ -35,6 +35,16 @@ def build_request(method: str, hostname: str, port: int, path: str) -> bytes:
 
 
 async def read_answer(reader: asyncio.StreamReader, *, want_body: bool, method: str) -> Answer:
+    while True:
+        answer = await _read_head(reader)
+        if not 100 <= answer.status < 200:
+            break  # 1xx answers (103 Early Hints...) come before the real one
+    if want_body and method != "HEAD" and answer.status not in (204, 304):
+        return Answer(answer.status, answer.headers, await _read_body(reader, answer.headers))
+    return answer
+
+
+async def _read_head(reader: asyncio.StreamReader) -> Answer:
     try:
         head = await reader.readuntil(b"\r\n\r\n")
     except asyncio.LimitOverrunError:
@@ -56,11 +66,7 @@ async def read_answer(reader: asyncio.StreamReader, *, want_body: bool, method: 
             raise HTTPProtocolError(f"malformed header line: {line[:60]!r}")
         key = name.strip().lower()
         headers[key] = f"{headers[key]}, {value.strip()}" if key in headers else value.strip()
-    status = int(parts[1])
-    body = b""
-    if want_body and method != "HEAD" and status not in (204, 304) and status >= 200:
-        body = await _read_body(reader, headers)
-    return Answer(status, headers, body)
+    return Answer(int(parts[1]), headers, b"")
 
 
 async def _read_body(reader: asyncio.StreamReader, headers: dict[str, str]) -> bytes:
@@ -72,7 +78,13 @@ async def _read_body(reader: asyncio.StreamReader, headers: dict[str, str]) -> b
             return await reader.readexactly(min(int(length), MAX_BODY))
         except asyncio.IncompleteReadError as exc:
             return exc.partial
-    return await reader.read(MAX_BODY)
+    body = bytearray()
+    while len(body) < MAX_BODY:  # no length given: the body ends when the server closes
+        chunk = await reader.read(MAX_BODY - len(body))
+        if not chunk:
+            break
+        body += chunk
+    return bytes(body)
 
 
 async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
@@ -88,7 +100,9 @@ async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
         if size == 0:
             break
         try:
-            body += await reader.readexactly(size)
+            body += await reader.readexactly(min(size, MAX_BODY - len(body)))
+            if len(body) >= MAX_BODY:
+                break
             await reader.readexactly(2)
         except asyncio.IncompleteReadError as exc:
             body += exc.partial

@@ -154,6 +154,7 @@ class ProbeResult:
             "via": self.target.via,
             "hostname": self.target.hostname,
             "address": self.address,
+            "origin": self.target.connect_host,  # the configured origin (or --resolve address), if any
             "port": self.target.connect_port or self.target.port,
             "status": self.status.value,
             "problems": [p.to_json() for p in self.problems],

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from urllib.parse import urlsplit
 
 from bot.config import Site, split_host_port
+from bot.config.load import split_https_url
 from bot.probe.model import ProbeTarget
 
 
@@ -64,15 +64,10 @@ def url_target(
     ca_file: str | None,
 ) -> ProbeTarget:
     url = text if "://" in text else f"https://{text}"
-    parts = urlsplit(url)
     try:
-        port = parts.port or 443
-    except ValueError:
-        raise TargetError(f"{text}: the port is not a number from 1 to 65535") from None
-    if parts.scheme != "https" or not parts.hostname:
-        raise TargetError(f"{text}: give an https:// address, e.g. https://www.example.com/")
-    hostname = parts.hostname
-    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        hostname, port, path = split_https_url(url)
+    except ValueError as exc:
+        raise TargetError(f"{text}: {exc}") from None
     match = next((r for r in resolves if r.host == hostname.lower() and r.port == port), None)
     return ProbeTarget(
         url=url,

@@ -105,7 +105,7 @@ def test_usage_mistakes_exit_3_with_a_sentence(capsys: pytest.CaptureFixture[str
     assert "expected HOST:PORT:ADDRESS" in err
     code, _, err = check(capsys, "http://x.test/")
     assert code == 3
-    assert "give an https:// address" in err
+    assert "must be an https:// address" in err
     with pytest.raises(SystemExit) as caught:
         main(["check", "--warn-days", "ten"])
     assert caught.value.code == 3

@@ -74,3 +74,16 @@ def test_run_serves_healthz_and_takes_console_commands(tmp_path: Path) -> None:
     assert "/ssl heal <site>" in out
     assert "No sites are configured." in out
     assert (tmp_path / "state.db").exists()
+
+
+def test_run_says_so_when_its_port_is_taken(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        path = tmp_path / "certops.toml"
+        path.write_text(f'[bot]\nlisten = "127.0.0.1:{port}"\ndatabase = "{tmp_path / "state.db"}"\n')
+        assert main(["run", "-c", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("certops run: cannot start: ")
+    assert "Traceback" not in err

@@ -172,3 +172,44 @@ def test_an_unknown_or_forged_token_is_refused(lab: Lab, tmp_path: Path, sim: Wi
 
 def _press(who: Principal, request: ActionRequest) -> Press:
     return Press(who, CHANNEL, f"act:{request.token}")
+
+
+def test_buttons_for_different_targets_of_one_action_all_stay_valid(
+    lab: Lab, tmp_path: Path, sim: WinRMSimulator
+) -> None:
+    async def scenario() -> None:
+        core = core_for(lab, tmp_path, sim)
+        first = core.store.create_request(
+            incident_id=None, site=None, host="iis01", action="retire-task", args=("\\A",),
+            target="\\A", requested_by="x", ttl=60,
+        )  # fmt: skip
+        second = core.store.create_request(
+            incident_id=None, site=None, host="iis01", action="retire-task", args=("\\B",),
+            target="\\B", requested_by="x", ttl=60,
+        )  # fmt: skip
+        again = core.store.create_request(
+            incident_id=None, site=None, host="iis01", action="retire-task", args=("\\B",),
+            target="\\B", requested_by="x", ttl=60,
+        )  # fmt: skip
+        states = [core.store.request(r.token).state for r in (first, second, again)]  # type: ignore[union-attr]
+        assert states == ["pending", "superseded", "pending"]
+
+    asyncio.run(scenario())
+
+
+def test_a_second_button_for_an_action_already_running_is_refused(
+    lab: Lab, tmp_path: Path, sim: WinRMSimulator
+) -> None:
+    async def scenario() -> None:
+        core = core_for(lab, tmp_path, sim)
+        running = repair_request(core, sim)
+        assert core.store.start_request(running.token) == "started"
+        fresh = core.store.create_request(
+            incident_id=None, site="www", host="iis01", action="repair-store", args=running.args,
+            target=running.target, requested_by="slack:UAPPROVER2", ttl=60,
+        )  # fmt: skip
+        [reply] = await press(core, f"act:{fresh.token}")
+        assert reply.title == "repair-store is already running on iis01; wait for its result."
+        assert sim.requests == []
+
+    asyncio.run(scenario())

@@ -106,3 +106,15 @@ def test_only_approvers_may_mute_a_site(lab: Lab, tmp_path: Path) -> None:
         assert bad.title == '"forever" is not a duration from 1m to 7d, such as 30m, 2h or 1d.'
 
     asyncio.run(scenario())
+
+
+def test_only_approvers_may_check_an_address_that_is_not_a_configured_site(lab: Lab, tmp_path: Path) -> None:
+    async def scenario() -> None:
+        core = make_core(site_config(lab, 1, 1), tmp_path)
+        [refused] = await say(core, "check https://10.0.0.5:22/", who=BYSTANDER)
+        assert refused.title == "Only approvers may check an address that is not a configured site."
+        [bad] = await say(core, "check https://www.example.com:99999/")
+        assert bad.title == 'https://www.example.com:99999/: has an invalid port: "https://www.example.com:99999/"'
+        assert bad.private
+
+    asyncio.run(scenario())

@@ -14,6 +14,7 @@ from bot.probe import StaticResolver
 from commands.model import Tone
 from tests.fakes.bot import BYSTANDER, press, say
 from tests.fakes.iis import SimulatedIIS
+from tests.fakes.tls import Lab
 
 RESOLVER = StaticResolver({"www.example.com": "127.0.0.1"})
 
@@ -82,5 +83,42 @@ def test_auto_heal_policy_repairs_without_a_button(iis: SimulatedIIS, tmp_path: 
         assert ("policy:auto_heal", "approve", "approved") in [
             (a["actor"], a["event"], a["outcome"]) for a in core.store.audit_log()
         ]
+
+    asyncio.run(scenario())
+
+
+def test_a_repair_button_whose_target_was_fixed_meanwhile_does_not_run(iis: SimulatedIIS, tmp_path: Path) -> None:
+    async def scenario() -> None:
+        core = build_core(parse_config(iis.config()), database=str(tmp_path / "db"), resolver=RESOLVER)
+        _, card = await say(core, "heal www")
+        for cert in iis.model.certs:
+            cert.key_state = "ok"  # someone ran certutil by hand while the button waited
+        _, result = await press(core, card.buttons[0].token)
+        assert result.title == "repair-store not run"
+        assert "is no longer needed" in result.lines[0]
+        assert "repair_store" not in iis.winrm.scripts_run
+
+    asyncio.run(scenario())
+
+
+def test_an_incident_is_not_resolved_when_only_a_cdn_edge_was_probed(
+    iis: SimulatedIIS, lab: Lab, tmp_path: Path
+) -> None:
+    async def scenario() -> None:
+        edge = lab.serve("www.example.com", headers={"CF-Cache-Status": "HIT"})
+        text = iis.config().replace(f"https://www.example.com:{iis.tls.port}/", f"https://www.example.com:{edge.port}/")
+        text = text.replace(f'origins = ["127.0.0.1:{iis.tls.port}"]\n', "")
+        text = text.replace(f'ca_file = "{iis.ca_file}"', f'ca_file = "{lab.ca_file}"')
+        core = build_core(parse_config(text), database=str(tmp_path / "db"), resolver=RESOLVER)
+        incident = core.store.open_incident("www", "reset at origin")
+        thumb = next(c.thumbprint for c in iis.model.certs if c.key_state != "ok")
+        request = core.store.create_request(
+            incident_id=incident.id, site="www", host="iis01", action="repair-store", args=(thumb,),
+            target=thumb, requested_by="slack:UAPPROVER1", ttl=60,
+        )  # fmt: skip
+        _, result = await press(core, f"act:{request.token}")
+        assert result.title == "repair-store on iis01: done"
+        assert "Not resolved: no probe reached the host itself" in result.lines[-1]
+        assert core.store.incident(incident.id).is_open  # type: ignore[union-attr]
 
     asyncio.run(scenario())

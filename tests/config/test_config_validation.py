@@ -137,3 +137,57 @@ def test_the_example_config_is_complete_and_valid() -> None:
     assert config.slack is not None
     assert config.line is not None
     assert config.policy.two_person == ("renew",)
+
+
+HOST = (
+    '[[hosts]]\nname = "iis01"\naddress = "https://iis01.example.com:5986/wsman"\nusername = "u"\npassword_env = "P"\n'
+)
+
+
+def test_a_wacs_path_that_is_not_a_windows_path_to_wacs_exe_is_refused_at_load() -> None:
+    assert problems(HOST + 'wacs_path = "/opt/wacs"\n') == [
+        "hosts[0].wacs_path: must be the full Windows path of wacs.exe, "
+        'such as "C:\\Program Files\\win-acme\\wacs.exe", got "/opt/wacs"'
+    ]
+    assert parse_config(HOST + "wacs_path = 'D:\\tools\\win-acme\\wacs.exe'\n").hosts[0].wacs_path.startswith("D:")
+
+
+def test_user_names_and_passwords_inside_urls_are_refused() -> None:
+    found = problems(
+        '[[sites]]\nname = "a"\nurl = "https://admin:pw@www.example.com/"\n'
+        + HOST.replace("https://iis01", "https://svc:pw@iis01")
+    )
+    assert found == [
+        "hosts[0].address: must not contain a user name or password: secrets never go in the config file",
+        "sites[0].url: must not contain a user name or password: secrets never go in the config file",
+    ]
+    assert all("pw" not in line.split(":", 1)[1] for line in found)
+
+
+def test_port_zero_and_duplicate_origins_are_refused() -> None:
+    assert problems('[[sites]]\nname = "a"\nurl = "https://www.example.com:0/"\n') == [
+        'sites[0].url: has an invalid port: "https://www.example.com:0/"'
+    ]
+    assert problems(MINIMAL + 'origins = ["203.0.113.10", "203.0.113.10"]\n') == [
+        "sites[0].origins: lists the same address twice"
+    ]
+
+
+def test_an_international_host_name_is_probed_in_its_dns_spelling() -> None:
+    site = parse_config('[[sites]]\nname = "jp"\nurl = "https://例え.jp/パス?q=検索"\n').sites[0]
+    assert site.hostname == "xn--r8jz45g.jp"
+    assert site.path == "/%E3%83%91%E3%82%B9?q=%E6%A4%9C%E7%B4%A2"
+
+
+def test_policies_that_could_never_work_are_refused() -> None:
+    found = problems('[policy]\napprovers = ["slack:UADA"]\ntwo_person = ["renew"]\nauto_heal = ["renew"]\n')
+    assert found == [
+        "policy.auto_heal: renew is also in two_person: choose one (auto_heal would skip both approvals)",
+        "policy.two_person: renew needs two different approvers, but only 1 may approve it",
+    ]
+
+
+def test_relative_file_names_are_found_next_to_the_config_file(tmp_path: Path) -> None:
+    (tmp_path / "ca.pem").write_text("not checked here")
+    (tmp_path / "certops.toml").write_text(MINIMAL + 'ca_file = "ca.pem"\n')
+    assert load_config(tmp_path / "certops.toml").sites[0].ca_file == str(tmp_path / "ca.pem")

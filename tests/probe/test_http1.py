@@ -60,3 +60,26 @@ def test_the_request_carries_the_real_host_and_asks_to_close() -> None:
     )
     assert b"Host: shop.example.com:8443\r\n" in build_request("GET", "shop.example.com", 8443, "/x")
     assert b"Connection: close\r\n" in build_request("GET", "a", 443, "/")
+
+
+def test_an_early_hints_answer_is_skipped_for_the_real_one() -> None:
+    answer = read(b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+    assert (answer.status, answer.body) == (200, b"ok")
+
+
+def test_a_body_without_length_arriving_in_pieces_is_read_to_the_end() -> None:
+    async def go() -> Answer:
+        reader = asyncio.StreamReader()
+        reader.feed_data(b"HTTP/1.0 200 OK\r\n\r\nfirst part, ")
+
+        async def later() -> None:
+            await asyncio.sleep(0.01)
+            reader.feed_data(b"then the keyword")
+            reader.feed_eof()
+
+        task = asyncio.create_task(later())
+        answer = await read_answer(reader, want_body=True, method="GET")
+        await task
+        return answer
+
+    assert asyncio.run(go()).body == b"first part, then the keyword"

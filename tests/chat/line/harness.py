@@ -10,6 +10,7 @@ import hmac
 import itertools
 import json
 import socket
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -57,7 +58,7 @@ def _event(kind: str, src: dict[str, str], event_id: str | None, **extra: Any) -
     return {
         "type": kind,
         "mode": "active",
-        "timestamp": 1_700_000_000_000 + n,
+        "timestamp": int(time.time() * 1000) + n,
         "webhookEventId": event_id or f"01HTESTEVENT{n:014d}",
         "deliveryContext": {"isRedelivery": False},
         "replyToken": f"reply-token-{n}",

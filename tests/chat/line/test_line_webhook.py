@@ -233,6 +233,20 @@ def test_a_replayed_webhook_event_id_does_nothing_the_second_time(
     asyncio.run(scenario())
 
 
+def test_a_signed_event_older_than_a_day_is_ignored_even_with_a_new_id(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def scenario() -> None:
+        async with line_bot(tmp_path, monkeypatch) as bot:
+            event = text_event("/ssl help", source(APPROVER, group=GROUP))
+            event["timestamp"] -= 2 * 24 * 3600 * 1000  # captured two days ago, replayed now
+            assert await bot.deliver(event) == 200
+            assert bot.api.replies == []
+            assert audit_events(bot) == []
+
+    asyncio.run(scenario())
+
+
 # button presses ----------------------------------------------------------------------------------
 
 

@@ -1,20 +1,21 @@
 """A whole certops core with its Slack adapter in http mode, served on 127.0.0.1 port 0, talking
-to the Slack stand-in; requests reach it over real HTTP, signed with the real algorithm."""
+to the Slack stand-in; requests reach it over real HTTP, signed with the real algorithm. Approved
+host actions run for real, through pywinrm, against the WinRM simulator as host iis01."""
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import json
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
 import aiohttp
+import pytest
 from aiohttp import web
 from slack_sdk.signature import SignatureVerifier
 
@@ -22,7 +23,9 @@ from bot.app import Core, build_core
 from bot.chat.slack import EVENTS_PATH, SlackAdapter
 from bot.config import parse_config
 from bot.probe import Resolver
-from commands.context import ActionOutcome
+from host_actions.simulator import Faults, HostModel, WinRMSimulator
+from host_actions.simulator.scenarios import incident_host
+from tests.fakes.bot import SIM_PASSWORD_ENV, host_config
 from tests.fakes.slack_api import SIGNING_SECRET, Call, SlackAPI
 
 CHANNEL = "C0CERTOPS"
@@ -56,17 +59,15 @@ def site_toml(name: str, port: int, ca_file: str) -> str:
     return f'[[sites]]\nname = "{name}"\nurl = "https://localhost:{port}/"\nca_file = "{ca_file}"\ntimeout = 3\n'
 
 
-class FakeHosts:
-    """Stands in for the WinRM runner: counts runs so tests can say "it ran exactly once"."""
-
-    def __init__(self, delay: float = 0.0) -> None:
-        self.runs: list[tuple[str, str, tuple[str, ...]]] = []
-        self.delay = delay
-
-    async def run(self, host: str, action: str, args: tuple[str, ...]) -> ActionOutcome:
-        self.runs.append((host, action, args))
-        await asyncio.sleep(self.delay)
-        return ActionOutcome(True, f"{action} done on {host}", ("certutil: CertUtil: -repairstore command completed",))
+@contextmanager
+def simulated_host(
+    monkeypatch: pytest.MonkeyPatch, model: HostModel | None = None, *, faults: Faults | None = None
+) -> Iterator[WinRMSimulator]:
+    """The IIS host as a WinRM simulator (the mission's incident unless told otherwise), with its
+    password in the environment variable that host_config() names. Pass it to running_bot(sim=...)."""
+    with WinRMSimulator(model or incident_host(), faults=faults) as sim:
+        monkeypatch.setenv(SIM_PASSWORD_ENV, sim.password)
+        yield sim
 
 
 @dataclass
@@ -76,7 +77,6 @@ class Bot:
     adapter: SlackAdapter
     url: str
     session: aiohttp.ClientSession
-    hosts: FakeHosts
     calls_at_start: int = 0
 
     def new_calls(self) -> list[Call]:
@@ -188,18 +188,16 @@ async def running_bot(
     policy: str = "",
     groups: dict[str, list[str]] | None = None,
     not_member_of: tuple[str, ...] = (),
-    host_delay: float = 0.0,
-    fake_hosts: bool = True,
+    sim: WinRMSimulator | None = None,
     resolver: Resolver | None = None,
 ) -> AsyncIterator[Bot]:
     """http mode: the adapter's routes on an aiohttp server at 127.0.0.1 port 0.
-    socket mode: the adapter dials the stand-in's WebSocket, as it would dial Slack."""
+    socket mode: the adapter dials the stand-in's WebSocket, as it would dial Slack.
+    sim: the WinRM simulator the config names as host iis01; actions run on it over pywinrm."""
     async with SlackAPI(groups=groups, not_member_of=not_member_of) as api:
-        config = parse_config(config_text(api.api_url, mode=mode, sites=sites, policy=policy))
+        hosts = host_config(sim.url, sim.username) if sim is not None else ""
+        config = parse_config(config_text(api.api_url, mode=mode, sites=sites + hosts, policy=policy))
         core = build_core(config, database=str(tmp_path / "certops.db"), resolver=resolver)
-        hosts = FakeHosts(host_delay)
-        if fake_hosts:  # most tests are about Slack, not WinRM: count runs instead of making them
-            core.hosts.run = hosts.run  # type: ignore[method-assign]
         assert config.slack is not None
         adapter = SlackAdapter(config.slack, core)
         app = web.Application()
@@ -215,7 +213,7 @@ async def running_bot(
                 await api.wait_for_socket()
             async with aiohttp.ClientSession() as session:
                 url = f"http://127.0.0.1:{port}{EVENTS_PATH}"
-                yield Bot(api, core, adapter, url, session, hosts, len(api.calls))
+                yield Bot(api, core, adapter, url, session, len(api.calls))
         finally:  # the order certops run uses: no new requests, follow-ups deliver, then close
             await runner.cleanup()
             await core.worker.drain(timeout=5)

@@ -8,15 +8,11 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-import pytest
-
 from bot.probe import StaticResolver
 from host_actions.simulator import WinRMSimulator
 from host_actions.simulator.model import issuer_pem
-from host_actions.simulator.scenarios import incident_host
 from host_actions.simulator.tls import ModelTLSServer
 from tests.chat.slack.harness import running_bot
-from tests.fakes.bot import SIM_PASSWORD_ENV, host_config
 
 
 def simulated_issuer(tmp_path: Path) -> str:
@@ -27,18 +23,17 @@ def simulated_issuer(tmp_path: Path) -> str:
 
 
 def test_heal_then_an_approved_repair_resolves_the_incident_on_the_same_card(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, sim: WinRMSimulator
 ) -> None:
-    with WinRMSimulator(incident_host()) as sim, ModelTLSServer(sim.model) as tls:
-        monkeypatch.setenv(SIM_PASSWORD_ENV, sim.password)
+    with ModelTLSServer(sim.model) as tls:  # the simulated host's IIS, serving what its bindings say
         sites = (
             f'[[sites]]\nname = "www"\nurl = "https://www.example.com:{tls.port}/"\n'
             f'ca_file = "{simulated_issuer(tmp_path)}"\nhost = "iis01"\ntimeout = 3\n'
-        ) + host_config(sim.url, sim.username)
+        )
         resolver = StaticResolver({"www.example.com": "127.0.0.1"})
 
         async def scenario() -> None:
-            async with running_bot(tmp_path, sites=sites, fake_hosts=False, resolver=resolver) as bot:
+            async with running_bot(tmp_path, sites=sites, sim=sim, resolver=resolver) as bot:
                 status, _, seconds = await bot.command("heal www")
                 assert (status, seconds < 1.0) == (200, True)
                 [posted] = await bot.api.wait_for("chat.postMessage")
@@ -65,6 +60,7 @@ def test_heal_then_an_approved_repair_resolves_the_incident_on_the_same_card(
                 ]
                 assert still_offered == [label for label in labels if label != "Repair store"]
                 assert all(c.key_state == "ok" for c in sim.model.certs)
+                assert sim.scripts_run.count("repair_store") == 1
                 assert bot.core.store.incident("INC-0001").state == "resolved"  # type: ignore[union-attr]
 
         asyncio.run(scenario())

@@ -7,6 +7,7 @@ import asyncio
 from pathlib import Path
 
 from commands.model import Button, Reply, Tone
+from host_actions.simulator import WinRMSimulator
 from tests.chat.slack.harness import CHANNEL, command_fields, press_payload, running_bot, site_toml
 from tests.fakes.slack_api import APP_TOKEN
 from tests.fakes.tls import Lab
@@ -32,16 +33,18 @@ def test_socket_mode_acks_a_command_on_the_socket_and_updates_its_card(lab: Lab,
     asyncio.run(scenario())
 
 
-def test_socket_mode_runs_an_approved_button_press_once(tmp_path: Path) -> None:
+def test_socket_mode_runs_an_approved_button_press_once(tmp_path: Path, sim: WinRMSimulator) -> None:
+    broken = next(c for c in sim.model.certs if c.key_state != "ok")  # on iis01, the WinRM simulator
+
     async def scenario() -> None:
-        async with running_bot(tmp_path, mode="socket") as bot:
+        async with running_bot(tmp_path, mode="socket", sim=sim) as bot:
             request = bot.core.store.create_request(
                 incident_id=None,
                 site=None,
                 host="iis01",
                 action="repair-store",
-                args=("AB" * 20,),
-                target="AB" * 20,
+                args=(broken.thumbprint,),
+                target=broken.thumbprint,
                 requested_by="slack:U0ALICE",
                 ttl=600,
             )
@@ -60,8 +63,11 @@ def test_socket_mode_runs_an_approved_button_press_once(tmp_path: Path) -> None:
             assert again["envelope_id"] != ack["envelope_id"]
             await bot.api.wait_for("chat.update", 2)
             await bot.core.worker.drain()
-            assert len(bot.hosts.runs) == 1
-            assert "repair-store done on iis01" in bot.api.only_message().block_text()
+            assert sim.scripts_run.count("repair_store") == 1
+            assert broken.key_state == "ok"
+            text = bot.api.only_message().block_text()
+            assert "repair-store on iis01: done" in text
+            assert f"iis01: repaired the key link of {broken.thumbprint}" in text
             assert bot.api.calls_to("response_url") == []
 
     asyncio.run(scenario())
