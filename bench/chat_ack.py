@@ -12,8 +12,9 @@ What it does (issue 4, "Benchmark"):
   an aiohttp server on 127.0.0.1 port 0, a Slack Web API stand-in (tests/fakes/slack_api.py) and
   one loopback TLS site for `/ssl check` to probe;
 * 20 IIS hosts, iis00 to iis19, are WinRM simulators (host_actions/simulator), each in the state
-  of the mission's incident (a renewed certificate whose key link is broken), each taking 30 s per
-  WinRM command (Faults(script_seconds=30)); the config names them as [[hosts]], timeout 120 s;
+  of the mission's incident (a renewed certificate whose key link is broken), each taking 10 s per
+  WinRM command (Faults(script_seconds=10)), so one repair-store (three commands) takes about 30 s;
+  the config names them as [[hosts]], timeout 120 s;
 * 20 approval buttons (repair-store, one per host) are pressed over signed HTTP; each approved
   action runs for real through pywinrm on the bot's host-action threads, so 20 slow actions are
   running;
@@ -21,7 +22,7 @@ What it does (issue 4, "Benchmark"):
   rate (open loop, as users type) and measures the time to each HTTP 200;
 * it prints p50, p99 and max, and the missed acks (non-200, or later than Slack's 3 seconds);
   then the child lets the slow actions finish on their hosts (a repair-store is several WinRM
-  commands of 30 s each: the host is diagnosed again, repaired, then read back), their results go
+  commands of 10 s each: the host is diagnosed again, repaired, then read back), their results go
   to their cards, and the child stops.
 
 Client and bot are separate processes so the client's own work is not charged to the bot.
@@ -50,7 +51,7 @@ import aiohttp  # noqa: E402 - after the path set-up above
 from slack_sdk.signature import SignatureVerifier  # noqa: E402
 
 SLOW_ACTIONS = 20
-ACTION_SECONDS = 30.0  # each WinRM command on a simulated host takes this long
+ACTION_SECONDS = 10.0  # each WinRM command on a simulated host: a repair-store is three of them, ~30 s
 HOST_TIMEOUT = 120  # the [[hosts]] timeout, per WinRM session: more than its commands take
 SIM_PASSWORD_ENV = "CERTOPS_BENCH_SIM_PASSWORD"  # noqa: S105 - the name of a variable, not a secret
 SLACK_ACK_DEADLINE = 3.0
