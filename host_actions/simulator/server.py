@@ -114,6 +114,10 @@ class WinRMSimulator:
         self._thread.start()
         return self
 
+    @property
+    def stopped(self) -> bool:
+        return self._stop.is_set()
+
     def stop(self) -> None:
         self._stop.set()
         if self._server is not None:
@@ -346,6 +350,11 @@ def _handler_for(sim: WinRMSimulator) -> type[BaseHTTPRequestHandler]:
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length)
+            if sim.stopped:
+                # a stopped host is gone: drop kept-alive connections instead of answering from a dead model
+                self.close_connection = True
+                self.request.close()
+                return
             if self.path != "/wsman":
                 status, payload = 404, b""
             else:
