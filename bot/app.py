@@ -36,6 +36,8 @@ def build_core(config: Config, *, database: str | None = None, resolver: Resolve
     """Must be called inside a running event loop (the prober and worker use asyncio primitives)."""
     store = Store(database or config.bot.database)
     store.prune_seen_events()
+    for request in store.fail_interrupted():
+        store.audit("certops", "run", f"{request.action} {request.target} on {request.host}", "failed", "interrupted")
     approvals = Approvals(store, config.policy)
     prober = SiteProber(config, store, resolver)
     hosts = HostActionRunner(config)

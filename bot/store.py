@@ -302,6 +302,15 @@ class Store:
             db.execute("UPDATE action_requests SET state = 'running' WHERE token = ?", (token,))
             return "started"
 
+    def fail_interrupted(self) -> list[ActionRequest]:
+        """At start: runs a previous process left "running" died with it. They are marked failed
+        (whether the host changed is unknown: the next diagnosis will tell), never run again."""
+        with self._lock:
+            tokens = [r["token"] for r in self._all("SELECT token FROM action_requests WHERE state = 'running'")]
+        for token in tokens:
+            self.claim_request(token, "running", "failed", "interrupted: certops stopped while it ran")
+        return [r for r in (self.request(t) for t in tokens) if r is not None]
+
     def claim_request(self, token: str, expected: str, new: str, result: str | None = None) -> bool:
         """Moves a request from `expected` to `new` state; False when someone else got there first."""
         return (

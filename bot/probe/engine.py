@@ -18,6 +18,7 @@ import socket
 import ssl
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
 from bot.probe import failures
@@ -44,11 +45,17 @@ class Resolver(Protocol):
     async def resolve(self, host: str, port: int) -> str: ...
 
 
+# getaddrinfo blocks; on the loop's small default pool a few stalled lookups would hold up every
+# other probe and turn healthy sites into timeouts, so name lookups get threads of their own
+_DNS_THREADS = ThreadPoolExecutor(max_workers=32, thread_name_prefix="certops-dns")
+
+
 class SystemResolver:
     async def resolve(self, host: str, port: int) -> str:
         if _is_ip(host):
             return host
-        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        loop = asyncio.get_running_loop()
+        infos = await loop.run_in_executor(_DNS_THREADS, socket.getaddrinfo, host, port, 0, socket.SOCK_STREAM)
         if not infos:
             raise socket.gaierror(socket.EAI_NONAME, "no addresses")
         return str(infos[0][4][0])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import io
 import json
 import subprocess
 import sys
@@ -9,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.cli import main
+from bot.cli import _run_probes, main
+from bot.probe.targets import parse_resolve, url_target
 from tests.fakes.tls import Behaviour, Lab
 
 HOST = "www.example.test"
@@ -149,3 +152,28 @@ def test_the_installed_command_runs_and_exits_with_the_worst_status(lab: Lab) ->
     assert done.returncode == 2
     assert done.stdout.startswith("CRITICAL")
     assert "expired on" in done.stdout
+
+
+def test_a_terminal_sees_a_progress_count_that_is_wiped_before_the_results(lab: Lab) -> None:
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    endpoints = [lab.serve(), lab.serve()]
+    targets = [
+        url_target(
+            f"https://{HOST}:{e.port}/",
+            [parse_resolve(f"{HOST}:{e.port}:127.0.0.1")],
+            warn_days=21,
+            crit_days=7,
+            timeout=3,
+            ca_file=lab.ca_file,
+        )
+        for e in endpoints
+    ]
+    screen = Terminal()
+    results = asyncio.run(_run_probes(targets, 2, screen))
+    assert [r.status.value for r in results] == ["ok", "ok"]
+    assert "\rprobed 1/2" in screen.getvalue()
+    assert "\rprobed 2/2" in screen.getvalue()
+    assert screen.getvalue().endswith("\r")

@@ -213,3 +213,24 @@ def test_a_second_button_for_an_action_already_running_is_refused(
         assert sim.requests == []
 
     asyncio.run(scenario())
+
+
+def test_a_run_cut_short_by_a_restart_is_marked_failed_and_never_runs_again(
+    lab: Lab, tmp_path: Path, sim: WinRMSimulator
+) -> None:
+    async def scenario() -> None:
+        core = core_for(lab, tmp_path, sim)
+        request = repair_request(core, sim)
+        assert core.store.start_request(request.token) == "started"
+        core.close()  # the process dies while the action runs
+
+        restarted = core_for(lab, tmp_path, sim)
+        after = restarted.store.request(request.token)
+        assert after is not None
+        assert (after.state, after.result) == ("failed", "interrupted: certops stopped while it ran")
+        assert audit_tail(restarted, 1) == [("certops", "run", "failed")]
+        [reply] = await press(restarted, f"act:{request.token}")
+        assert "already ran on iis01 and failed" in reply.title
+        assert sim.requests == []
+
+    asyncio.run(scenario())
