@@ -109,10 +109,17 @@ class Approvals:
 
 
 def _not_pending(request: ActionRequest) -> str:
+    again = f"run /ssl heal {request.site}" if request.site else "run the command again"
+    if request.state == "failed" and (request.result or "").startswith("interrupted"):
+        return (
+            f"{request.action} on {request.host} was interrupted when certops stopped; the host may or may "
+            f"not have changed: {again} to see where it stands."
+        )
     return {
         "running": f"{request.action} is already running on {request.host}.",
         "done": f"{request.action} already ran on {request.host}.",
-        "failed": f"{request.action} already ran on {request.host} and failed; diagnose again for fresh buttons.",
+        "failed": f"{request.action} already ran on {request.host} and failed; {again} for fresh buttons.",
         "expired": "This button has expired.",
         "superseded": "These buttons were replaced by newer ones; use the latest card.",
+        "stale": f"The host changed since this was proposed, so it was not run; {again}.",
     }.get(request.state, f"This request is {request.state}.")

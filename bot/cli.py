@@ -17,6 +17,7 @@ from bot.config.reader import did_you_mean
 from bot.probe import ProbeResult, ProbeTarget, probe_many, worst_status
 from bot.probe.report import render_line
 from bot.probe.targets import TargetError, parse_resolve, site_targets, url_target
+from bot.store import StoreBusy
 from host_actions.cli import register as register_host_actions
 
 EXIT_UNKNOWN = 3  # monitoring-plugin convention for usage and internal errors
@@ -194,6 +195,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         return asyncio.run(serve(config, console=args.console))
     except OSError as exc:  # the port is taken, the database folder is not writable...
         print(f"certops run: cannot start: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    except StoreBusy as exc:
+        print(f"certops run: not starting: {exc}", file=sys.stderr)
         return 2
     except sqlite3.Error as exc:
         print(f"certops run: cannot open the database {config.bot.database}: {exc}", file=sys.stderr)

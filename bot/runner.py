@@ -41,8 +41,12 @@ def chat_adapters(core: Core) -> tuple[list[ChatAdapter], list[web.RouteDef]]:
 
 async def serve(config: Config, *, console: bool = False) -> int:
     core = build_core(config)
-    adapters, routes = chat_adapters(core)
-    runner = await start_web(core, routes)
+    try:
+        adapters, routes = chat_adapters(core)
+        runner = await start_web(core, routes)
+    except BaseException:
+        core.close()
+        raise
     log.info("certops is listening on %s", config.bot.listen)
     try:
         for adapter in adapters:

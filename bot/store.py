@@ -9,10 +9,13 @@ retried request or a second replica can never do it twice.
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import json
+import os
 import secrets
 import sqlite3
 import threading
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -98,21 +101,36 @@ class ActionRequest:
     result: str | None
 
 
+class StoreBusy(Exception):
+    """Another certops process uses this database; two would each think they own the runs."""
+
+
 class Store:
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
         self._lock = threading.RLock()
+        owner = _claim_ownership(self.path)
+        # released on close(), or when a store nobody closed is collected
+        self._release = weakref.finalize(self, os.close, owner) if owner is not None else (lambda: None)
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self._db.row_factory = sqlite3.Row
         if self.path != ":memory:":
             self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA busy_timeout=5000")
+        self._migrate()
         self._db.executescript(SCHEMA)
+
+    def _migrate(self) -> None:
+        # probe results are only the latest answers: an older layout is dropped, not converted
+        columns = [r[1] for r in self._db.execute("PRAGMA table_info(probe_results)").fetchall()]
+        if columns and "path" not in columns:
+            self._db.execute("DROP TABLE probe_results")
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
+            self._release()
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -293,11 +311,13 @@ class Store:
             request = row.fetchone()
             if request is None or request["state"] != "pending":
                 return "taken"
-            busy = db.execute(
-                "SELECT 1 FROM action_requests WHERE host = ? AND action = ? AND args_json = ? AND state = 'running'",
-                (request["host"], request["action"], request["args_json"]),
-            ).fetchone()
-            if busy:
+            running = db.execute(
+                "SELECT args_json FROM action_requests WHERE host = ? AND action = ? AND state = 'running'",
+                (request["host"], request["action"]),
+            ).fetchall()
+            # flags such as --force do not make it another action: one renewal is one renewal
+            target = _without_flags(request["args_json"])
+            if any(_without_flags(r["args_json"]) == target for r in running):
                 return "busy"
             db.execute("UPDATE action_requests SET state = 'running' WHERE token = ?", (token,))
             return "started"
@@ -361,6 +381,24 @@ class Store:
     def first_time(self, platform: str, event_id: str) -> bool:
         """True the first time an event id is seen: a redelivered or replayed event returns False."""
         return self._run("INSERT OR IGNORE INTO seen_events VALUES (?, ?, ?)", platform, event_id, iso(utcnow())) == 1
+
+
+def _without_flags(args_json: str) -> list[str]:
+    return [a for a in json.loads(args_json) if not a.startswith("--")]
+
+
+def _claim_ownership(path: str) -> int | None:
+    """An exclusive lock next to the database for as long as this process uses it (a file
+    descriptor: the lock goes with it when the store is closed or the process ends)."""
+    if path == ":memory:":
+        return None
+    fd = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise StoreBusy(f"another certops process is using {path}; stop it first") from None
+    return fd
 
 
 def _incident(row: sqlite3.Row) -> Incident:

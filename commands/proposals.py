@@ -49,7 +49,8 @@ async def offer(
         label = LABELS.get(action, action)
         auto = not ctx.approvals.needs_approval(action)
         if not auto and len(buttons) >= MAX_BUTTONS:
-            notes.append(f"Also proposed: {label} {' '.join(proposal.args)} (after these, run the command again).")
+            what = " ".join([label, *proposal.args])
+            notes.append(f"Also proposed: {what} (after these, run the command again).")
             continue
         request = ctx.store.create_request(
             incident_id=incident_id,
@@ -75,7 +76,8 @@ async def _auto_run(ctx: Context, request: ActionRequest, requester: str) -> str
         ctx.store.audit("policy:auto_heal", "approve", subject, "refused", "the same action is running")
         return f"{request.action} is already running on {request.host}."
     ctx.store.audit("policy:auto_heal", "approve", subject, "approved", f"requested by {requester}")
-    return (await run_request(ctx, request)).title
+    reply = await run_request(ctx, request)
+    return " ".join([reply.title + ":", *reply.lines[:1]]) if reply.lines else reply.title
 
 
 async def run_request(ctx: Context, request: ActionRequest) -> Reply:
@@ -84,7 +86,7 @@ async def run_request(ctx: Context, request: ActionRequest) -> Reply:
     try:
         stale = await _stale(ctx, request)
         if stale:
-            ctx.store.claim_request(request.token, "running", "superseded", stale)
+            ctx.store.claim_request(request.token, "running", "stale", stale)
             ctx.store.audit("certops", "run", subject, "refused", stale)
             again = f"/ssl heal {request.site}" if request.site else "the command"
             return Reply(
@@ -105,7 +107,8 @@ async def run_request(ctx: Context, request: ActionRequest) -> Reply:
         ctx.store.claim_request(request.token, "running", "failed", "interrupted")
         ctx.store.audit("certops", "run", subject, "failed", "interrupted by an internal error or shutdown")
         raise
-    ctx.store.claim_request(request.token, "running", "done" if outcome.ok else "failed", outcome.summary)
+    if not ctx.store.claim_request(request.token, "running", "done" if outcome.ok else "failed", outcome.summary):
+        log.warning("request %s was no longer running when its result came back", request.token)
     ctx.store.audit("certops", "run", subject, "ok" if outcome.ok else "failed", outcome.summary)
     lines = [outcome.summary, *outcome.lines[:10]]
     tone = Tone.OK if outcome.ok else Tone.CRITICAL
@@ -118,13 +121,19 @@ async def run_request(ctx: Context, request: ActionRequest) -> Reply:
 
 
 async def _stale(ctx: Context, request: ActionRequest) -> str | None:
-    """Why the button no longer fits the host, or None when it still does."""
+    """Why the proposal no longer fits the host, or None when it still does."""
     if request.action not in RECHECKED:
         return None  # the host action itself checks its target against what the host reports
-    diagnosis = await ctx.hosts.diagnose(request.host, None)
+    probe = None
+    site = ctx.config.site(request.site or "")
+    if site is not None and request.action == "rebind":
+        # a rebind may be proposed because of what the wire serves: look at the wire again too
+        facing = host_facing(await ctx.prober.probe_site(site))
+        probe = facing[0] if facing else None
+    diagnosis = await ctx.hosts.diagnose(request.host, probe)
     if any((f.action, f.args) == (request.action, request.args) for f in diagnosis.findings):
         return None
-    return f"The host changed since the button was offered: {request.action} {request.target} is no longer needed."
+    return f"The host changed since this was proposed: {request.action} {request.target} is no longer needed."
 
 
 async def verify_from_outside(ctx: Context, request: ActionRequest) -> tuple[bool, list[str]]:

@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
 
+import idna
+
 from bot.config.errors import ConfigError, ConfigIssue
 from bot.config.model import (
     HOST_ACTIONS,
@@ -22,6 +24,8 @@ from bot.config.model import (
 )
 from bot.config.reader import Table, quoted
 from bot.config.secrets import SecretUnavailable
+from host_actions.errors import InvalidParameter
+from host_actions.validate import windows_path
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 PRINCIPAL = re.compile(
@@ -185,8 +189,9 @@ def split_https_url(url: str) -> tuple[str, int, str]:
     if parts.scheme != "https" or not parts.hostname:
         raise ValueError(f'must be an https:// address such as "https://www.example.com/", got {quoted(url)}')
     try:
-        hostname = parts.hostname.encode("idna").decode("ascii")  # as DNS, SNI and certificates spell it
-    except UnicodeError:
+        # as DNS, SNI and certificates spell it (IDNA 2008 with UTS 46 mapping, as browsers do)
+        hostname = idna.encode(parts.hostname, uts46=True).decode("ascii")
+    except (idna.IDNAError, UnicodeError):
         raise ValueError(f"has a host name that is not valid: {quoted(url)}") from None
     path = quote(parts.path or "/", safe="/%:@!$&'()*+,;=~-._")
     if parts.query:
@@ -273,8 +278,17 @@ def _hosts(value: Any, issues: list[ConfigIssue], base: Path) -> list[Host]:
 def _wacs_path(t: Table) -> str:
     default = r"C:\Program Files\win-acme\wacs.exe"
     path = t.string("wacs_path", default) or default
-    if not re.fullmatch(r"[A-Za-z]:\\[^\x00-\x1f<>\"|?*]+\\wacs\.exe", path, re.IGNORECASE):
-        t.problem("wacs_path", rf'must be the full Windows path of wacs.exe, such as "{default}", got {quoted(path)}')
+    try:
+        windows_path(path)  # the same rule the host actions apply before sending it
+        ok = path.lower().endswith("\\wacs.exe")
+    except InvalidParameter:
+        ok = False
+    if not ok:
+        t.problem(
+            "wacs_path",
+            f'must be the full Windows path of wacs.exe, without quotes, &, $, ; or ` (such as "{default}"), '
+            f"got {quoted(path)}",
+        )
     return path
 
 

@@ -1,4 +1,5 @@
-"""A WS-Management (WinRS) server on 127.0.0.1 that pywinrm really talks to, over Basic/HTTP.
+"""A WS-Management (WinRS) server on 127.0.0.1 that pywinrm really talks to, over HTTP with
+Basic authentication, or with NTLM and WinRM message encryption (`auth="ntlm"`, see ntlm.py).
 
 It follows the message flow in facts/windows-host.md §6: Create / Command / Send / Receive /
 Signal / Delete, `RelatesTo` echoing the request's MessageID, base64 streams, and
@@ -19,13 +20,16 @@ import uuid
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Literal
 
 from bot.config import Host, SecretRef
 from host_actions.scripts import bootstrap_command, decode_job, encode_part_output, script_text
 from host_actions.scripts import script_marker as marker_of
 from host_actions.simulator import contract
 from host_actions.simulator.model import HostModel
+from host_actions.simulator.ntlm import ENCRYPTED_CONTENT_TYPE, ConnectionAuth, NTLMAcceptor, SealError, is_encrypted
+from host_actions.simulator.ntlm import seal as ntlm_seal
+from host_actions.simulator.ntlm import unseal as ntlm_unseal
 from host_actions.simulator.scripts import HANDLERS, ScriptError
 
 NS = {
@@ -46,6 +50,8 @@ PROGRESS_CLIXML = (
     b"<AV>Preparing modules for first use.</AV><AI>0</AI><Nil /><PI>-1</PI><PC>-1</PC>"
     b"<T>Completed</T><SR>-1</SR><SD> </SD></PR></MS></Obj></Objs>"
 )
+SOAP_CONTENT_TYPE = "application/soap+xml;charset=UTF-8"
+Auth = Literal["basic", "ntlm"]
 
 
 @dataclass
@@ -61,6 +67,19 @@ class Faults:
     split_stdout: int = 1  # stdout spread over this many Receives
     clixml_progress: bool = False  # progress records on stderr, as PowerShell does on first use
     hang_http: float = 0.0  # the HTTP answer to Receive is delayed this long (socket-level stall)
+
+
+@dataclass(frozen=True)
+class Exchange:
+    """One POST to /wsman and its answer as they crossed the wire, before decryption / after
+    encryption. The Authorization value is not kept, only its scheme."""
+
+    content_type: str
+    auth_scheme: str | None  # "Basic", "Negotiate", "NTLM" or None
+    body: bytes
+    status: int
+    answer_content_type: str
+    answer: bytes
 
 
 @dataclass
@@ -89,23 +108,31 @@ class WinRMSimulator:
         username: str = "certops",
         password: str = "s3cret-Passw0rd",  # noqa: S107 - a loopback simulator's fixture
         faults: Faults | None = None,
+        auth: Auth = "basic",
     ) -> None:
+        if auth not in ("basic", "ntlm"):
+            raise ValueError(f"auth must be 'basic' or 'ntlm', not {auth!r}")
         self.model = model or HostModel()
         self.username = username
         self.password = password
         self.faults = faults or Faults()
+        self.auth: Auth = auth
         self.lock = threading.RLock()
         self.requests: list[str] = []  # the a:Action suffix of every request, in order
+        self.wire: list[Exchange] = []  # every POST to /wsman and its answer, handshakes included
         self.scripts_run: list[str] = []
         self.shells: dict[str, _Shell] = {}
         self._stop = threading.Event()
         self._timed_out_once = False
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self._acceptor: NTLMAcceptor | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     def start(self) -> WinRMSimulator:
+        if self.auth == "ntlm" and self._acceptor is None:
+            self._acceptor = NTLMAcceptor(self.username, self.password)
         server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
         server.daemon_threads = True
         self._server = server
@@ -124,6 +151,9 @@ class WinRMSimulator:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
+        if self._acceptor is not None:
+            self._acceptor.close()
+            self._acceptor = None
 
     def __enter__(self) -> WinRMSimulator:
         return self.start()
@@ -143,27 +173,81 @@ class WinRMSimulator:
         timeout: float = 10.0,
         password_env: str = "CERTOPS_SIM_PW",  # noqa: S107 - the name of a variable, not a secret
     ) -> Host:
-        """A Host for this simulator; the caller puts the password in `password_env`."""
+        """A Host for this simulator; the caller puts the password in `password_env`.
+
+        Its transport is the simulator's `auth`: "basic" (allowed over http:// for the simulator)
+        or "ntlm", which pywinrm encrypts over http:// (message_encryption "auto").
+        """
         return Host(
             name=name,
             address=self.url,
-            transport="basic",
+            transport=self.auth,
             username=self.username,
             password=SecretRef(key_path=f"hosts.{name}.password", env=password_env),
-            allow_insecure_basic=True,
+            allow_insecure_basic=self.auth == "basic",
             timeout=timeout,
             wacs_path=self.model.wacs_path,
         )
 
+    # -- HTTP --------------------------------------------------------------------------------
+
+    def respond(
+        self, conn: ConnectionAuth, authorization: str | None, content_type: str, body: bytes
+    ) -> tuple[int, bytes, dict[str, str]]:
+        """Status, body and headers for one POST to /wsman on the connection `conn`."""
+        if self.auth == "basic":
+            status, payload = self.handle(authorization, body)
+            headers = {"WWW-Authenticate": 'Basic realm="WSMAN"'} if status == 401 else {}
+        else:
+            status, payload, headers = self._respond_ntlm(conn, authorization, content_type, body)
+        headers = {"Content-Type": SOAP_CONTENT_TYPE, **headers}
+        scheme = authorization.split(" ", 1)[0] if authorization else None
+        with self.lock:
+            self.wire.append(Exchange(content_type, scheme, body, status, headers["Content-Type"], payload))
+        return status, payload, headers
+
+    def _respond_ntlm(
+        self, conn: ConnectionAuth, authorization: str | None, content_type: str, body: bytes
+    ) -> tuple[int, bytes, dict[str, str]]:
+        assert self._acceptor is not None, "start() the simulator first"
+        if authorization is not None or not conn.authenticated:
+            if self.faults.round_trip_delay:
+                self._stop.wait(self.faults.round_trip_delay)
+            step = self._acceptor.step(conn, authorization, refuse=self.faults.reject_all)
+            if step.refused:
+                with self.lock:
+                    self.requests.append("(rejected)")
+            if step.status != 200:
+                return step.status, b"", {"WWW-Authenticate": step.www_authenticate or "Negotiate"}
+            if not body:
+                return 200, b"", {}  # pywinrm's empty POST that sets up the security context
+        context = conn.context
+        assert context is not None
+        if not is_encrypted(content_type):
+            # a host with AllowUnencrypted=false refuses SOAP in clear over http://
+            return 400, b"", {}
+        try:
+            soap = ntlm_unseal(context, body)
+        except SealError:
+            return 400, b"", {}
+        status, payload = self._handle_soap(soap)
+        if not payload:
+            return status, b"", {}
+        return status, ntlm_seal(context, payload), {"Content-Type": ENCRYPTED_CONTENT_TYPE}
+
     # -- WS-Man ------------------------------------------------------------------------------
 
     def handle(self, authorization: str | None, body: bytes) -> tuple[int, bytes]:
+        """One Basic-authenticated SOAP request."""
         if self.faults.round_trip_delay:
             self._stop.wait(self.faults.round_trip_delay)
         if self.faults.reject_all or not self._authorised(authorization):
             with self.lock:
                 self.requests.append("(rejected)")
             return 401, b""
+        return self._handle_soap(body)
+
+    def _handle_soap(self, body: bytes) -> tuple[int, bytes]:
         try:
             # the peer is pywinrm on loopback; this server never faces untrusted input
             root = ET.fromstring(body)  # noqa: S314
@@ -341,9 +425,11 @@ class WinRMSimulator:
 def _handler_for(sim: WinRMSimulator) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"  # keep-alive, as requests expects from WinRM
+        conn_auth: ConnectionAuth  # NTLM authenticates the connection; one handler per connection
 
         def setup(self) -> None:
             super().setup()
+            self.conn_auth = ConnectionAuth()
             # headers and body leave in two writes; without this, Nagle + delayed ACK add ~40 ms
             self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
@@ -356,13 +442,14 @@ def _handler_for(sim: WinRMSimulator) -> type[BaseHTTPRequestHandler]:
                 self.request.close()
                 return
             if self.path != "/wsman":
-                status, payload = 404, b""
+                status, payload, headers = 404, b"", {"Content-Type": SOAP_CONTENT_TYPE}
             else:
-                status, payload = sim.handle(self.headers.get("Authorization"), body)
+                status, payload, headers = sim.respond(
+                    self.conn_auth, self.headers.get("Authorization"), self.headers.get("Content-Type") or "", body
+                )
             self.send_response(status)
-            if status == 401:
-                self.send_header("WWW-Authenticate", 'Basic realm="WSMAN"')
-            self.send_header("Content-Type", "application/soap+xml;charset=UTF-8")
+            for name, value in headers.items():
+                self.send_header(name, value)
             self.send_header("Content-Length", str(len(payload)))
             self.end_headers()
             self.wfile.write(payload)

@@ -230,7 +230,10 @@ def test_a_run_cut_short_by_a_restart_is_marked_failed_and_never_runs_again(
         assert (after.state, after.result) == ("failed", "interrupted: certops stopped while it ran")
         assert audit_tail(restarted, 1) == [("certops", "run", "failed")]
         [reply] = await press(restarted, f"act:{request.token}")
-        assert "already ran on iis01 and failed" in reply.title
+        assert reply.title == (
+            "repair-store on iis01 was interrupted when certops stopped; the host may or may not have changed: "
+            "run /ssl heal www to see where it stands."
+        )
         assert sim.requests == []
 
     asyncio.run(scenario())

@@ -145,9 +145,13 @@ HOST = (
 
 
 def test_a_wacs_path_that_is_not_a_windows_path_to_wacs_exe_is_refused_at_load() -> None:
-    assert problems(HOST + 'wacs_path = "/opt/wacs"\n') == [
-        "hosts[0].wacs_path: must be the full Windows path of wacs.exe, "
-        'such as "C:\\Program Files\\win-acme\\wacs.exe", got "/opt/wacs"'
+    rule = (
+        "must be the full Windows path of wacs.exe, without quotes, &, $, ; or ` "
+        '(such as "C:\\Program Files\\win-acme\\wacs.exe")'
+    )
+    assert problems(HOST + 'wacs_path = "/opt/wacs"\n') == [f'hosts[0].wacs_path: {rule}, got "/opt/wacs"']
+    assert problems(HOST + "wacs_path = 'C:\\Tools&Co\\wacs.exe'\n") == [
+        f'hosts[0].wacs_path: {rule}, got "C:\\Tools&Co\\wacs.exe"'
     ]
     assert parse_config(HOST + "wacs_path = 'D:\\tools\\win-acme\\wacs.exe'\n").hosts[0].wacs_path.startswith("D:")
 
@@ -176,6 +180,7 @@ def test_port_zero_and_duplicate_origins_are_refused() -> None:
 def test_an_international_host_name_is_probed_in_its_dns_spelling() -> None:
     site = parse_config('[[sites]]\nname = "jp"\nurl = "https://例え.jp/パス?q=検索"\n').sites[0]
     assert site.hostname == "xn--r8jz45g.jp"
+    assert parse_config('[[sites]]\nname = "de"\nurl = "https://straße.de/"\n').sites[0].hostname == "xn--strae-oqa.de"
     assert site.path == "/%E3%83%91%E3%82%B9?q=%E6%A4%9C%E7%B4%A2"
 
 

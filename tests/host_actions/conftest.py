@@ -11,6 +11,7 @@ from bot.config import Host
 from host_actions.scripts import Part
 from host_actions.simulator import Faults, HostModel, WinRMSimulator
 from host_actions.simulator.scenarios import incident_host
+from host_actions.simulator.server import Auth
 from host_actions.simulator.server import WinRMSimulator as _Sim
 from host_actions.winrm_client import PartResult
 
@@ -24,9 +25,13 @@ def make_sim(monkeypatch: pytest.MonkeyPatch) -> Iterator[SimFactory]:
     started: list[_Sim] = []
 
     def factory(
-        model: HostModel | None = None, *, faults: Faults | None = None, timeout: float = 10.0
+        model: HostModel | None = None,
+        *,
+        faults: Faults | None = None,
+        timeout: float = 10.0,
+        auth: Auth = "basic",
     ) -> tuple[WinRMSimulator, Host]:
-        sim = WinRMSimulator(model or incident_host(), faults=faults).start()
+        sim = WinRMSimulator(model or incident_host(), faults=faults, auth=auth).start()
         started.append(sim)
         monkeypatch.setenv(PASSWORD_ENV, sim.password)
         return sim, sim.host_config(timeout=timeout, password_env=PASSWORD_ENV)
