@@ -81,6 +81,7 @@ class Reply:
     buttons: tuple[Button, ...] = ()
     incident_id: str | None = None
     private: bool = False  # for the asker only (a refusal, a usage error): never replaces a shared card
+    resolved: bool = False  # this reply reports that its incident was verified fixed and closed
 
     def as_text(self) -> str:
         """Plain text for consoles, notifications and fallbacks."""

@@ -112,12 +112,13 @@ async def run_request(ctx: Context, request: ActionRequest) -> Reply:
     ctx.store.audit("certops", "run", subject, "ok" if outcome.ok else "failed", outcome.summary)
     lines = [outcome.summary, *outcome.lines[:10]]
     tone = Tone.OK if outcome.ok else Tone.CRITICAL
+    resolved = False
     if request.site and outcome.ok:
-        verdict, verify_lines = await verify_from_outside(ctx, request)
+        verdict, verify_lines, resolved = await verify_from_outside(ctx, request)
         lines += verify_lines
         tone = Tone.OK if verdict else Tone.WARNING
     title = f"{request.action} on {request.host}: {'done' if outcome.ok else 'failed'}"
-    return Reply(title, tone, tuple(lines), incident_id=request.incident_id)
+    return Reply(title, tone, tuple(lines), incident_id=request.incident_id, resolved=resolved)
 
 
 async def _stale(ctx: Context, request: ActionRequest) -> str | None:
@@ -136,30 +137,30 @@ async def _stale(ctx: Context, request: ActionRequest) -> str | None:
     return f"The host changed since this was proposed: {request.action} {request.target} is no longer needed."
 
 
-async def verify_from_outside(ctx: Context, request: ActionRequest) -> tuple[bool, list[str]]:
-    """Healthy only if every probe answered (warnings such as a CDN cache hit are not the incident),
-    each probe of the host itself read a certificate, and the host agrees it is the newest one."""
+async def verify_from_outside(ctx: Context, request: ActionRequest) -> tuple[bool, list[str], bool]:
+    """-> (healthy, lines to show, incident resolved now). Healthy only if every probe answered
+    (warnings such as a CDN cache hit are not the incident), each probe of the host itself read a
+    certificate, and the host agrees it is the newest one."""
     site = ctx.config.site(request.site or "")
     if site is None:
-        return False, []
+        return False, [], False
     results = await ctx.prober.probe_site(site)
     lines = ["Re-probed from outside:", *(describe(r) for r in results)]
     facing = host_facing(results)
     if any(r.status.value not in ("ok", "warning") for r in results):
-        return False, [*lines, "Not resolved: the site still fails from outside."]
+        return False, [*lines, "Not resolved: the site still fails from outside."], False
     if not facing or any(r.certificate is None for r in facing):
-        return False, [
-            *lines,
-            "Not resolved: no probe reached the host itself, so the certificate it serves is unknown.",
-        ]
+        unknown = "Not resolved: no probe reached the host itself, so the certificate it serves is unknown."
+        return False, [*lines, unknown], False
     try:
         diagnosis = await ctx.hosts.diagnose(request.host, facing[0])
     except HostActionError as exc:
-        return False, [*lines, f"Not resolved: could not re-check {request.host}: {exc.message}"]
+        return False, [*lines, f"Not resolved: could not re-check {request.host}: {exc.message}"], False
     stale = [f for f in diagnosis.findings if f.code == "served_not_newest"]
     if stale:
-        return False, [*lines, f"Not resolved: {stale[0].message}"]
-    if request.incident_id and ctx.store.resolve_incident(request.incident_id):
-        ctx.store.audit("certops", "resolve", request.incident_id, "done", "verified from outside")
+        return False, [*lines, f"Not resolved: {stale[0].message}"], False
+    resolved = bool(request.incident_id) and ctx.store.resolve_incident(request.incident_id or "")
+    if resolved:
+        ctx.store.audit("certops", "resolve", request.incident_id or "", "done", "verified from outside")
         lines.append(f"{request.incident_id} resolved: the newest certificate is served and the handshake works.")
-    return True, lines
+    return True, lines, resolved

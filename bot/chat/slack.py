@@ -21,7 +21,7 @@ import secrets
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -37,7 +37,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.chat.base import ChatSetupError
 from bot.chat.slack_blocks import ACTION_PREFIX, Rendered, escape, render, render_copy
 from bot.config import SlackSettings
-from commands.model import Conversation, Outcome, Press, Principal, Reply, Request
+from commands.model import Conversation, Outcome, Press, Principal, Reply, Request, Tone
 
 if TYPE_CHECKING:
     from bot.app import Core
@@ -86,7 +86,11 @@ class Card:
     def render(self) -> Rendered:
         notes = [note for per_button in self.statuses.values() for note in per_button]
         if self.reply is not None:
-            return render(self.reply, hidden=self.pressed, statuses=notes)
+            reply = self.reply
+            if any(note.resolved for note in notes):
+                # the card's headline must not keep saying "needs repair" once the incident is closed
+                reply = replace(reply, title=f"Resolved: {reply.title}", tone=Tone.OK)
+            return render(reply, hidden=self.pressed, statuses=notes)
         blocks, text = self.copy.get("blocks") or [], str(self.copy.get("text") or "")
         return render_copy(blocks, text, hidden=self.pressed, statuses=notes)
 

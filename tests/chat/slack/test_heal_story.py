@@ -55,6 +55,7 @@ def test_heal_then_an_approved_repair_resolves_the_incident_on_the_same_card(
                 assert "Approved by slack:U0BOB" in text
                 assert "repair-store on iis01: done" in text
                 assert "INC-0001 resolved" in text
+                assert card.text.startswith("Resolved: www: needs repair")  # the headline follows the outcome
                 still_offered = [
                     e["text"]["text"] for b in card.blocks if b["type"] == "actions" for e in b["elements"]
                 ]
