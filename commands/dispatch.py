@@ -24,13 +24,11 @@ class CommandDispatcher:
         self.ctx = ctx
 
     async def command(self, request: Request) -> Outcome:
-        words = request.text.split()
+        words = request.text.split() or ["help"]
         who = request.who.key or request.who.describe()
-        self.ctx.store.audit(who, "command", f"/ssl {request.text.strip()}"[:200], "received", request.where.id)
-        if not words:
-            words = ["help"]
         spec = COMMANDS.get(words[0].lower())
         try:
+            self.ctx.store.audit(who, "command", f"/ssl {request.text.strip()}"[:200], "received", request.where.id)
             if spec is None:
                 hint = did_you_mean(words[0], list(COMMANDS))
                 raise UsageError(f"There is no /ssl {words[0]}.{hint} Try /ssl help.")
@@ -41,7 +39,7 @@ class CommandDispatcher:
         except UsageError as exc:
             return Outcome(Reply(str(exc), Tone.WARNING, private=True))
         except Exception:
-            return Outcome(_internal_error(f"/ssl {words[0]}"))
+            return Outcome(_internal_error(f"/ssl {words[0]}", private=True))
         return Outcome(outcome.reply, _guarded(outcome.follow_up, f"/ssl {words[0]}"))
 
     async def press(self, press: Press) -> Outcome:
@@ -49,7 +47,7 @@ class CommandDispatcher:
         try:
             decision = await self.ctx.approvals.press(press.who, token)
         except Exception:
-            return Outcome(_internal_error("button press"))
+            return Outcome(_internal_error("button press", private=True))
         request = decision.request
         if not decision.run or request is None:
             return Outcome(Reply(decision.message, Tone.WARNING, private=True))
@@ -61,12 +59,13 @@ class CommandDispatcher:
         return Outcome(reply, _guarded(run, f"{request.action} on {request.host}"))
 
 
-def _internal_error(what: str) -> Reply:
+def _internal_error(what: str, *, private: bool = False) -> Reply:
+    """`private` for an immediate answer (only the asker sees it, no shared card is touched);
+    a failed follow-up replaces its own card, so everybody watching it learns it failed."""
     ref = f"ERR-{secrets.token_hex(3).upper()}"
     log.exception("%s failed (reference %s)", what, ref)
-    return Reply(
-        f"Sorry, {what} failed on certops's side (reference {ref}); the operators' log has the details.", Tone.CRITICAL
-    )
+    message = f"Sorry, {what} failed on certops's side (reference {ref}); the operators' log has the details."
+    return Reply(message, Tone.CRITICAL, private=private)
 
 
 def _guarded(follow_up: FollowUp | None, what: str) -> FollowUp | None:

@@ -29,10 +29,12 @@ from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
 from slack_bolt.app.async_app import AsyncApp
+from slack_bolt.authorization import AuthorizeResult
 from slack_bolt.context.ack.async_ack import AsyncAck
 from slack_bolt.context.respond.async_respond import AsyncRespond
 from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.web.async_client import AsyncWebClient
+from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
 from bot.chat.base import ChatSetupError
 from bot.chat.slack_blocks import ACTION_PREFIX, Rendered, escape, render, render_copy
@@ -108,10 +110,13 @@ class SlackAdapter:
         # build_core does; stop() closes it.
         self._session = aiohttp.ClientSession()
         self.client = AsyncWebClient(token=bot_token, base_url=_with_slash(base_url), session=self._session)
+        self._bot_token = bot_token
+        self._auth: AuthorizeResult | None = None
         self.app = AsyncApp(
             name="certops",
             client=self.client,
             signing_secret=signing_secret,
+            authorize=self._authorizer(),
             process_before_response=False,  # the HTTP 200 leaves as soon as ack() is called
         )
         self.app.command("/ssl")(self._on_command)
@@ -143,9 +148,28 @@ class SlackAdapter:
         # of the bot (LINE, the web endpoints, probes) must not wait for it.
         self._spawn(_typed(self._socket.connect_async)())
 
+    def _authorizer(self) -> Callable[[], Awaitable[AuthorizeResult]]:
+        """Who the bot is, for Bolt. Bolt would otherwise call auth.test inside the first request,
+        before the ack: a slow Slack then costs the 3-second deadline. start() fills this in.
+        (A plain function: Bolt passes arguments by the names it sees, and would not know `self`.)"""
+
+        async def authorize() -> AuthorizeResult:
+            if self._auth is None:
+                response = await asyncio.wait_for(self.client.auth_test(), timeout=2)
+                self._auth = AuthorizeResult.from_auth_test_response(
+                    bot_token=self._bot_token, auth_test_response=response
+                )
+            return self._auth
+
+        return authorize
+
     async def _check(self, method: str, call: Awaitable[object], where: str) -> None:
         try:
-            await call
+            response = await call
+            if method == "auth.test" and isinstance(response, AsyncSlackResponse):
+                self._auth = AuthorizeResult.from_auth_test_response(
+                    bot_token=self._bot_token, auth_test_response=response
+                )
         except SlackApiError as exc:
             code = _api_error(exc)
             if code in PERMANENT_ERRORS:
@@ -251,7 +275,12 @@ class SlackAdapter:
         await self._card_with_follow_up(outcome, channel, respond)
 
     async def _answer_late(self, pending: Awaitable[Outcome], channel: str, respond: AsyncRespond) -> None:
-        outcome = await pending
+        try:
+            outcome = await pending
+        except Exception:
+            log.exception("a late /ssl answer failed")
+            await self._respond(respond, Reply("Sorry, that command failed on certops's side.", Tone.CRITICAL), False)
+            return
         if outcome.reply.private:
             await self._respond(respond, outcome.reply, replace=False)
             if outcome.follow_up is not None:

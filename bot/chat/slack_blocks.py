@@ -99,14 +99,19 @@ def escape(text: str) -> str:
 
 
 def fit(text: str, limit: int) -> str:
-    """Escaped mrkdwn of at most `limit` characters; clipped before escaping so that no
+    """Escaped mrkdwn of at most `limit` characters, cut between characters so that no
     &amp;-style entity is ever cut in half."""
-    cut = limit
-    while True:
-        out = escape(clip(text, cut))
-        if len(out) <= limit:
-            return out
-        cut -= len(out) - limit  # dropping k raw characters drops at least k escaped ones
+    out = escape(text)
+    if len(out) <= limit:
+        return out
+    kept, size = [], 0
+    for char in text:
+        piece = escape(char)
+        if size + len(piece) > limit - 1:
+            break
+        kept.append(piece)
+        size += len(piece)
+    return "".join(kept) + "…"
 
 
 def _title(reply: Reply) -> str:
@@ -134,22 +139,27 @@ def _line_sections(lines: Sequence[str], room: int) -> list[Block]:
     chunks = chunk_lines(lines)
     room = max(1, min(room, MAX_LINE_SECTIONS))
     if len(chunks) <= room:
-        return [SectionBlock(text=MarkdownTextObject(text=c)) for c, _ in chunks]
+        return [SectionBlock(text=MarkdownTextObject(verbatim=True, text=c)) for c, _ in chunks]
     shown = chunks[: room - 1]
     left = len(lines) - sum(n for _, n in shown)
-    note = ContextBlock(elements=[MarkdownTextObject(text=f"…and {left} more line{'s' if left != 1 else ''}")])
-    return [*(SectionBlock(text=MarkdownTextObject(text=c)) for c, _ in shown), note]
+    note = ContextBlock(
+        elements=[MarkdownTextObject(verbatim=True, text=f"…and {left} more line{'s' if left != 1 else ''}")]
+    )
+    return [*(SectionBlock(text=MarkdownTextObject(verbatim=True, text=c)) for c, _ in shown), note]
 
 
 def _field_sections(reply: Reply) -> list[Block]:
-    fields = [MarkdownTextObject(text=f"*{fit(f.label, 200)}*\n{fit(f.value, FIELD_TEXT - 210)}") for f in reply.fields]
+    fields = [
+        MarkdownTextObject(verbatim=True, text=f"*{fit(f.label, 200)}*\n{fit(f.value, FIELD_TEXT - 210)}")
+        for f in reply.fields
+    ]
     return [SectionBlock(fields=fields[i : i + FIELDS_PER_SECTION]) for i in range(0, len(fields), FIELDS_PER_SECTION)]
 
 
 def _incident(reply: Reply) -> list[Block]:
     if not reply.incident_id:
         return []
-    return [ContextBlock(elements=[MarkdownTextObject(text=f"Incident *{escape(reply.incident_id)}*")])]
+    return [ContextBlock(elements=[MarkdownTextObject(verbatim=True, text=f"Incident *{escape(reply.incident_id)}*")])]
 
 
 def _actions(buttons: Sequence[Button]) -> list[Block]:
@@ -164,7 +174,7 @@ def _button(index: int, button: Button) -> ButtonElement:
     confirm = None
     if button.confirm:
         confirm = ConfirmObject(
-            title=clip(button.label, 100), text=clip(button.confirm, 300), confirm="Yes, go ahead", deny="Cancel"
+            title=clip(button.label, 100), text=fit(button.confirm, 300), confirm="Yes, go ahead", deny="Cancel"
         )
     return ButtonElement(
         text=PlainTextObject(text=clip(button.label, BUTTON_TEXT), emoji=True),
@@ -182,5 +192,5 @@ def _statuses(statuses: Sequence[Reply]) -> list[Block]:
     for status in statuses[-10:]:  # a card sees a handful of presses; keep the newest if ever more
         title = f"*{fit(_title(status), 300)}*"
         body = fit("\n".join(status.lines), SECTION_TEXT - len(title) - 1)
-        blocks.append(SectionBlock(text=MarkdownTextObject(text=f"{title}\n{body}" if body else title)))
+        blocks.append(SectionBlock(text=MarkdownTextObject(verbatim=True, text=f"{title}\n{body}" if body else title)))
     return blocks

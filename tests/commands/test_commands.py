@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from commands.model import Tone
-from tests.fakes.bot import BYSTANDER, make_core, say, site_config
+from commands.model import Press, Tone
+from tests.fakes.bot import APPROVER, BYSTANDER, CHANNEL, make_core, say, site_config
 from tests.fakes.tls import Behaviour, Lab
 
 
@@ -116,5 +116,21 @@ def test_only_approvers_may_check_an_address_that_is_not_a_configured_site(lab: 
         [bad] = await say(core, "check https://www.example.com:99999/")
         assert bad.title == 'https://www.example.com:99999/: has an invalid port: "https://www.example.com:99999/"'
         assert bad.private
+
+    asyncio.run(scenario())
+
+
+def test_a_failure_on_our_side_answers_only_the_asker_with_a_reference(lab: Lab, tmp_path: Path) -> None:
+    async def scenario() -> None:
+        core = make_core(site_config(lab, 1, 1), tmp_path)
+        core.store.close()  # the database is gone from under the bot
+        [reply] = await say(core, "status")
+        assert reply.private
+        assert reply.tone is Tone.CRITICAL
+        assert reply.title.startswith("Sorry, /ssl status failed on certops's side (reference ERR-")
+        assert "Traceback" not in reply.title
+        outcome = await core.dispatcher.press(Press(APPROVER, CHANNEL, "act:whatever"))
+        assert outcome.reply.private
+        assert outcome.follow_up is None
 
     asyncio.run(scenario())

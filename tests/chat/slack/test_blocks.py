@@ -3,7 +3,7 @@ message: at most 50 blocks, 3000 characters a section, 10 fields a section, 75 a
 
 from __future__ import annotations
 
-from bot.chat.slack_blocks import MAX_BLOCKS, chunk_lines, render
+from bot.chat.slack_blocks import MAX_BLOCKS, chunk_lines, fit, render
 from commands.model import Button, Field, Reply, Tone
 
 
@@ -68,3 +68,12 @@ def test_press_notes_are_shown_under_the_card_and_pressed_buttons_are_hidden() -
     assert [e["value"] for b in blocks if b["type"] == "actions" for e in b["elements"]] == ["act:b"]
     assert blocks[-2]["type"] == "divider"
     assert blocks[-1]["text"]["text"] == "*:white_check_mark: repair-store on iis01: done*\nserving 7C…09"
+
+
+def test_escape_heavy_text_is_cut_to_the_limit_without_being_lost() -> None:
+    html = "<td>&nbsp;</td>" * 300
+    out = fit(html, 3000)
+    assert len(out) <= 3000
+    assert out.startswith("&lt;td&gt;&amp;nbsp;&lt;/td&gt;")
+    assert out.endswith("…")
+    assert fit("&" * 10, 3000) == "&amp;" * 10

@@ -78,7 +78,7 @@ def test_a_usage_error_is_answered_privately_with_the_right_usage(tmp_path: Path
             assert 'There is no /ssl staus. (did you mean "status"?)' in ack["text"]
             _, body, _ = await bot.command("check")
             assert "Usage: /ssl check &lt;site|url&gt;" in json.loads(body)["text"]
-            assert [c.method for c in bot.new_calls()] == ["auth.test"]  # Bolt's, once
+            assert bot.new_calls() == []  # the answer went back in the ack; who the bot is was known from start()
 
     asyncio.run(scenario())
 
