@@ -280,20 +280,8 @@ class Store:
         row = self._one("SELECT * FROM action_requests WHERE token = ?", token)
         if row is None:
             return None
-        return ActionRequest(
-            token=row["token"],
-            incident_id=row["incident_id"],
-            site=row["site"],
-            host=row["host"],
-            action=row["action"],
-            args=tuple(json.loads(row["args_json"])),
-            target=row["target"],
-            state=row["state"],
-            requested_by=row["requested_by"],
-            created_at=row["created_at"],
-            expires_at=row["expires_at"],
-            result=row["result"],
-        )
+        values = {name: row[name] for name in ActionRequest.__dataclass_fields__ if name != "args"}
+        return ActionRequest(**values, args=tuple(json.loads(row["args_json"])))
 
     def add_approval(self, token: str, principal: str) -> list[str]:
         """Records one approval (once per person) and returns everyone who has approved so far."""
@@ -402,13 +390,4 @@ def _claim_ownership(path: str) -> int | None:
 
 
 def _incident(row: sqlite3.Row) -> Incident:
-    return Incident(
-        id=row["id"],
-        site=row["site"],
-        state=row["state"],
-        summary=row["summary"],
-        opened_at=row["opened_at"],
-        updated_at=row["updated_at"],
-        acked_by=row["acked_by"],
-        resolved_at=row["resolved_at"],
-    )
+    return Incident(**{name: row[name] for name in Incident.__dataclass_fields__})
