@@ -56,7 +56,8 @@ def _site_line(ctx: Context, name: str, state: str, results: list[dict[str, Any]
         return f"{ICON['unknown']} {name}: not probed yet"
     certs = [r["certificate"] for r in results if r.get("certificate")]
     days = min((c["days_left"] for c in certs), default=None)
-    problems = [p["message"] for r in results for p in r["problems"]]
+    found = [p for r in results for p in r["problems"]]
+    problems = [p["message"] for p in sorted(found, key=lambda p: p["severity"] != "critical")]  # worst first
     parts = [f"{ICON[state]} {name}"]
     if days is not None:
         parts.append(f"{days} days left")

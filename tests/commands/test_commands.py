@@ -134,3 +134,15 @@ def test_a_failure_on_our_side_answers_only_the_asker_with_a_reference(lab: Lab,
         assert outcome.follow_up is None
 
     asyncio.run(scenario())
+
+
+def test_status_names_the_worst_problem_of_a_site_first(lab: Lab, tmp_path: Path) -> None:
+    async def scenario() -> None:
+        edge = lab.serve("localhost", headers={"CF-Cache-Status": "HIT"})
+        origin = lab.serve("localhost", behaviour=Behaviour.RESET_IN_HANDSHAKE)
+        core = make_core(site_config(lab, edge.port, origin.port), tmp_path)
+        _, overview = await say(core, "status")
+        assert overview.title == "TLS status: 1 site, 1 critical"
+        assert "· the server reset the connection (TCP RST) during the TLS handshake (+1 more)" in overview.lines[0]
+
+    asyncio.run(scenario())
