@@ -70,6 +70,7 @@ async def serve(workdir: Path) -> None:
     from bot.config import parse_config
     from bot.testbed.pki import MiniCA
     from bot.testbed.tls_servers import Endpoint, TLSServers
+    from bot.web import serve_app
     from commands.model import Button, Reply, Tone
     from host_actions.simulator import Faults, WinRMSimulator
     from host_actions.simulator.scenarios import incident_host
@@ -102,11 +103,7 @@ async def serve(workdir: Path) -> None:
             await adapter.start()
             app = web.Application()
             app.add_routes(adapter.routes())
-            runner = web.AppRunner(app)
-            await runner.setup()
-            tcp = web.TCPSite(runner, "127.0.0.1", 0)
-            await tcp.start()
-            port = tcp._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+            runner, port = await serve_app(app, "127.0.0.1", 0)
             presses = []
             for i, sim in enumerate(sims):
                 broken = next(c.thumbprint for c in sim.model.certs if c.key_state != "ok")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+
 from aiohttp import web
 
 from bot.app import Core
@@ -15,18 +17,17 @@ async def start_web(core: Core, routes: list[web.RouteDef]) -> web.AppRunner:
         return web.json_response({"status": "ok", "follow_ups_running": core.worker.busy})
 
     app.add_routes([web.get("/healthz", healthz), *routes])
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
     parsed = split_host_port(core.config.bot.listen)
     assert parsed is not None  # validated with the config
-    await web.TCPSite(runner, parsed[0], parsed[1]).start()
+    runner, _port = await serve_app(app, parsed[0], parsed[1])
     return runner
 
 
-def bound_port(runner: web.AppRunner) -> int:
-    """The port actually bound (the config may say port 0 in tests)."""
-    for site in runner.sites:
-        server = getattr(site, "_server", None)
-        if server is not None and server.sockets:
-            return int(server.sockets[0].getsockname()[1])
-    raise RuntimeError("the web server is not listening")
+async def serve_app(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, int]:
+    """Serves `app` on host:port and returns the runner and the port bound (port 0 picks a free
+    one: the tests' stand-ins and the benchmarks use that)."""
+    sock = socket.create_server((host, port), family=socket.AF_INET6 if ":" in host else socket.AF_INET)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.SockSite(runner, sock).start()
+    return runner, int(sock.getsockname()[1])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 from bot.config import Host, Site
 from bot.config.reader import did_you_mean
 from bot.probe import ProbeResult, Status, worst_status
@@ -9,24 +11,25 @@ from commands.context import Context
 from commands.model import Tone
 from commands.registry import UsageError
 
+T = TypeVar("T")
+
 TONE_OF_STATUS = {"ok": Tone.OK, "warning": Tone.WARNING, "critical": Tone.CRITICAL, "unknown": Tone.WARNING}
 ICON = {"ok": "🟢", "warning": "🟡", "critical": "🔴", "unknown": "⚪"}
 
 
 def find_site(ctx: Context, name: str) -> Site:
-    site = ctx.config.site(name)
-    if site is None:
-        known = [s.name for s in ctx.config.sites]
-        raise UsageError(f'No site named "{name}".{did_you_mean(name, known)} Sites: {", ".join(known) or "none"}.')
-    return site
+    return _named(name, "site", ctx.config.site(name), [s.name for s in ctx.config.sites])
 
 
 def find_host(ctx: Context, name: str) -> Host:
-    host = ctx.config.host(name)
-    if host is None:
-        known = [h.name for h in ctx.config.hosts]
-        raise UsageError(f'No host named "{name}".{did_you_mean(name, known)} Hosts: {", ".join(known) or "none"}.')
-    return host
+    return _named(name, "host", ctx.config.host(name), [h.name for h in ctx.config.hosts])
+
+
+def _named(name: str, kind: str, found: T | None, known: list[str]) -> T:
+    if found is None:
+        listed = ", ".join(known) or "none"
+        raise UsageError(f'No {kind} named "{name}".{did_you_mean(name, known)} {kind.capitalize()}s: {listed}.')
+    return found
 
 
 def host_of(ctx: Context, site: Site) -> Host:

@@ -9,13 +9,14 @@ Point the SDK at it with `[chat.line] api_url = stand_in.url`.
 
 from __future__ import annotations
 
-import socket
 import uuid
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
 from aiohttp import web
+
+from bot.web import serve_app
 
 ACCESS_TOKEN = "test-line-access-token"
 
@@ -68,12 +69,8 @@ class LineApiStandIn:
         app.router.add_post("/v2/bot/message/push", self._push)
         app.router.add_get("/v2/bot/message/quota", self._quota)
         app.router.add_get("/v2/bot/message/quota/consumption", self._consumption)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.bind(("127.0.0.1", 0))
-        await web.SockSite(self._runner, sock).start()
-        self.url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+        self._runner, port = await serve_app(app, "127.0.0.1", 0)
+        self.url = f"http://127.0.0.1:{port}"
         return self
 
     async def __aexit__(

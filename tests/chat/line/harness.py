@@ -9,7 +9,6 @@ import hashlib
 import hmac
 import itertools
 import json
-import socket
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -25,6 +24,7 @@ from bot.app import Core, build_core
 from bot.chat.line import WEBHOOK_PATH, LineAdapter, QuotaRule
 from bot.config import parse_config
 from bot.store import ActionRequest
+from bot.web import serve_app
 from tests.fakes.line_api import ACCESS_TOKEN, LineApiStandIn
 
 CHANNEL_SECRET = "0123456789abcdef0123456789abcdef"
@@ -163,12 +163,8 @@ async def line_bot(
         await adapter.start()
         app = web.Application()
         app.add_routes(adapter.routes())
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.bind(("127.0.0.1", 0))
-        await web.SockSite(runner, sock).start()
-        url = f"http://127.0.0.1:{sock.getsockname()[1]}{WEBHOOK_PATH}"
+        runner, port = await serve_app(app, "127.0.0.1", 0)
+        url = f"http://127.0.0.1:{port}{WEBHOOK_PATH}"
         try:
             async with aiohttp.ClientSession() as http:
                 yield LineBot(core, adapter, api, url, http)

@@ -23,6 +23,7 @@ from bot.app import Core, build_core
 from bot.chat.slack import EVENTS_PATH, SlackAdapter
 from bot.config import parse_config
 from bot.probe import Resolver
+from bot.web import serve_app
 from host_actions.simulator import Faults, HostModel, WinRMSimulator
 from host_actions.simulator.scenarios import incident_host
 from tests.fakes.bot import SIM_PASSWORD_ENV, host_config
@@ -202,11 +203,7 @@ async def running_bot(
         adapter = SlackAdapter(config.slack, core)
         app = web.Application()
         app.add_routes(adapter.routes())
-        runner = web.AppRunner(app)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        runner, port = await serve_app(app, "127.0.0.1", 0)
         try:
             await adapter.start()
             if mode == "socket":
