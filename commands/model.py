@@ -10,20 +10,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from bot.core.model import Principal
 
-@dataclass(frozen=True)
-class Principal:
-    platform: str  # "slack" | "line" | "console"
-    user_id: str | None  # None when the platform did not say who it was (a LINE group press)
-    display: str | None = None
-
-    @property
-    def key(self) -> str | None:
-        """How policy names this person, e.g. "slack:U0123ABCD"; None when unknown."""
-        return f"{self.platform}:{self.user_id}" if self.user_id else None
-
-    def describe(self) -> str:
-        return self.display or self.key or f"an unidentified {self.platform} user"
+__all__ = ["Button", "Conversation", "Field", "FollowUp", "Outcome", "Press", "Principal", "Reply", "Request", "Tone"]
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from bot.probe.model import (
     Problem,
     Severity,
     Status,
+    result_from_json,
     worst_status,
 )
 
@@ -25,5 +26,6 @@ __all__ = [
     "SystemResolver",
     "probe",
     "probe_many",
+    "result_from_json",
     "worst_status",
 ]

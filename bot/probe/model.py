@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
+from urllib.parse import urlsplit
 
 
 class Severity(StrEnum):
@@ -173,6 +174,44 @@ class ProbeResult:
             "elapsed_ms": round(self.elapsed_ms, 1),
             "checked_at": self.checked_at,
         }
+
+
+def result_from_json(data: dict[str, Any]) -> ProbeResult:
+    """The inverse of ProbeResult.to_json, for results read back from the store."""
+    url = str(data["target"])
+    parts = urlsplit(url)
+    origin = data.get("origin")
+    target = ProbeTarget(
+        url=url,
+        hostname=str(data["hostname"]),
+        port=parts.port or 443,
+        path=parts.path or "/",
+        connect_host=str(origin) if origin else None,
+        connect_port=int(data["port"]) if origin else None,
+        site=data.get("site"),
+        via=str(data.get("via") or "public"),
+    )
+    cert = data.get("certificate")
+    tls = data.get("tls")
+    http = data.get("http")
+    return ProbeResult(
+        target=target,
+        address=data.get("address"),
+        problems=tuple(
+            Problem(str(p["code"]), Severity(p["severity"]), str(p["message"])) for p in data.get("problems") or ()
+        ),
+        certificate=(
+            CertificateInfo(**{**cert, "sans": tuple(cert.get("sans") or ())}) if isinstance(cert, dict) else None
+        ),
+        tls=TLSInfo(str(tls["version"]), str(tls["cipher"])) if isinstance(tls, dict) else None,
+        http=(
+            HTTPInfo(int(http["status"]), str(http["method"]), float(http["elapsed_ms"]), dict(http.get("cache") or {}))
+            if isinstance(http, dict)
+            else None
+        ),
+        elapsed_ms=float(data.get("elapsed_ms") or 0.0),
+        checked_at=str(data["checked_at"]),
+    )
 
 
 def worst_status(results: list[ProbeResult]) -> Status:

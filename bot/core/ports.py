@@ -1,0 +1,183 @@
+"""What the core needs from storage, one small port per aggregate.
+
+`bot/store` implements all of them on SQLAlchemy Core (SQLite by default); the contract suite in
+`tests/store/` is what any backend must pass. Every call is synchronous and may block: callers on
+the event loop run them in a thread (`asyncio.to_thread`).
+
+Times are timezone-aware UTC datetimes. Every state change that must happen once is a
+compare-and-set guarded by the state it expects, so a restart, a retried request or a second
+replica never does it twice.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from bot.core.model import (
+    ActionRequest,
+    AuditEntry,
+    Incident,
+    IncidentState,
+    NewMessage,
+    OutboxMessage,
+    RequestState,
+    SiteHealth,
+    Step,
+    Transition,
+)
+from bot.probe import ProbeResult
+
+
+class ResultsPort(Protocol):
+    def save_results(self, site: str, results: Sequence[ProbeResult]) -> None:
+        """Replaces the site's latest results (one per path probed: public, each origin)."""
+
+    def last_results(self, site: str | None = None) -> list[ProbeResult]:
+        """The latest results of one site, or of all (ordered by site, public before origin)."""
+
+    def site_health(self, site: str) -> SiteHealth:
+        """A site never seen returns SiteHealth(site) with its defaults."""
+
+    def save_site_health(self, health: SiteHealth) -> None: ...
+
+
+class IncidentsPort(Protocol):
+    def open_incident(
+        self,
+        *,
+        subject: str,
+        problem: str,
+        fields: dict[str, Any],
+        at: dt.datetime,
+        reason: str,
+        actor: str,
+        messages: Sequence[NewMessage] = (),
+    ) -> tuple[Incident, bool]:
+        """The open incident for `subject` (whatever its problem), or a new one built from
+        `fields` (any Incident field but id, subject, problem, state, opened_at, updated_at).
+        -> (incident, created). The opening transition (None -> open, step detected) and the
+        messages are written in the same transaction, and only when it was created."""
+
+    def transition(
+        self,
+        incident_id: str,
+        *,
+        expected: Sequence[IncidentState],
+        new: IncidentState,
+        step: Step,
+        reason: str,
+        actor: str,
+        at: dt.datetime,
+        changes: dict[str, Any] | None = None,
+        messages: Sequence[NewMessage] = (),
+    ) -> Incident | None:
+        """Compare-and-set: moves the incident to `new` (applying `changes` to its fields, and
+        setting updated_at, plus resolved_at when it resolves) only if its state is one of
+        `expected`; writes the transition row and the messages in the same transaction.
+        None when the incident is not in an expected state (someone else got there first)."""
+
+    def incident(self, incident_id: str) -> Incident | None:
+        """Case-insensitive id."""
+
+    def open_incidents(self, subject: str | None = None) -> list[Incident]:
+        """Oldest first."""
+
+    def incidents(self, *, since: dt.datetime | None = None, limit: int = 100) -> list[Incident]:
+        """The newest first, resolved ones included."""
+
+    def transitions(self, incident_id: str) -> list[Transition]:
+        """In the order they happened."""
+
+
+class RequestsPort(Protocol):
+    def create_request(
+        self,
+        *,
+        incident_id: str | None,
+        site: str | None,
+        host: str,
+        action: str,
+        args: tuple[str, ...],
+        target: str,
+        requested_by: str,
+        ttl: float,
+    ) -> ActionRequest:
+        """A new pending request; a pending one for exactly the same thing is superseded."""
+
+    def request(self, token: str) -> ActionRequest | None: ...
+
+    def requests_for(self, incident_id: str) -> list[ActionRequest]:
+        """Oldest first."""
+
+    def add_approval(self, token: str, principal: str) -> list[str]:
+        """Records one approval (once per person); returns everyone who approved so far."""
+
+    def start_request(self, token: str) -> str:
+        """pending -> running unless an identical action (flags aside) is running on the host:
+        "started", "busy" or "taken"."""
+
+    def claim_request(
+        self, token: str, expected: RequestState, new: RequestState, result: str | None = None
+    ) -> bool: ...
+
+    def fail_interrupted(self) -> list[ActionRequest]:
+        """At start: requests left running by a previous process become failed ("interrupted…")."""
+
+
+class AuditPort(Protocol):
+    def audit(self, actor: str, event: str, subject: str, outcome: str, detail: str = "") -> None: ...
+
+    def audit_log(self, limit: int = 100) -> list[AuditEntry]:
+        """Oldest first, the last `limit` entries."""
+
+
+class OutboxPort(Protocol):
+    def enqueue(self, messages: Sequence[NewMessage], at: dt.datetime) -> None:
+        """For messages no transition causes (the digest)."""
+
+    def next_due(self, platform: str, now: dt.datetime) -> OutboxMessage | None:
+        """The platform's oldest pending message, if its next attempt is due: delivery is in
+        order, so a message waiting for a retry holds back the ones behind it."""
+
+    def pending(self, platform: str | None = None) -> list[OutboxMessage]:
+        """Oldest first."""
+
+    def mark_sent(self, seq: int, at: dt.datetime) -> bool:
+        """pending -> sent; False if it was not pending."""
+
+    def mark_retry(self, seq: int, error: str, next_attempt_at: dt.datetime) -> None:
+        """Counts an attempt and sets when to try again."""
+
+    def mark_failed(self, seq: int, error: str, at: dt.datetime) -> None:
+        """pending -> failed: a permanent error, not retried."""
+
+    def supersede(self, platform: str, incident_id: str, before_seq: int) -> int:
+        """Older pending CARD messages of the same card become superseded (the newest edit
+        carries the whole card); returns how many."""
+
+    def failed_count(self) -> int: ...
+
+    def card_ref(self, incident_id: str, platform: str) -> str | None:
+        """Where the card was posted (Slack "channel:ts", a LINE message id)."""
+
+    def save_card_ref(self, incident_id: str, platform: str, ref: str) -> None: ...
+
+
+class EventsPort(Protocol):
+    def first_time(self, platform: str, event_id: str) -> bool:
+        """True the first time an event id is seen: a redelivered or replayed event gives False."""
+
+    def prune_seen_events(self, older_than_days: int = 30) -> int: ...
+
+    def mute(self, site: str, until: dt.datetime, by: str) -> None: ...
+
+    def muted_until(self, site: str) -> dt.datetime | None:
+        """The stored end of the site's last mute, or None; the caller compares it with its clock."""
+
+
+class StorePort(ResultsPort, IncidentsPort, RequestsPort, AuditPort, OutboxPort, EventsPort, Protocol):
+    """Everything at once, as one backend implements it."""
+
+    def close(self) -> None: ...
