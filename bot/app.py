@@ -1,4 +1,5 @@
-"""Wires the bot together: store, approvals, prober, host runner, dispatcher and worker.
+"""Wires the bot together: store, incident core, action flows, approvals, prober, host runner,
+dispatcher, watcher (the scheduler), outbox and metrics.
 
 Chat adapters and the web server receive a Core; tests build the same Core around loopback
 stand-ins, so what they exercise is what runs in production.
@@ -6,16 +7,27 @@ stand-ins, so what they exercise is what runs in production.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from bot.approvals import Approvals
+from bot.chat.base import Destination
 from bot.config import Config
+from bot.core.actions import ActionFlows
+from bot.core.incidents import Clock, IncidentCore, system_clock
+from bot.core.model import OutboxMessage
+from bot.metrics import Metrics
+from bot.outbox import OutboxWorker
 from bot.probe import Resolver
+from bot.scheduler import Watcher
 from bot.services import HostActionRunner, SiteProber
-from bot.store import Store
+from bot.store import Store, open_store
 from bot.worker import Worker
 from commands.context import Context
 from commands.dispatch import CommandDispatcher
+from commands.model import Reply
+from commands.render import render_message
 
 
 @dataclass
@@ -27,19 +39,77 @@ class Core:
     hosts: HostActionRunner
     dispatcher: CommandDispatcher
     worker: Worker
+    incidents: IncidentCore
+    flows: ActionFlows
+    metrics: Metrics
+    watcher: Watcher
+    outbox: OutboxWorker
+    destinations: dict[str, Destination] = field(default_factory=dict)
+
+    def attach(self, destination: Destination) -> None:
+        """Cards and digests go to this chat from now on (Slack, LINE, the console)."""
+        self.destinations[destination.platform] = destination  # the outbox worker shares this dict
+        self.outbox.wake()
 
     def close(self) -> None:
         self.store.close()
 
 
-def build_core(config: Config, *, database: str | None = None, resolver: Resolver | None = None) -> Core:
+def build_core(
+    config: Config,
+    *,
+    database: str | None = None,
+    resolver: Resolver | None = None,
+    clock: Clock = system_clock,
+) -> Core:
     """Must be called inside a running event loop (the prober and worker use asyncio primitives)."""
-    store = Store(database or config.bot.database)
+    store = open_store(database or config.bot.database)
     store.prune_seen_events()
     for request in store.fail_interrupted():
         store.audit("certops", "run", f"{request.action} {request.target} on {request.host}", "failed", "interrupted")
+    destinations: dict[str, Destination] = {}
+    metrics = Metrics()
+
+    async def render(message: OutboxMessage) -> tuple[Reply, bool] | None:
+        return await asyncio.to_thread(render_message, config, store, message)
+
+    outbox = OutboxWorker(store, destinations, render, clock=clock)
+    incidents = IncidentCore(store, config, platforms=lambda: list(destinations), clock=clock, on_message=outbox.wake)
     approvals = Approvals(store, config.policy)
-    prober = SiteProber(config, store, resolver)
+    prober = SiteProber(config, resolver)
     hosts = HostActionRunner(config)
-    ctx = Context(config, store, approvals, prober, hosts)
-    return Core(config, store, approvals, prober, hosts, CommandDispatcher(ctx), Worker())
+    flows = ActionFlows(config, store, incidents, prober, hosts, on_run=_count_runs(metrics))
+    ctx = Context(config, store, approvals, prober, hosts, incidents, flows)
+    watcher = Watcher(config, incidents, flows, prober, hosts, metrics)
+    metrics.add_gauges(
+        lambda: {
+            "certops_incidents_open": ("Incidents open now", float(len(store.open_incidents()))),
+            "certops_outbox_pending": ("Chat messages waiting to be delivered", float(outbox.pending_count())),
+            "certops_outbox_failed_total": (
+                "Chat messages given up on after a permanent error",
+                float(store.failed_count()),
+            ),
+        }
+    )
+    return Core(
+        config,
+        store,
+        approvals,
+        prober,
+        hosts,
+        CommandDispatcher(ctx),
+        Worker(),
+        incidents,
+        flows,
+        metrics,
+        watcher,
+        outbox,
+        destinations,
+    )
+
+
+def _count_runs(metrics: Metrics) -> Callable[[str, str, str], None]:
+    def count(host: str, action: str, outcome: str) -> None:
+        metrics.host_actions.labels(host, action, outcome).inc()
+
+    return count

@@ -10,8 +10,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from bot.config import Policy
-from bot.store import ActionRequest, Store, parse_iso, utcnow
-from commands.model import Principal
+from bot.core.model import ActionRequest, Principal, RequestState
+from bot.core.ports import StorePort
+from bot.store import parse_iso, utcnow
 
 GroupMembers = Callable[[str], Awaitable[set[str]]]  # Slack user group id -> member user ids
 
@@ -24,7 +25,7 @@ class Decision:
 
 
 class Approvals:
-    def __init__(self, store: Store, policy: Policy, group_members: GroupMembers | None = None) -> None:
+    def __init__(self, store: StorePort, policy: Policy, group_members: GroupMembers | None = None) -> None:
         self.store = store
         self.policy = policy
         self.group_members = group_members
@@ -60,7 +61,7 @@ class Approvals:
             store.audit(actor, "press", subject, "refused", f"request is {request.state}")
             return Decision(False, _not_pending(request), request)
         if parse_iso(request.expires_at) <= utcnow():
-            store.claim_request(token, "pending", "expired")
+            store.claim_request(token, RequestState.PENDING, RequestState.EXPIRED)
             store.audit(actor, "press", subject, "refused", "button expired")
             again = f"/ssl heal {request.site}" if request.site else f"/ssl audit {request.host}"
             return Decision(False, f"This button expired at {request.expires_at}. Run {again} for fresh ones.", request)
@@ -80,7 +81,7 @@ class Approvals:
         if request.incident_id:
             incident = store.incident(request.incident_id)
             if incident is not None and not incident.is_open:
-                store.claim_request(token, "pending", "superseded")
+                store.claim_request(token, RequestState.PENDING, RequestState.SUPERSEDED)
                 store.audit(actor, "press", subject, "refused", f"{incident.id} already resolved")
                 return Decision(False, f"{incident.id} is already resolved; nothing to do.", request)
         approvals = store.add_approval(token, who.key)

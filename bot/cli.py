@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import json
 import logging
-import sqlite3
 import sys
 from collections.abc import Sequence
 from typing import NoReturn, TextIO
@@ -14,11 +13,10 @@ from typing import NoReturn, TextIO
 from bot import __version__
 from bot.config import Config, ConfigError, load_config, missing_secrets
 from bot.config.reader import did_you_mean
+from bot.host_cli import register as register_host_actions
 from bot.probe import ProbeResult, ProbeTarget, probe_many, worst_status
 from bot.probe.report import render_line
 from bot.probe.targets import TargetError, parse_resolve, site_targets, url_target
-from bot.store import StoreBusy
-from host_actions.cli import register as register_host_actions
 
 EXIT_UNKNOWN = 3  # monitoring-plugin convention for usage and internal errors
 log = logging.getLogger("certops")
@@ -121,6 +119,9 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         f"{config.source}: OK ({len(config.sites)} sites, {len(config.hosts)} hosts, "
         f"chat: {', '.join(_chats(config)) or 'console only'})"
     )
+    from bot.store import resolved_database_path  # the store's libraries are not needed by `check`
+
+    print(f"database: {resolved_database_path(config.bot.database)}")
     return 0
 
 
@@ -176,7 +177,10 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from sqlalchemy.exc import SQLAlchemyError
+
     from bot.runner import serve
+    from bot.store import StoreBusy, StoreError, resolved_database_path
 
     try:
         config = load_config(args.config)
@@ -191,6 +195,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(f"  {line}", file=sys.stderr)
         return 2
     logging.getLogger().setLevel(config.bot.log_level.upper())
+    print(f"certops run: database {resolved_database_path(config.bot.database)}", file=sys.stderr)
     try:
         return asyncio.run(serve(config, console=args.console))
     except OSError as exc:  # the port is taken, the database folder is not writable...
@@ -199,8 +204,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     except StoreBusy as exc:
         print(f"certops run: not starting: {exc}", file=sys.stderr)
         return 2
-    except sqlite3.Error as exc:
-        print(f"certops run: cannot open the database {config.bot.database}: {exc}", file=sys.stderr)
+    except StoreError as exc:
+        print(f"certops run: not starting: {exc}", file=sys.stderr)
+        return 2
+    except SQLAlchemyError as exc:
+        reason = getattr(exc, "orig", None) or exc
+        print(f"certops run: cannot open the database {config.bot.database}: {reason}", file=sys.stderr)
         return 2
 
 

@@ -56,12 +56,21 @@ async def serve(config: Config, *, console: bool = False) -> int:
                 log.error("%s", exc)
                 print(f"certops run: not starting: {exc}", file=sys.stderr)
                 return 2
-        if console:
-            await ConsoleAdapter(core).run()
+            core.attach(adapter)
+        shell = ConsoleAdapter(core) if console else None
+        if shell is not None:
+            core.attach(shell)
+        core.outbox.start()
+        core.watcher.start()
+        if shell is not None:
+            await shell.run()
         else:
             await _until_stopped()
     finally:
+        # in order: no new probes, then running work finishes and its messages are delivered
+        await core.watcher.stop()
         await core.worker.drain()  # let running follow-ups deliver through their adapters first
+        await core.outbox.stop()
         for adapter in adapters:
             with contextlib.suppress(Exception):
                 await adapter.stop()

@@ -9,10 +9,9 @@ from __future__ import annotations
 import asyncio
 
 from bot.config import Config, Host, Site
+from bot.core.services import ActionOutcome, Diagnosis, FindingView, RenewalView
 from bot.probe import ProbeResult, ProbeTarget, Resolver, probe_many
 from bot.probe.targets import site_targets, url_target
-from bot.store import Store
-from commands.context import ActionOutcome, Diagnosis, FindingView, RenewalView
 from host_actions import actions
 from host_actions.errors import HostActionError
 from host_actions.inventory import inventory
@@ -20,9 +19,8 @@ from host_actions.winrm_client import arun
 
 
 class SiteProber:
-    def __init__(self, config: Config, store: Store, resolver: Resolver | None = None) -> None:
+    def __init__(self, config: Config, resolver: Resolver | None = None) -> None:
         self.config = config
-        self.store = store
         self.resolver = resolver
         self._gate = asyncio.Semaphore(config.bot.probe_concurrency)
 
@@ -34,10 +32,8 @@ class SiteProber:
 
     async def _probe(self, targets: list[ProbeTarget]) -> list[ProbeResult]:
         # one gate for every probe the bot makes: [bot] probe_concurrency bounds them all together
-        results = await probe_many(targets, resolver=self.resolver, gate=self._gate)
-        if targets and targets[0].site:
-            self.store.save_results(targets[0].site, [r.to_json() for r in results])
-        return results
+        # the caller records them (IncidentCore.observe, or /ssl status for a first look)
+        return await probe_many(targets, resolver=self.resolver, gate=self._gate)
 
 
 class HostActionRunner:

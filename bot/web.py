@@ -1,26 +1,58 @@
-"""The bot's HTTP endpoints on [bot] listen: chat webhooks from the adapters, and /healthz."""
+"""The bot's HTTP endpoints on [bot] listen: chat webhooks from the adapters, /healthz and /metrics."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
+from typing import Any
 
 from aiohttp import web
 
 from bot.app import Core
 from bot.config import split_host_port
+from bot.metrics import CONTENT_TYPE
 
 
 async def start_web(core: Core, routes: list[web.RouteDef]) -> web.AppRunner:
     app = web.Application(client_max_size=1024 * 1024)
 
     async def healthz(_request: web.Request) -> web.Response:
-        return web.json_response({"status": "ok", "follow_ups_running": core.worker.busy})
+        report = await health(core)
+        return web.json_response(report, status=200 if report["status"] == "ok" else 503)
 
-    app.add_routes([web.get("/healthz", healthz), *routes])
+    async def metrics(_request: web.Request) -> web.Response:
+        body = await asyncio.to_thread(core.metrics.render)  # the live gauges read the database
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
+
+    app.add_routes([web.get("/healthz", healthz), web.get("/metrics", metrics), *routes])
     parsed = split_host_port(core.config.bot.listen)
     assert parsed is not None  # validated with the config
     runner, _port = await serve_app(app, parsed[0], parsed[1])
     return runner
+
+
+DB_TIMEOUT = 2.0
+
+
+async def health(core: Core) -> dict[str, Any]:
+    """`ok` only while the scheduler runs, the database answers and the outbox is not stuck;
+    each failing check is named, so a load balancer's 503 says why."""
+    problems: list[str] = []
+    if not core.watcher.running:
+        problems.append("the scheduler is not running")
+    try:
+        await asyncio.wait_for(asyncio.to_thread(core.store.failed_count), DB_TIMEOUT)
+    except Exception as exc:  # any failure to answer is the point of the check
+        problems.append(f"the database does not answer ({type(exc).__name__})")
+    if core.outbox.stuck:
+        problems.append("chat messages have waited too long to be delivered")
+    return {
+        "status": "ok" if not problems else "failing",
+        "problems": problems,
+        "follow_ups_running": core.worker.busy,
+        "outbox_pending": core.outbox.pending_count(),
+        "outbox_errors": core.outbox.permanent_errors(),
+    }
 
 
 async def serve_app(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, int]:

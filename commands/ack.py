@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import asyncio
+
 from commands.context import Context
 from commands.model import Outcome, Reply, Request, Tone
 from commands.registry import UsageError, command
@@ -8,14 +10,14 @@ from commands.registry import UsageError, command
 @command("ack", "ack <incident>", min_args=1, max_args=1)
 async def ack(ctx: Context, request: Request, args: list[str]) -> Outcome:
     """Says you are on it: the incident stays open but stops asking for attention."""
-    incident = ctx.store.incident(args[0])
-    if incident is None:
-        open_ids = ", ".join(i.id for i in ctx.store.open_incidents()) or "none"
-        raise UsageError(f"No incident {args[0]}. Open incidents: {open_ids}.")
     who = request.who.key or request.who.describe()
-    if not ctx.store.ack_incident(incident.id, who):
+    incident, refused = await asyncio.to_thread(ctx.incidents.ack, args[0], who)
+    if incident is None:
+        open_ids = ", ".join(i.id for i in await asyncio.to_thread(ctx.store.open_incidents)) or "none"
+        raise UsageError(f"No incident {args[0]}. Open incidents: {open_ids}.")
+    if refused:
         ctx.store.audit(who, "ack", incident.id, "refused", f"incident is {incident.state}")
-        return Outcome(Reply(f"{incident.id} is already {incident.state}.", private=True, incident_id=incident.id))
+        return Outcome(Reply(f"{incident.id} is {refused}.", private=True, incident_id=incident.id))
     ctx.store.audit(who, "ack", incident.id, "done")
     return Outcome(
         Reply(

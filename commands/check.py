@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import asyncio
+
 from bot.config.load import split_https_url
 from bot.probe import ProbeResult
 from commands.common import TONE_OF_STATUS, describe, find_site, status_of
@@ -16,7 +18,9 @@ async def check(ctx: Context, request: Request, args: list[str]) -> Outcome:
         site = find_site(ctx, arg)
 
         async def probe_site() -> Reply:
-            return _reply(site.name, await ctx.prober.probe_site(site))
+            results = await ctx.prober.probe_site(site)
+            await asyncio.to_thread(ctx.incidents.observe, site, results, actor="check")  # a round like any other
+            return _reply(site.name, results)
 
         return Outcome(Reply(f"Checking {site.name}…", Tone.INFO), probe_site)
     try:

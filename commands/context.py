@@ -7,65 +7,24 @@ process wires in the real ones (bot.services).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
 
 from bot.approvals import Approvals
-from bot.config import Config, Site
-from bot.probe import ProbeResult
-from bot.store import Store
+from bot.config import Config
+from bot.core.actions import ActionFlows
+from bot.core.incidents import IncidentCore
+from bot.core.ports import StorePort
+from bot.core.services import ActionOutcome, Diagnosis, FindingView, HostRunner, Prober, RenewalView
 
-
-@dataclass(frozen=True)
-class FindingView:
-    code: str
-    severity: str  # "critical" | "warning" | "info"
-    message: str
-    action: str | None = None  # the host action that would fix it
-    args: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class Diagnosis:
-    host: str
-    summary: str
-    findings: tuple[FindingView, ...]
-
-
-@dataclass(frozen=True)
-class ActionOutcome:
-    ok: bool
-    summary: str
-    lines: tuple[str, ...] = ()
-    proposals: tuple[FindingView, ...] = ()  # follow-up actions it suggests (e.g. retire a flagged task)
-
-
-@dataclass(frozen=True)
-class RenewalView:
-    id: str
-    hosts: tuple[str, ...]
-
-
-class Prober(Protocol):
-    async def probe_site(self, site: Site) -> list[ProbeResult]: ...
-
-    async def probe_url(self, url: str) -> list[ProbeResult]: ...
-
-
-class HostRunner(Protocol):
-    """Runs host actions off the event loop; raises host_actions.errors.HostActionError."""
-
-    async def diagnose(self, host: str, probe: ProbeResult | None) -> Diagnosis: ...
-
-    async def run(self, host: str, action: str, args: tuple[str, ...]) -> ActionOutcome: ...
-
-    async def renewals(self, host: str) -> list[RenewalView]: ...
+__all__ = ["ActionOutcome", "Context", "Diagnosis", "FindingView", "HostRunner", "Prober", "RenewalView"]
 
 
 @dataclass
 class Context:
     config: Config
-    store: Store
+    store: StorePort
     approvals: Approvals
     prober: Prober
     hosts: HostRunner
+    incidents: IncidentCore
+    flows: ActionFlows
     background: set[object] = field(default_factory=set)

@@ -6,10 +6,12 @@ our side they get a reference, and the operators' log gets the traceback under t
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 
 from bot.config.reader import did_you_mean
+from bot.core.model import Cause, Step
 from commands import ack, audit, check, heal, help, mute, renew, status  # noqa: F401 - they register themselves
 from commands.context import Context
 from commands.model import FollowUp, Outcome, Press, Reply, Request, Tone
@@ -52,8 +54,20 @@ class CommandDispatcher:
         if not decision.run or request is None:
             return Outcome(Reply(decision.message, Tone.WARNING, private=True))
 
+        approved_by = press.who.key or press.who.describe()
+        if request.incident_id:
+            await asyncio.to_thread(
+                self.ctx.incidents.note,
+                request.incident_id,
+                Step.APPROVED,
+                f"{request.action} {request.target} approved",
+                approved_by,
+                cause=Cause.PERSON,
+                notable=False,
+            )
+
         async def run() -> Reply:
-            return await run_request(self.ctx, request)
+            return await run_request(self.ctx, request, approved_by)
 
         reply = Reply(decision.message, Tone.INFO, incident_id=request.incident_id)
         return Outcome(reply, _guarded(run, f"{request.action} on {request.host}"))

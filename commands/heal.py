@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import asyncio
+
 from commands.common import TONE_OF_STATUS, describe, find_site, host_facing, host_of, status_of
 from commands.context import Context
 from commands.model import Field, Outcome, Reply, Request, Tone
@@ -20,6 +22,8 @@ async def heal(ctx: Context, request: Request, args: list[str]) -> Outcome:
 
     async def diagnose() -> Reply:
         results = await ctx.prober.probe_site(site)
+        # a person asked: one failing round is enough to open (or join) the site's incident
+        observation = await asyncio.to_thread(ctx.incidents.observe, site, results, actor="heal", confirmed=True)
         facing = host_facing(results)
         lines = [describe(r) for r in results]
         try:
@@ -28,11 +32,10 @@ async def heal(ctx: Context, request: Request, args: list[str]) -> Outcome:
             return Reply(f"{site.name}: cannot diagnose {host.name}", Tone.CRITICAL, (*lines, exc.message))
         critical = [f for f in diagnosis.findings if f.severity == "critical"]
         state = status_of(results).value
-        incident = None
-        if critical or state == "critical":
-            problems = [p for r in results for p in r.problems]
-            worst = next((p for p in problems if p.severity.value == "critical"), problems[0] if problems else None)
-            incident = ctx.store.open_incident(site.name, worst.message if worst else critical[0].message)
+        incident = observation.incident
+        if incident is not None:
+            finding_lines = [f"{'🔴' if f.severity == 'critical' else '🟡'} {f.message}" for f in diagnosis.findings]
+            await asyncio.to_thread(ctx.incidents.record_diagnosis, incident.id, finding_lines or [diagnosis.summary])
         lines += [f"{'🔴' if f.severity == 'critical' else '🟡'} {f.message}" for f in diagnosis.findings]
         if not diagnosis.findings:
             lines.append(diagnosis.summary)

@@ -3,7 +3,6 @@ from __future__ import annotations
 import datetime as dt
 
 from bot.config.reader import parse_duration
-from bot.store import utcnow
 from commands.common import find_site
 from commands.context import Context
 from commands.model import Outcome, Reply, Request, Tone
@@ -23,7 +22,7 @@ async def mute(ctx: Context, request: Request, args: list[str]) -> Outcome:
     if not await ctx.approvals.may_approve(request.who, "mute"):
         ctx.store.audit(who, "mute", site.name, "refused", "not an approver")
         return Outcome(Reply("Sorry, only approvers may mute a site.", private=True))
-    until = utcnow() + dt.timedelta(seconds=seconds)
+    until = ctx.incidents.clock().replace(microsecond=0) + dt.timedelta(seconds=seconds)
     ctx.store.mute(site.name, until, who)
     ctx.store.audit(who, "mute", site.name, "done", f"until {until.isoformat()}")
     return Outcome(Reply(f"{site.name} muted until {until:%Y-%m-%d %H:%M} UTC by {request.who.describe()}.", Tone.INFO))

@@ -12,7 +12,6 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from bot.config import Host
 from host_actions import validate
 from host_actions.audit import AuditedTask, audit_all, parse_tasks
 from host_actions.diagnose import Finding, ProbeLike, diagnose, http_sys_binding, newest_certificate
@@ -30,6 +29,7 @@ from host_actions.parsers import (
     parse_site_bindings,
 )
 from host_actions.scripts import Part, script_text
+from host_actions.target import Host
 from host_actions.winrm_client import HostSession
 
 POST_RENEW_SCRIPT = "certops_post_renew.ps1"

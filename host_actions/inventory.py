@@ -5,13 +5,13 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from bot.config import Host
 from host_actions import validate
 from host_actions.audit import parse_tasks
 from host_actions.errors import HostActionError
 from host_actions.model import Inventory
 from host_actions.parsers import parse_certificate, parse_netsh_sslcert, parse_renewal, parse_site_bindings
 from host_actions.scripts import Part
+from host_actions.target import Host
 from host_actions.winrm_client import HostSession, PartResult
 
 INVENTORY_SCRIPTS = ("certs", "bindings", "winacme", "tasks")

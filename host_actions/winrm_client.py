@@ -35,9 +35,9 @@ from winrm.exceptions import (
 )
 from winrm.protocol import Protocol
 
-from bot.config import Host, SecretUnavailable
 from host_actions.errors import HostActionError
 from host_actions.scripts import OUTPUT_PREFIX, Part, bootstrap_command, chunks, encode_job
+from host_actions.target import Host, SecretUnavailable
 
 log = logging.getLogger("certops.host_actions")
 

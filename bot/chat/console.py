@@ -8,9 +8,10 @@ from __future__ import annotations
 import asyncio
 import getpass
 import sys
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from bot.app import Core
+from bot.chat.base import DeliveryKind, Outgoing
 from commands.model import Conversation, Outcome, Press, Principal, Reply, Request
 
 _MARK = {"info": "ℹ", "ok": "✔", "warning": "⚠", "critical": "✖"}
@@ -51,6 +52,18 @@ class ConsoleAdapter:
 
     async def update(self, ref: str, reply: Reply) -> None:
         self._show(reply)
+
+    async def deliver(self, message: Outgoing) -> str | None:
+        """The outbox's messages, printed: a card gets a number of its own, an edit says which
+        card it replaces, a re-notification which card it is about. Buttons work as on any card."""
+        if message.kind is DeliveryKind.EDIT and message.ref:
+            self._show(message.reply, note=f"card {message.ref} updated")
+            return message.ref
+        if message.kind is DeliveryKind.THREAD:
+            about = f" about card {message.ref}" if message.ref else ""
+            self._show(message.reply, note=f"re-notification{about}")
+            return message.ref
+        return await self.post(message.reply)
 
     async def run(self) -> None:
         """Reads commands until end of input or `quit`."""
@@ -98,8 +111,9 @@ class ConsoleAdapter:
             self.core.worker.submit(outcome.follow_up, show_later)
             await done.wait()  # a console shows one conversation at a time
 
-    def _show(self, reply: Reply) -> None:
-        out = [f"{_MARK[reply.tone.value]} {reply.title}"]
+    def _show(self, reply: Reply, note: str | None = None) -> None:
+        out = [f"({note})"] if note else []
+        out.append(f"{_MARK[reply.tone.value]} {reply.title}")
         out += [f"  {line}" for line in reply.lines]
         out += [f"  {f.label}: {f.value}" for f in reply.fields]
         if reply.incident_id:
@@ -124,3 +138,13 @@ def _login_name() -> str:
         return getpass.getuser()
     except (KeyError, OSError):
         return "operator"
+
+
+if TYPE_CHECKING:
+    from bot.chat.base import ChatAdapter, Destination
+
+    def _is_a_chat_adapter(adapter: ConsoleAdapter) -> ChatAdapter:
+        return adapter  # mypy checks here that ConsoleAdapter satisfies both protocols
+
+    def _is_a_destination(adapter: ConsoleAdapter) -> Destination:
+        return adapter

@@ -24,7 +24,8 @@ import time
 import uuid
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from enum import Enum
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import ClientError, web
 from linebot.v3 import WebhookParser  # type: ignore[import-untyped, unused-ignore]
@@ -50,6 +51,7 @@ from linebot.v3.webhooks import (  # type: ignore[import-untyped, unused-ignore]
 
 from bot.app import Core
 from bot.chat import line_flex
+from bot.chat.base import DeliveryError, DeliveryKind, Outgoing, parse_retry_after
 from bot.config.model import LineSettings
 from commands.model import Conversation, Outcome, Press, Principal, Reply, Request
 
@@ -58,6 +60,10 @@ log = logging.getLogger(__name__)
 WEBHOOK_PATH = "/line/webhook"
 COMMAND_PREFIX = "/ssl"
 REQUEST_TIMEOUT = 15.0  # seconds per LINE API call; the SDK's own default is 5 minutes
+TRANSIENT_STATUSES = frozenset({0, 408, 429})  # and every 5xx; 0: the SDK's own "could not send"
+
+if TYPE_CHECKING:
+    from bot.chat.base import ChatAdapter, Destination
 
 
 @dataclass(frozen=True)
@@ -71,6 +77,12 @@ class QuotaRule:
     go out as one push request (one quota unit per recipient instead of one per update). An
     unlimited plan (quota type "none") is never low; when nothing is left, pushes are dropped
     with a log line and an audit entry instead of failing one by one.
+
+    Outbox deliveries follow the same rule. A delivery held for a summary is handed over: deliver()
+    returns at once and the worker marks the row sent (the worker delivers in order, so waiting
+    for the window would keep the very pushes it should gather from joining it); the summary then
+    goes out when the window closes, or at stop(). One that finds the quota used up is recorded
+    the same way and raises a permanent DeliveryError, so the row is failed, not counted as sent.
     """
 
     min_left: int = 20
@@ -99,6 +111,14 @@ class _Gathering:
 
     replies: list[Reply]
     remaining: int | None
+
+
+class _Gate(Enum):
+    """What the quota rule decided for one push."""
+
+    SEND = "send"
+    HELD = "held"  # joined a summary that goes out when its window closes
+    USED_UP = "used up"  # recorded and dropped
 
 
 class LineAdapter:
@@ -133,6 +153,7 @@ class LineAdapter:
         self._gathering: dict[str, _Gathering] = {}
         self._summaries: dict[str, asyncio.Task[None]] = {}
         self._stopped = False
+        self._closing = False  # stop() has begun: outbox deliveries wait for the next run
 
     # lifecycle --------------------------------------------------------------------------------
 
@@ -144,6 +165,7 @@ class LineAdapter:
 
     async def stop(self, timeout: float = 10.0) -> None:
         """Finishes events in hand, sends held summaries at once, then closes the HTTP client."""
+        self._closing = True  # nothing joins a summary after it has been flushed
         for to, summary in list(self._summaries.items()):
             summary.cancel()  # still waiting for its window to close: send what it holds now
             await self._flush(to)
@@ -171,6 +193,28 @@ class LineAdapter:
     async def update(self, ref: str, reply: Reply) -> None:
         """LINE cannot edit a sent message, so the new state goes out as a push of its own."""
         await self.push(self.settings.to, reply)
+
+    # the outbox worker's destination -----------------------------------------------------------
+
+    async def deliver(self, message: Outgoing) -> str | None:
+        """Pushes to `[chat.line] to` with the row's own retry key, so however often the worker
+        retries one row LINE delivers it once (a 409 says an earlier attempt got through).
+
+        LINE cannot edit: a notable EDIT is pushed as a message of its own, a minor one is skipped
+        (pushes are counted against the quota). The reference is the pushed message's id, or the
+        retry key when LINE did not say (a 409) or the push was held for a quota summary."""
+        if message.kind is DeliveryKind.EDIT and not message.notable:
+            return message.ref
+        if self._closing:
+            raise DeliveryError("the LINE adapter is stopping")  # transient: the row waits for the next run
+        to = self.settings.to
+        gate = await self._quota_gate(to, message.reply)
+        if gate is _Gate.USED_UP:
+            raise DeliveryError("LINE monthly message quota is used up", permanent=True)
+        if gate is _Gate.HELD:
+            return message.ref or message.retry_key
+        sent = await self._push_once(to, line_flex.render(message.reply), message.retry_key or str(uuid.uuid4()))
+        return message.ref if message.kind is not DeliveryKind.NEW and message.ref else sent
 
     # webhook ------------------------------------------------------------------------------------
 
@@ -293,22 +337,29 @@ class LineAdapter:
         if self._stopped:
             log.warning("LINE adapter is stopped: not pushing %s to %s", reply.title, to)
             return None
+        if await self._quota_gate(to, reply) is not _Gate.SEND:
+            return None
+        return await self._send_push(to, line_flex.render(reply))
+
+    async def _quota_gate(self, to: str, reply: Reply) -> _Gate:
+        """The quota rule (QuotaRule) for one push: send it now, hold it for a summary, or, when
+        nothing is left, record it and drop it."""
         if to in self._gathering:
             self._gathering[to].replies.append(reply)
-            return None
+            return _Gate.HELD
         limit, used = await self._read_quota()
         if to in self._gathering:  # another push opened a window while we read the quota
             self._gathering[to].replies.append(reply)
-            return None
+            return _Gate.HELD
         if limit is not None and used is not None:
             if used >= limit:
                 self._quota_exhausted(to, [reply])
-                return None
+                return _Gate.USED_UP
             if self.quota.is_low(limit, used):
                 self._gathering[to] = _Gathering([reply], limit - used)
                 self._summaries[to] = self._spawn(self._summarise_later(to), f"line-summary:{to}")
-                return None
-        return await self._send_push(to, line_flex.render(reply))
+                return _Gate.HELD
+        return _Gate.SEND
 
     async def _read_quota(self) -> tuple[int | None, int | None]:
         """(monthly limit, used this month); (None, None) when unlimited or unreadable.
@@ -358,26 +409,38 @@ class LineAdapter:
     async def _send_push(self, to: str, messages: list[Any], attempts: int = 3) -> str | None:
         """One push request, retried with the same X-Line-Retry-Key so LINE delivers it at most once."""
         retry_key = str(uuid.uuid4())
-        request = PushMessageRequest(to=to, messages=messages[: line_flex.MAX_MESSAGES])
         for attempt in range(1, attempts + 1):
             try:
-                response = await self._messaging().push_message(
-                    request, x_line_retry_key=retry_key, _request_timeout=REQUEST_TIMEOUT
-                )
-                sent = response.sent_messages
-                return str(sent[0].id) if sent else retry_key
-            except ApiException as exc:
-                if exc.status == 409:  # LINE already accepted this retry key: an earlier try got through
-                    return retry_key
-                transient = exc.status is not None and (exc.status >= 500 or exc.status == 0)
-                log.warning("LINE refused a push (HTTP %s %s, try %d)", exc.status, exc.reason, attempt)
-            except (ClientError, TimeoutError) as exc:
-                transient = True
-                log.warning("could not reach LINE to push (%s, try %d)", type(exc).__name__, attempt)
-            if not transient or attempt == attempts:
-                return None
+                return await self._push_once(to, messages, retry_key)
+            except DeliveryError as exc:
+                log.warning("%s (try %d)", exc, attempt)
+                if exc.permanent or attempt == attempts:
+                    return None
             await asyncio.sleep(self.retry_delay * attempt)
         return None
+
+    async def _push_once(self, to: str, messages: list[Any], retry_key: str) -> str:
+        """One push attempt: LINE's id of the first message sent (or the retry key when LINE
+        answered 409: it had already accepted this key, so an earlier attempt got through).
+        Raises DeliveryError, transient for 429, 5xx and an unreachable LINE."""
+        request = PushMessageRequest(to=to, messages=messages[: line_flex.MAX_MESSAGES])
+        try:
+            response = await self._messaging().push_message(
+                request, x_line_retry_key=retry_key, _request_timeout=REQUEST_TIMEOUT
+            )
+        except ApiException as exc:
+            if exc.status == 409:
+                return retry_key
+            status = int(exc.status or 0)
+            retry_after = parse_retry_after((exc.headers or {}).get("Retry-After"))
+            transient = status in TRANSIENT_STATUSES or status >= 500
+            raise DeliveryError(
+                f"LINE refused a push (HTTP {status} {exc.reason})", permanent=not transient, retry_after=retry_after
+            ) from None
+        except (ClientError, TimeoutError) as exc:
+            raise DeliveryError(f"could not reach LINE to push ({type(exc).__name__})") from None
+        sent = response.sent_messages
+        return str(sent[0].id) if sent else retry_key
 
     def _spawn(self, work: Awaitable[None], name: str) -> asyncio.Task[None]:
         task = asyncio.ensure_future(work)
@@ -460,3 +523,12 @@ def _source(source: Any) -> tuple[Conversation | None, Principal | None]:
 def _log_failure(task: asyncio.Task[None]) -> None:
     if not task.cancelled() and task.exception() is not None:
         log.error("LINE background task %s failed", task.get_name(), exc_info=task.exception())
+
+
+if TYPE_CHECKING:
+
+    def _is_a_chat_adapter(adapter: LineAdapter) -> ChatAdapter:
+        return adapter  # mypy checks here that LineAdapter satisfies both protocols
+
+    def _is_a_destination(adapter: LineAdapter) -> Destination:
+        return adapter

@@ -36,14 +36,14 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
-from bot.chat.base import ChatSetupError
+from bot.chat.base import ChatSetupError, DeliveryError, DeliveryKind, Outgoing, parse_retry_after
 from bot.chat.slack_blocks import ACTION_PREFIX, Rendered, escape, render, render_copy
 from bot.config import SlackSettings
 from commands.model import Conversation, Outcome, Press, Principal, Reply, Request, Tone
 
 if TYPE_CHECKING:
     from bot.app import Core
-    from bot.chat.base import ChatAdapter
+    from bot.chat.base import ChatAdapter, Destination
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +60,20 @@ PERMANENT_ERRORS = frozenset(
 
 # What a Web API call raises when Slack says no or cannot be reached; logged by error code only.
 API_FAILURES = (SlackClientError, aiohttp.ClientError, OSError, TimeoutError)
+
+# Outbox deliveries (deliver()):
+DELIVERY_TIMEOUT = 10.0  # seconds per Web API call; the shared session's own default is 5 minutes
+# ok=false answers that another try may change; every other error code is permanent (a missing
+# channel, a revoked token, a message Slack refuses as too long stay so however often we ask)
+TRANSIENT_ERRORS = frozenset(
+    {"ratelimited", "rate_limited", "internal_error", "fatal_error", "service_unavailable", "request_timeout"}
+)
+TRANSIENT_STATUSES = frozenset({408, 429})  # and every 5xx
+# chat.update of a card someone deleted (or that the bot may no longer edit): post a fresh card
+CARD_GONE_ERRORS = frozenset({"message_not_found", "cant_update_message"})
+# A re-notification goes under the card and to the channel too: a thread reply alone notifies only
+# those who follow the thread, and re-notifying is about reaching people who have not reacted.
+THREAD_BROADCAST = True
 
 
 class SlackSetupError(ChatSetupError):
@@ -110,6 +124,12 @@ class SlackAdapter:
         # build_core does; stop() closes it.
         self._session = aiohttp.ClientSession()
         self.client = AsyncWebClient(token=bot_token, base_url=_with_slash(base_url), session=self._session)
+        # The outbox worker owns retries and their timing: this client retries nothing itself, so a
+        # 429 or a dropped connection reaches deliver() at once instead of being slept on inside a
+        # call (slack_sdk's default only retries dropped connections today; this keeps it so).
+        self._delivery = AsyncWebClient(
+            token=bot_token, base_url=_with_slash(base_url), session=self._session, retry_handlers=[]
+        )
         self._bot_token = bot_token
         self._auth: AuthorizeResult | None = None
         self.app = AsyncApp(
@@ -215,6 +235,52 @@ class SlackAdapter:
         async with card.lock:
             card.reply, card.pressed, card.statuses = reply, set(), {}
             await self._edit(ref, card.render())
+
+    # Destination: the outbox worker's deliveries -------------------------------------------
+
+    async def deliver(self, message: Outgoing) -> str | None:
+        """NEW posts a card to the incident channel, EDIT replaces the card at `ref` (or posts a
+        fresh one when that card is gone), THREAD replies under it. Raises DeliveryError."""
+        if message.kind is DeliveryKind.EDIT and message.ref:
+            try:
+                await self._deliver_edit(message.ref, message.reply)
+                return message.ref
+            except _SlackFailure as exc:
+                if exc.code not in CARD_GONE_ERRORS:
+                    raise
+                log.info("the Slack card %s is gone (%s): posting it afresh", message.ref, exc.code)
+                self._cards.pop(message.ref, None)
+        if message.kind is DeliveryKind.THREAD and message.ref:
+            channel, _, ts = message.ref.partition(":")
+            await self._deliver_post(channel, message.reply, thread_ts=ts)
+            return message.ref
+        return await self._deliver_post(self.settings.channel, message.reply)
+
+    async def _deliver_post(self, channel: str, reply: Reply, thread_ts: str | None = None) -> str:
+        rendered = render(reply)
+        response = await _delivered(
+            "chat.postMessage",
+            self._delivery.chat_postMessage(
+                channel=channel,
+                text=rendered.text,
+                blocks=rendered.blocks,
+                thread_ts=thread_ts,
+                reply_broadcast=THREAD_BROADCAST if thread_ts else None,
+            ),
+        )
+        ref = f"{response.get('channel') or channel}:{response.get('ts')}"
+        self._remember(ref, Card(reply))  # so a press on it renders the way _post_card's cards do
+        return ref
+
+    async def _deliver_edit(self, ref: str, reply: Reply) -> None:
+        # As update(): the core's card is the whole truth, so earlier press notes make way for it.
+        card = self._cards.get(ref) or self._remember(ref, Card(reply))
+        async with card.lock:  # a press being marked on the same card waits, and is not lost half-way
+            card.reply, card.pressed, card.statuses = reply, set(), {}
+            rendered = card.render()
+            channel, _, ts = ref.partition(":")
+            call = self._delivery.chat_update(channel=channel, ts=ts, text=rendered.text, blocks=rendered.blocks)
+            await _delivered("chat.update", call)
 
     async def group_members(self, group_id: str) -> set[str]:
         """Members of a Slack user group, cached briefly; an API failure denies (empty set)."""
@@ -454,6 +520,35 @@ def _signing_secret(settings: SlackSettings) -> str:
     return secrets.token_hex(32)
 
 
+class _SlackFailure(DeliveryError):
+    """A delivery Slack answered with an error code (kept so deliver() can tell a deleted card)."""
+
+    def __init__(self, message: str, code: str, *, permanent: bool, retry_after: float | None) -> None:
+        super().__init__(message, permanent=permanent, retry_after=retry_after)
+        self.code = code
+
+
+async def _delivered(method: str, call: Awaitable[AsyncSlackResponse]) -> AsyncSlackResponse:
+    """One Web API call for deliver(), with its own deadline; every failure as a DeliveryError."""
+    try:
+        async with asyncio.timeout(DELIVERY_TIMEOUT):
+            return await call
+    except SlackApiError as exc:
+        raise _classified(method, exc.response) from None
+    except API_FAILURES as exc:  # unreachable, reset, timed out: the next try may well work
+        raise DeliveryError(f"Slack {method}: {type(exc).__name__}") from None
+
+
+def _classified(method: str, response: AsyncSlackResponse) -> _SlackFailure:
+    status = int(response.status_code or 0)
+    data = response.data if isinstance(response.data, dict) else {}  # a 5xx may come with an HTML page
+    code = str(data.get("error") or f"HTTP {status}")[:80]
+    headers = response.headers or {}
+    retry_after = parse_retry_after(next((str(v) for k, v in headers.items() if k.lower() == "retry-after"), None))
+    transient = status in TRANSIENT_STATUSES or status >= 500 or code in TRANSIENT_ERRORS
+    return _SlackFailure(f"Slack {method}: {code}", code, permanent=not transient, retry_after=retry_after)
+
+
 def _api_error(exc: Exception) -> str:
     """The Slack error code only: the exception text may quote request data."""
     if isinstance(exc, SlackApiError):
@@ -465,6 +560,9 @@ if TYPE_CHECKING:
 
     def _is_a_chat_adapter(adapter: SlackAdapter) -> ChatAdapter:
         return adapter  # mypy checks here that SlackAdapter satisfies bot.chat.base.ChatAdapter
+
+    def _is_a_destination(adapter: SlackAdapter) -> Destination:
+        return adapter
 
 
 __all__ = ["EVENTS_PATH", "SlackAdapter", "SlackSetupError"]

@@ -2,27 +2,35 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import ipaddress
 import re
 import tomllib
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 import idna
+from tzlocal.windows_tz import win_tz
 
 from bot.config.errors import ConfigError, ConfigIssue
 from bot.config.model import (
+    DIGEST_AT,
     HOST_ACTIONS,
     BotSettings,
     Config,
     Host,
     LineSettings,
+    Maintenance,
     Policy,
     Site,
     SlackSettings,
+    TimeOfDay,
+    cron_trigger,
+    redact_url,
 )
-from bot.config.reader import Table, quoted
+from bot.config.reader import Table, did_you_mean, human_seconds, quoted
 from bot.config.secrets import SecretUnavailable
 from host_actions.errors import InvalidParameter
 from host_actions.validate import windows_path
@@ -34,6 +42,9 @@ PRINCIPAL = re.compile(
 LOG_LEVELS = ("debug", "info", "warning", "error")
 TRANSPORTS = ("ntlm", "kerberos", "credssp", "certificate", "basic")
 NAME_RULE = "letters, digits, '.', '_' or '-' (at most 63), starting with a letter or digit"
+TIME_OF_DAY = re.compile(r"^([01]?[0-9]|2[0-3]):([0-5][0-9])$")
+ONE_OFF_EXAMPLE = 'start = "2026-12-24T22:00:00+01:00" and end = "2026-12-26T06:00:00+01:00"'
+REPEATING_EXAMPLE = 'cron = "0 2 * * sun" and duration = "2h"'
 
 
 def load_config(path: str | Path) -> Config:
@@ -67,10 +78,11 @@ def parse_config(text: str, source: str = "certops.toml", *, base_dir: Path | No
     line = _line(Table(chat.raw("line"), "chat.line", issues)) if chat.has("line") else None
     chat.finish()
     policy = _policy(Table(root.raw("policy") or {}, "policy", issues))
+    maintenance = _maintenance(root.raw("maintenance"), [s.name for s in sites], bot.tz(), issues)
     root.finish()
-    if issues:
+    if issues:  # nothing half-built escapes: every problem, or a whole Config
         raise ConfigError(source, issues)
-    return Config(source, bot, tuple(sites), tuple(hosts), slack, line, policy)
+    return Config(source, bot, tuple(sites), tuple(hosts), slack, line, policy, tuple(maintenance))
 
 
 def missing_secrets(config: Config) -> list[str]:
@@ -86,16 +98,91 @@ def missing_secrets(config: Config) -> list[str]:
 
 def _bot(t: Table) -> BotSettings:
     listen = t.string("listen", "127.0.0.1:8080") or "127.0.0.1:8080"
-    if split_host_port(listen) is None:
+    # port 0: the system picks a free port (the demo and tests); a real deployment names its port
+    if split_host_port(listen, any_port=True) is None:
         t.problem("listen", f'must be ADDRESS:PORT such as "127.0.0.1:8080", got {quoted(listen)}')
     settings = BotSettings(
         listen=listen,
         database=t.string("database", "certops.db") or "certops.db",
         log_level=t.choice("log_level", LOG_LEVELS, "info"),
         probe_concurrency=t.whole("probe_concurrency", 50, unit="probes", minimum=1, maximum=2000),
+        digest_at=_digest_at(t),
+        timezone=_timezone(t),
+        heartbeat_url=_heartbeat_url(t),
+        renotify=t.optional_seconds(
+            "renotify", 4 * 3600.0, minimum=300, maximum=7 * 86400, turns_off="re-notification"
+        ),
+        flap_limit=t.whole("flap_limit", 4, unit="state changes per hour", minimum=1, maximum=1000),
     )
     t.finish()
     return settings
+
+
+def _digest_at(t: Table) -> TimeOfDay | None:
+    value = t.raw("digest_at")
+    if value is None:
+        return DIGEST_AT
+    if value == "":
+        return None
+    if isinstance(value, dt.time) and value.tzinfo is None and not (value.second or value.microsecond):
+        return TimeOfDay(value.hour, value.minute)  # written without quotes: digest_at = 09:00:00
+    match = TIME_OF_DAY.match(value.strip()) if isinstance(value, str) else None
+    if match is None:
+        t.problem(
+            "digest_at",
+            'must be a time of day "HH:MM" on the 24-hour clock, such as "09:00" or "17:30" '
+            f'(or "" to turn the digest off), got {quoted(value)}',
+        )
+        return DIGEST_AT
+    return TimeOfDay(int(match[1]), int(match[2]))
+
+
+def _timezone(t: Table) -> str | None:
+    name = t.string("timezone")
+    if name is None:
+        return None
+    try:
+        ZoneInfo(name)
+        return name
+    except (ZoneInfoNotFoundError, ValueError):
+        pass
+    known = available_timezones()
+    if name in win_tz:  # a Windows admin may well type the name Windows shows
+        fix = f' (that is the Windows name; write "{win_tz[name]}")'
+    elif not known:
+        fix = " (no time zone database was found: install the tzdata package)"
+    else:
+        fix = did_you_mean(name, sorted(known))
+    t.problem(
+        "timezone",
+        'must be an IANA time zone name such as "Europe/Berlin", "America/New_York" or "UTC" '
+        f"(leave it out to use this machine's zone), got {quoted(name)}{fix}",
+    )
+    return None
+
+
+def _heartbeat_url(t: Table) -> str | None:
+    url = t.string("heartbeat_url")
+    if url is None:
+        return None
+    parts = urlsplit(url)
+    try:
+        parts.port  # noqa: B018 - urlsplit checks the port only when asked
+    except ValueError:
+        t.problem("heartbeat_url", f"has an invalid port: {quoted(redact_url(url))}")
+        return None
+    if "@" in parts.netloc:
+        _no_userinfo(t, "heartbeat_url", url)
+        return None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        # never the whole URL: its path may be the monitor's secret token
+        t.problem(
+            "heartbeat_url",
+            'must be an http:// or https:// URL such as "https://hc-ping.com/YOUR-CHECK-ID", '
+            f"got {quoted(redact_url(url))}",
+        )
+        return None
+    return url
 
 
 def _array_of_tables(value: Any, name: str, issues: list[ConfigIssue]) -> list[Any]:
@@ -143,6 +230,8 @@ def _sites(value: Any, host_names: set[str], issues: list[ConfigIssue], base: Pa
         if host is not None and host not in host_names:
             known = ", ".join(sorted(host_names)) or "none are configured"
             t.problem("host", f'names no [[hosts]] entry: "{host}" (known hosts: {known})')
+        # 5s at the least: the demo probes every few seconds; real sites keep the 5m default
+        interval = t.seconds("interval", 300.0, minimum=5, maximum=86400)
         sites.append(
             Site(
                 name=name,
@@ -151,7 +240,7 @@ def _sites(value: Any, host_names: set[str], issues: list[ConfigIssue], base: Pa
                 port=port,
                 path=path,
                 origins=tuple(origins),
-                interval=t.seconds("interval", 300.0, minimum=10, maximum=86400),
+                interval=interval,
                 warn_days=warn,
                 crit_days=crit,
                 expect_status=statuses,
@@ -159,10 +248,39 @@ def _sites(value: Any, host_names: set[str], issues: list[ConfigIssue], base: Pa
                 timeout=t.seconds("timeout", 10.0, minimum=0.5, maximum=120),
                 host=host,
                 ca_file=_existing_file(t, "ca_file", base),
+                failure_threshold=t.whole(
+                    "failure_threshold",
+                    2,
+                    unit="failing probe rounds in a row",
+                    minimum=1,
+                    maximum=100,
+                    hint=" (1 opens an incident at the first failing round)",
+                ),
+                success_threshold=t.whole(
+                    "success_threshold",
+                    1,
+                    unit="good probe rounds in a row",
+                    minimum=1,
+                    maximum=100,
+                    hint=" (1 resolves an incident at the first good round)",
+                ),
+                retry_interval=_retry_interval(t, interval),
             )
         )
         t.finish()
     return sites
+
+
+def _retry_interval(t: Table, interval: float) -> float:
+    # left out: 30s, but never longer than the site's own interval (a 5s demo site retries every 5s)
+    retry = t.seconds("retry_interval", min(30.0, interval), minimum=5, maximum=86400)
+    if retry > interval:
+        t.problem(
+            "retry_interval",
+            f"must not be longer than interval ({human_seconds(interval)}), got {quoted(t.raw('retry_interval'))}",
+        )
+        return interval
+    return retry
 
 
 def _https_url(t: Table, url: str) -> tuple[str, int, str]:
@@ -269,6 +387,8 @@ def _hosts(value: Any, issues: list[ConfigIssue], base: Path) -> list[Host]:
                 allow_insecure_basic=allow_basic,
                 timeout=t.seconds("timeout", 120.0, minimum=5, maximum=3600),
                 wacs_path=_wacs_path(t),
+                check_interval=t.seconds("check_interval", 3600.0, minimum=60, maximum=7 * 86400),
+                renewal_grace=t.seconds("renewal_grace", 2 * 86400.0, minimum=0, maximum=30 * 86400),
             )
         )
         t.finish()
@@ -375,8 +495,120 @@ def _policy(t: Table) -> Policy:
     return policy
 
 
-def split_host_port(text: str, default_port: int | None = None) -> tuple[str, int] | None:
-    """'203.0.113.10', 'h:8443', '[2001:db8::1]:443' -> (host, port); None when malformed."""
+def _maintenance(value: Any, site_names: list[str], tz: dt.tzinfo, issues: list[ConfigIssue]) -> list[Maintenance]:
+    windows = []
+    for index, item in enumerate(_array_of_tables(value, "maintenance", issues)):
+        t = Table(item, f"maintenance[{index}]", issues)
+        before = len(issues)
+        sites = _window_sites(t, site_names)
+        reason = t.string("reason", required=True, hint=' (shown in chat, e.g. "monthly patching")') or ""
+        one_off = t.has("start") or t.has("end")
+        repeating = t.has("cron") or t.has("duration")
+        start = end = None
+        cron, duration = None, None  # both stay None in a one-off window
+        if one_off and repeating:
+            for key in ("start", "end", "cron", "duration"):
+                t.raw(key)  # one problem for the table, not four unknown keys
+            t.problem(
+                "",
+                f"use start and end (one window) or cron and duration (a repeating window), not both: "
+                f"either {ONE_OFF_EXAMPLE}, or {REPEATING_EXAMPLE}",
+            )
+        elif one_off:
+            start, end = _moment(t, "start"), _moment(t, "end")
+            if start is not None and end is not None and end <= start:
+                t.problem("end", f"must be after start ({start.isoformat()}), got {end.isoformat()}")
+        elif repeating:
+            cron = _cron(t, tz)
+            duration = t.seconds("duration", 3600.0, minimum=60, maximum=7 * 86400)
+            if not t.has("duration"):
+                t.problem("duration", 'is required with cron: how long each window lasts, such as "2h"')
+        else:
+            t.problem(
+                "",
+                f"needs start and end (one window, such as {ONE_OFF_EXAMPLE}) "
+                f"or cron and duration (a repeating window, such as {REPEATING_EXAMPLE})",
+            )
+        t.finish()
+        if len(issues) == before:  # a window with a problem is never built: the whole config is refused
+            windows.append(Maintenance(sites, reason, start, end, cron, duration, tz))
+    return windows
+
+
+def _window_sites(t: Table, site_names: list[str]) -> tuple[str, ...]:
+    if not t.has("sites"):
+        t.problem("sites", 'is required: the names of the [[sites]] this window covers, or ["*"] for every site')
+        return ()
+    before = len(t.issues)
+    names = t.string_list("sites")
+    if len(t.issues) > before:
+        return ()
+    if not names:
+        t.problem("sites", 'must name at least one [[sites]] entry, or be ["*"] for every site')
+    elif "*" in names and len(names) > 1:
+        t.problem("sites", '"*" already means every site: write ["*"] alone, or list site names')
+    for i, name in enumerate(names):
+        if name != "*" and name not in site_names:
+            hint = did_you_mean(name, site_names) or f" (known sites: {', '.join(site_names) or 'none are configured'})"
+            t.problem(f"sites[{i}]", f'names no [[sites]] entry: "{name}"{hint}')
+    return tuple(names)
+
+
+def _moment(t: Table, key: str) -> dt.datetime | None:
+    """A date and time with its UTC offset: in quotes (ISO 8601) or written bare, as TOML allows."""
+    value = t.raw(key)
+    if value is None:
+        other = "end" if key == "start" else "start"
+        t.problem(key, f"is required with {other}, such as {ONE_OFF_EXAMPLE}")
+        return None
+    moment: Any = value
+    if isinstance(value, str):
+        try:
+            moment = dt.datetime.fromisoformat(value.strip())  # 3.11 reads "Z" as well as "+01:00"
+        except ValueError:
+            moment = None
+    if isinstance(moment, dt.datetime) and moment.utcoffset() is not None:
+        return moment
+    t.problem(
+        key,
+        'must be a date and time with its UTC offset, such as "2026-12-24T22:00:00+01:00" or '
+        f'"2026-12-24T21:00:00Z", got {quoted(value)}',
+    )
+    return None
+
+
+def _cron(t: Table, tz: dt.tzinfo) -> str | None:
+    rule = t.string("cron", required=True, hint=f" with duration, such as {REPEATING_EXAMPLE}")
+    if rule is None:
+        return None
+    fields = rule.split()
+    if len(fields) == 5 and re.search(r"[0-9]", re.sub(r"/[0-9]+", "", fields[4])):
+        # crontab counts 0 as Sunday, APScheduler 3 as Monday: a number would silently pick the wrong day
+        t.problem(
+            "cron",
+            "write the day of the week as a name (sun, mon, tue, wed, thu, fri, sat, or a range such as mon-fri): "
+            f"day numbers mean different days to crontab and to certops, got {quoted(rule)}",
+        )
+        return None
+    try:
+        trigger = cron_trigger(rule, tz)
+    except ValueError as exc:
+        t.problem(
+            "cron",
+            'must be a crontab rule "MINUTE HOUR DAY MONTH WEEKDAY" such as "0 2 * * sun" (02:00 every Sunday), '
+            f"got {quoted(rule)}: {exc}",
+        )
+        return None
+    if trigger.get_next_fire_time(None, dt.datetime.now(dt.UTC)) is None:
+        t.problem("cron", f"never matches a date (such as February 30), got {quoted(rule)}")
+        return None
+    return rule
+
+
+def split_host_port(text: str, default_port: int | None = None, *, any_port: bool = False) -> tuple[str, int] | None:
+    """'203.0.113.10', 'h:8443', '[2001:db8::1]:443' -> (host, port); None when malformed.
+
+    `any_port`: accept port 0, which asks the system for a free port when listening."""
     text = text.strip()
     host, port_text = text, ""
     if text.startswith("["):
@@ -402,7 +634,8 @@ def split_host_port(text: str, default_port: int | None = None) -> tuple[str, in
         if default_port is None:
             return None
         return (host, default_port) if _valid_host(host) else None
-    if not port_text.isdigit() or not 0 < int(port_text) < 65536 or not _valid_host(host):
+    lowest = 0 if any_port else 1
+    if not port_text.isdigit() or not lowest <= int(port_text) < 65536 or not _valid_host(host):
         return None
     return host, int(port_text)
 

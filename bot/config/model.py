@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
+
+import tzlocal  # an APScheduler 3 dependency; finds the machine's IANA zone on Linux and Windows alike
 
 from bot.config.secrets import SecretRef
+from host_actions.target import Host as Host  # re-exported: [[hosts]] entries are host_actions targets
+from host_actions.target import Secret
 
 HOST_ACTIONS = (
     "diagnose",
@@ -18,12 +26,49 @@ HOST_ACTIONS = (
 )
 
 
+class TimeOfDay(NamedTuple):
+    """A wall-clock time in [bot] timezone; unpacks as `hour, minute = digest_at`."""
+
+    hour: int
+    minute: int
+
+    def __str__(self) -> str:
+        return f"{self.hour:02d}:{self.minute:02d}"
+
+
+DIGEST_AT = TimeOfDay(9, 0)
+
+
 @dataclass(frozen=True)
 class BotSettings:
     listen: str = "127.0.0.1:8080"
     database: str = "certops.db"
     log_level: str = "info"
     probe_concurrency: int = 50
+    digest_at: TimeOfDay | None = DIGEST_AT  # when the daily digest is posted; None: no digest
+    timezone: str | None = None  # IANA name; None: this machine's zone (see tz())
+    # its path may carry the monitor's secret token: kept out of repr, log heartbeat_label() instead
+    heartbeat_url: str | None = field(default=None, repr=False)
+    renotify: float | None = 4 * 3600.0  # seconds between reminders of an open incident; None: never
+    flap_limit: int = 4  # state changes per hour beyond which a site is flapping
+
+    def tz(self) -> ZoneInfo:
+        """The zone digests and cron maintenance windows are read in: [bot] timezone, or the machine's."""
+        return ZoneInfo(self.timezone) if self.timezone else tzlocal.get_localzone()
+
+    def heartbeat_label(self) -> str | None:
+        """heartbeat_url safe to log: scheme and host only."""
+        return redact_url(self.heartbeat_url) if self.heartbeat_url else None
+
+
+def redact_url(url: str) -> str:
+    """'https://hc-ping.com/0f3c…' -> 'https://hc-ping.com/…': tokens hide in paths and queries."""
+    parts = urlsplit(url)
+    if parts.netloc:
+        base, rest = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}", parts.path + parts.query
+    else:
+        base, _, rest = url.partition("/")
+    return f"{base}/…" if rest.strip("/") or parts.fragment else base
 
 
 @dataclass(frozen=True)
@@ -42,22 +87,85 @@ class Site:
     timeout: float = 10.0
     host: str | None = None
     ca_file: str | None = None
+    failure_threshold: int = 2  # failing rounds in a row before an incident opens
+    success_threshold: int = 1  # good rounds in a row before it resolves
+    retry_interval: float = 30.0  # seconds to the next round while either count is unconfirmed
 
 
 @dataclass(frozen=True)
-class Host:
-    name: str
-    address: str
-    transport: str = "ntlm"
-    username: str | None = None
-    password: SecretRef | None = None
-    cert_file: str | None = None
-    key_file: str | None = None
-    ca_file: str | None = None
-    verify_tls: bool = True
-    allow_insecure_basic: bool = False
-    timeout: float = 120.0
-    wacs_path: str = r"C:\Program Files\win-acme\wacs.exe"
+class Maintenance:
+    """A window in which alerts for some sites are held back: once (start to end), or repeating
+    (opening at each fire time of `cron`, read in `timezone`, for `duration` seconds).
+
+    Windows are half-open, [opening, closing): at the closing instant alerts flow again.
+    """
+
+    sites: tuple[str, ...]  # site names, or ("*",) for every site
+    reason: str
+    start: dt.datetime | None = None
+    end: dt.datetime | None = None
+    cron: str | None = None
+    duration: float | None = None
+    timezone: dt.tzinfo = dt.UTC
+    _trigger: Any = field(default=None, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        once = self.start is not None and self.end is not None
+        repeating = self.cron is not None and self.duration is not None
+        if once == repeating:
+            raise ValueError("a maintenance window needs either start and end, or cron and duration")
+        if self.cron is not None:
+            # built once: the config is validated once and read on every probe round
+            object.__setattr__(self, "_trigger", cron_trigger(self.cron, self.timezone))
+
+    def covers(self, site: str, now: dt.datetime) -> bool:
+        _require_aware(now)
+        if "*" not in self.sites and site not in self.sites:
+            return False
+        if self._trigger is None:
+            return self.ends_after(now) is not None
+        # the first opening after now - duration is the only one that can matter: it is open if it began
+        opening = self._opening_from(now - self._length() + _TICK)
+        return opening is not None and opening <= now
+
+    def ends_after(self, now: dt.datetime) -> dt.datetime | None:
+        """When the window open at `now` closes (in UTC), or None when none is open; sites aside."""
+        _require_aware(now)
+        if self.start is not None and self.end is not None:
+            return self.end.astimezone(dt.UTC) if self.start <= now < self.end else None
+        # a rule that fires more often than `duration` overlaps itself: the latest opening closes last
+        closes = None
+        opening = self._opening_from(now - self._length() + _TICK)
+        while opening is not None and opening <= now:
+            closes = opening.astimezone(dt.UTC) + self._length()
+            opening = self._opening_from(opening, previous=opening)
+        return closes
+
+    def _length(self) -> dt.timedelta:
+        assert self.duration is not None
+        return dt.timedelta(seconds=self.duration)
+
+    def _opening_from(self, moment: dt.datetime, previous: dt.datetime | None = None) -> dt.datetime | None:
+        """The first fire time at or after `moment` (after `previous`, when given)."""
+        # moments are compared in UTC, so "now - duration" is elapsed time even across a DST change
+        opening: dt.datetime | None = self._trigger.get_next_fire_time(previous, moment.astimezone(dt.UTC))
+        return opening
+
+
+def cron_trigger(rule: str, tz: dt.tzinfo) -> Any:
+    """APScheduler 3's reading of a 5-field crontab rule; ValueError says what is wrong with it."""
+    # imported here: APScheduler pulls in asyncio and importlib.metadata, which `certops check` never needs
+    from apscheduler.triggers.cron import CronTrigger
+
+    return CronTrigger.from_crontab(rule, timezone=tz)
+
+
+def _require_aware(now: dt.datetime) -> None:
+    if now.tzinfo is None or now.utcoffset() is None:
+        raise ValueError("now must be timezone-aware")
+
+
+_TICK = dt.timedelta(microseconds=1)  # APScheduler rounds up to the next second: a window ending now is over
 
 
 @dataclass(frozen=True)
@@ -96,6 +204,7 @@ class Config:
     slack: SlackSettings | None = None
     line: LineSettings | None = None
     policy: Policy = field(default_factory=Policy)
+    maintenance: tuple[Maintenance, ...] = ()
 
     def site(self, name: str) -> Site | None:
         return next((s for s in self.sites if s.name == name), None)
@@ -103,8 +212,12 @@ class Config:
     def host(self, name: str) -> Host | None:
         return next((h for h in self.hosts if h.name == name), None)
 
-    def secret_refs(self) -> list[SecretRef]:
-        refs: list[SecretRef | None] = [h.password for h in self.hosts]
+    def in_maintenance(self, site: str, now: dt.datetime) -> Maintenance | None:
+        """The first maintenance window that holds back alerts for `site` at `now`, if any."""
+        return next((m for m in self.maintenance if m.covers(site, now)), None)
+
+    def secret_refs(self) -> list[Secret]:
+        refs: list[Secret | None] = [h.password for h in self.hosts]
         if self.slack:
             refs += [self.slack.bot_token, self.slack.app_token, self.slack.signing_secret]
         if self.line:

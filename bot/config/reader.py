@@ -75,7 +75,10 @@ class Table:
             return default
         return value.strip()
 
-    def whole(self, key: str, default: int, *, unit: str, minimum: int = 0, maximum: int | None = None) -> int:
+    def whole(
+        self, key: str, default: int, *, unit: str, minimum: int = 0, maximum: int | None = None, hint: str = ""
+    ) -> int:
+        """`hint`: appended to a too-small or too-large value's message, e.g. what the smallest value means."""
         value = self.raw(key)
         if value is None:
             return default
@@ -84,7 +87,7 @@ class Table:
             return default
         if value < minimum or (maximum is not None and value > maximum):
             upper = f" and at most {maximum}" if maximum is not None else ""
-            self.problem(key, f"must be at least {minimum}{upper} {unit}, got {value}")
+            self.problem(key, f"must be at least {minimum}{upper} {unit}, got {value}{hint}")
             return default
         return value
 
@@ -97,8 +100,8 @@ class Table:
             return default
         return value
 
-    def seconds(self, key: str, default: float, *, minimum: float, maximum: float) -> float:
-        """A number of seconds, or a duration text such as "30s", "5m", "1h"."""
+    def seconds(self, key: str, default: float, *, minimum: float, maximum: float, hint: str = "") -> float:
+        """A number of seconds, or a duration text such as "30s", "5m", "1h"; `hint` ends its messages."""
         value = self.raw(key)
         if value is None:
             return default
@@ -111,15 +114,24 @@ class Table:
         else:
             amount = None
         if amount is None:
-            self.problem(key, f'must be a duration such as "30s", "5m" or "1h", got {quoted(value)}')
+            self.problem(key, f'must be a duration such as "30s", "5m" or "1h", got {quoted(value)}{hint}')
             return default
         if not minimum <= amount <= maximum:
             self.problem(
                 key,
-                f"must be between {_human_seconds(minimum)} and {_human_seconds(maximum)}, got {quoted(value)}",
+                f"must be between {human_seconds(minimum)} and {human_seconds(maximum)}, got {quoted(value)}{hint}",
             )
             return default
         return amount
+
+    def optional_seconds(
+        self, key: str, default: float, *, minimum: float, maximum: float, turns_off: str
+    ) -> float | None:
+        """Like seconds(), but `key = ""` turns `turns_off` off (None), and the messages say so."""
+        if self.data.get(key) == "":
+            self.seen.add(key)
+            return None
+        return self.seconds(key, default, minimum=minimum, maximum=maximum, hint=f' (or "" to turn {turns_off} off)')
 
     def choice(self, key: str, choices: Iterable[str], default: str) -> str:
         options = list(choices)
@@ -190,7 +202,8 @@ def did_you_mean(value: Any, options: list[str]) -> str:
     return f' (did you mean "{close[0]}"?)' if close else ""
 
 
-def _human_seconds(value: float) -> str:
+def human_seconds(value: float) -> str:
+    """3600 -> '1h', 90 -> '90s': durations as the config file writes them."""
     if value >= 86400 and value % 86400 == 0:
         return f"{int(value // 86400)}d"
     if value >= 3600 and value % 3600 == 0:

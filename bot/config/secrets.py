@@ -1,6 +1,8 @@
 """Where a secret comes from: an environment variable, a file, or NAME_FILE naming a file.
 
-A SecretRef never holds the secret itself, so printing or logging one is always safe.
+A SecretRef never holds the secret itself, so printing or logging one is always safe. It is a
+host_actions.target.Secret, and raises that package's SecretUnavailable, so the WinRM client can
+catch it without importing bot.
 """
 
 from __future__ import annotations
@@ -9,9 +11,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from host_actions.target import SecretUnavailable
 
-class SecretUnavailable(Exception):
-    """The secret could not be read; the message names where we looked, never the value."""
+__all__ = ["SecretRef", "SecretUnavailable"]
 
 
 @dataclass(frozen=True)

@@ -110,6 +110,7 @@ class Incident:
     site: str | None = None
     host: str | None = None
     acked_by: str | None = None
+    failing_since: dt.datetime | None = None  # the first failed probe of the run that opened it
     acted_at: dt.datetime | None = None  # the first host action run on it
     resolved_at: dt.datetime | None = None
     resolution: str | None = None  # how it ended, in a sentence

@@ -76,3 +76,46 @@ def large_host(certs: int = 200, bindings: int = 50, tasks: int = 100) -> HostMo
     model.files["c:\\windows\\system32\\cmd.exe"] = ""
     model.files[POST_RENEW.lower()] = "# certops-script: certops_post_renew"
     return model
+
+
+def before_renewal_host() -> HostModel:
+    """The same host the day before: the old certificate is bound and healthy, the nginx-era
+    task already fails daily, and the renewal has no post-renew step."""
+    model = HostModel()
+    old = model.add_cert(["www.example.com", "example.com"], days_old=80, friendly_name="old")
+    model.bind_site("Default Web Site", "www.example.com", old)
+    model.bind_site("Default Web Site", "example.com", old)
+    model.add_renewal(
+        "mZ3Yk1fWbkW0yJbqv7NfVw",
+        ["www.example.com", "example.com"],
+        1,
+        thumbprint=old.thumbprint,
+        history=[model.history_entry(True, old.thumbprint, days_ago=80)],
+    )
+    model.add_wacs_task()
+    model.add_task(
+        "SSL-PostRenew",
+        "powershell.exe",
+        f"-NoProfile -File {LEGACY_SCRIPT}",
+        last_result=1,
+        script=(LEGACY_SCRIPT, LEGACY_SCRIPT_TEXT),
+    )
+    return model
+
+
+def renew_breaking_the_key_link(model: HostModel) -> str:
+    """What win-acme did at 08:32: a new certificate whose key link is broken, bound in place of
+    the old one, and a renewal history that says it succeeded. Returns the new thumbprint.
+    Hold the simulator's lock around it when it is serving."""
+    new = model.add_cert(
+        ["www.example.com", "example.com"], days_old=0, key_state="missing_keyset", friendly_name="renewed"
+    )
+    for site in model.sites:
+        for binding in site.bindings:
+            if binding.protocol == "https":
+                binding.thumbprint, binding.store = new.thumbprint, "WebHosting"
+    for http in model.http_bindings:
+        http.thumbprint, http.store = new.thumbprint, "WebHosting"
+    renewal = model.renewals[0]
+    renewal.data["History"].append(model.history_entry(True, new.thumbprint, days_ago=0))
+    return new.thumbprint

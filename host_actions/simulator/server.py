@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
 
-from bot.config import Host, SecretRef
 from host_actions.scripts import bootstrap_command, decode_job, encode_part_output, script_text
 from host_actions.scripts import script_marker as marker_of
 from host_actions.simulator import contract
@@ -31,6 +30,7 @@ from host_actions.simulator.ntlm import ENCRYPTED_CONTENT_TYPE, ConnectionAuth, 
 from host_actions.simulator.ntlm import seal as ntlm_seal
 from host_actions.simulator.ntlm import unseal as ntlm_unseal
 from host_actions.simulator.scripts import HANDLERS, ScriptError
+from host_actions.target import EnvSecret, Host
 
 NS = {
     "s": "http://www.w3.org/2003/05/soap-envelope",
@@ -183,7 +183,7 @@ class WinRMSimulator:
             address=self.url,
             transport=self.auth,
             username=self.username,
-            password=SecretRef(key_path=f"hosts.{name}.password", env=password_env),
+            password=EnvSecret(password_env),
             allow_insecure_basic=self.auth == "basic",
             timeout=timeout,
             wacs_path=self.model.wacs_path,

@@ -5,18 +5,22 @@ import pytest
 from bot.cli import main
 
 
-def test_the_demo_replays_the_incident_from_detection_to_verified_repair(capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_demo_detects_the_broken_renewal_by_itself_and_ends_with_a_verified_repair(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     assert main(["demo"]) == 0
     out = capsys.readouterr().out
-    check = out.index("> /ssl check www")
-    heal = out.index("> /ssl heal www")
-    repair = out.index("> press 1")
-    assert check < heal < repair
-    assert "answered from a CDN cache" in out[check:heal]
-    assert "reset the connection (TCP RST) during the TLS handshake" in out[check:heal]
-    assert "Missing stored keyset" in out[heal:repair]
-    assert "[1] Repair store" in out[heal:repair]
-    assert "repair-store on iis01: done" in out[repair:]
-    assert "INC-0001 resolved: the newest certificate is served and the handshake works." in out[repair:]
-    assert "now runs C:\\Program Files\\win-acme\\Scripts\\certops_post_renew.ps1 after the IIS step" in out
+    renewal = out.index("win-acme renews www.example.com")
+    card = out.index("reset the connection (TCP RST) during the TLS handshake", renewal)
+    press = out.index("An approver (console:demo) presses button")
+    resolved = out.index("✔ Resolved: www")
+    assert renewal < card < press < resolved
+    assert "/ssl" not in out[renewal:press], "nobody typed a command: the scheduler found it"
+    assert "the CDN edge still answers" in out[card:press]
+    assert "Missing stored keyset" in out[card:press]
+    assert "Repair store" in out[card:press]
+    assert "repair-store on iis01: done" in out[press:]
+    assert "INC-0001 resolved: the newest certificate is served and the handshake works." in out[press:]
+    assert "opened by the scheduler (time to detect" in out[resolved:]
+    assert "verified from outside and resolved (time to repair" in out[resolved:]
     assert "Traceback" not in out

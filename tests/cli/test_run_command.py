@@ -66,7 +66,14 @@ def test_run_serves_healthz_and_takes_console_commands(tmp_path: Path) -> None:
                 break
             except OSError:
                 time.sleep(0.1)
-        assert health == {"status": "ok", "follow_ups_running": 0}
+        assert health is not None
+        assert (health["status"], health["problems"], health["outbox_pending"]) == ("ok", [], 0)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as answer:
+            metrics = answer.read().decode()
+            assert answer.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+        assert "certops_incidents_open 0.0" in metrics
+        assert "certops_outbox_pending 0.0" in metrics
+        assert "# TYPE certops_scheduler_lag_seconds histogram" in metrics
         out, err = proc.communicate("/ssl help\nstatus\nquit\n", timeout=30)
     finally:
         proc.kill()
@@ -85,5 +92,5 @@ def test_run_says_so_when_its_port_is_taken(tmp_path: Path, capsys: pytest.Captu
         path.write_text(f'[bot]\nlisten = "127.0.0.1:{port}"\ndatabase = "{tmp_path / "state.db"}"\n')
         assert main(["run", "-c", str(path)]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("certops run: cannot start: ")
+    assert "certops run: cannot start: Address already in use" in err
     assert "Traceback" not in err

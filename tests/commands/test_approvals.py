@@ -19,9 +19,12 @@ from tests.fakes.bot import (
     CHANNEL,
     SECOND_APPROVER,
     SIM_PASSWORD_ENV,
+    audit_events,
     host_config,
     make_core,
+    open_incident,
     press,
+    resolve_incident,
 )
 from tests.fakes.tls import Lab
 
@@ -56,7 +59,7 @@ def repair_request(core: Core, sim: WinRMSimulator, *, ttl: float = 60, incident
 
 
 def audit_tail(core: Core, n: int) -> list[tuple[str, str, str]]:
-    return [(a["actor"], a["event"], a["outcome"]) for a in core.store.audit_log()][-n:]
+    return audit_events(core, "actor", "event", "outcome")[-n:]
 
 
 def test_an_approved_repair_runs_once_on_the_host(lab: Lab, tmp_path: Path, sim: WinRMSimulator) -> None:
@@ -149,9 +152,9 @@ def test_two_person_actions_wait_for_a_different_second_approver(lab: Lab, tmp_p
 def test_a_button_for_a_resolved_incident_does_nothing(lab: Lab, tmp_path: Path, sim: WinRMSimulator) -> None:
     async def scenario() -> None:
         core = core_for(lab, tmp_path, sim)
-        incident = core.store.open_incident("www", "reset")
+        incident = open_incident(core, "www", "reset")
         request = repair_request(core, sim, incident=incident.id)
-        core.store.resolve_incident(incident.id)
+        resolve_incident(core, incident.id)
         [reply] = await press(core, f"act:{request.token}")
         assert reply.title == f"{incident.id} is already resolved; nothing to do."
         assert sim.requests == []

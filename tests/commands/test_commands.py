@@ -6,7 +6,7 @@ import asyncio
 from pathlib import Path
 
 from commands.model import Press, Tone
-from tests.fakes.bot import APPROVER, BYSTANDER, CHANNEL, make_core, say, site_config
+from tests.fakes.bot import APPROVER, BYSTANDER, CHANNEL, audit_events, make_core, open_incident, say, site_config
 from tests.fakes.tls import Behaviour, Lab
 
 
@@ -75,12 +75,12 @@ def test_status_probes_sites_never_probed_and_then_shows_days_left(lab: Lab, tmp
 def test_ack_marks_an_open_incident_and_is_audited(lab: Lab, tmp_path: Path) -> None:
     async def scenario() -> None:
         core = make_core(site_config(lab, 1, 1), tmp_path)
-        incident = core.store.open_incident("www", "TLS handshake reset at origin")
+        incident = open_incident(core, "www", "TLS handshake reset at origin")
         [reply] = await say(core, f"ack {incident.id.lower()}")
         assert reply.title == f"{incident.id} acknowledged by Ada."
         [again] = await say(core, f"ack {incident.id}")
         assert again.title == f"{incident.id} is already acked."
-        assert [(a["actor"], a["event"], a["outcome"]) for a in core.store.audit_log()] == [
+        assert audit_events(core, "actor", "event", "outcome") == [
             ("slack:UAPPROVER1", "command", "received"),
             ("slack:UAPPROVER1", "ack", "done"),
             ("slack:UAPPROVER1", "command", "received"),

@@ -12,7 +12,7 @@ from bot.app import build_core
 from bot.config import parse_config
 from bot.probe import StaticResolver
 from commands.model import Tone
-from tests.fakes.bot import BYSTANDER, press, say
+from tests.fakes.bot import BYSTANDER, audit_events, open_incident, press, say
 from tests.fakes.iis import SimulatedIIS
 from tests.fakes.tls import Lab
 
@@ -50,7 +50,7 @@ def test_heal_offers_the_repair_and_a_press_fixes_and_resolves_the_incident(iis:
         incident = core.store.incident(card.incident_id)
         assert incident is not None
         assert incident.state == "resolved"
-        events = [(a["event"], a["outcome"]) for a in core.store.audit_log()]
+        events = audit_events(core, "event", "outcome")
         assert events[-4:] == [("press", "refused"), ("approve", "approved"), ("run", "ok"), ("resolve", "done")]
 
     asyncio.run(scenario())
@@ -80,9 +80,7 @@ def test_auto_heal_policy_repairs_without_a_button(iis: SimulatedIIS, tmp_path: 
         assert "Repair store" not in [b.label for b in card.buttons]
         assert any(line.startswith("repair-store on iis01: done: iis01: repaired the key link") for line in card.lines)
         assert all(c.key_state == "ok" for c in iis.model.certs)
-        assert ("policy:auto_heal", "approve", "approved") in [
-            (a["actor"], a["event"], a["outcome"]) for a in core.store.audit_log()
-        ]
+        assert ("policy:auto_heal", "approve", "approved") in audit_events(core, "actor", "event", "outcome")
 
     asyncio.run(scenario())
 
@@ -110,7 +108,7 @@ def test_an_incident_is_not_resolved_when_only_a_cdn_edge_was_probed(
         text = text.replace(f'origins = ["127.0.0.1:{iis.tls.port}"]\n', "")
         text = text.replace(f'ca_file = "{iis.ca_file}"', f'ca_file = "{lab.ca_file}"')
         core = build_core(parse_config(text), database=str(tmp_path / "db"), resolver=RESOLVER)
-        incident = core.store.open_incident("www", "reset at origin")
+        incident = open_incident(core, "www", "reset at origin")
         thumb = next(c.thumbprint for c in iis.model.certs if c.key_state != "ok")
         request = core.store.create_request(
             incident_id=incident.id, site="www", host="iis01", action="repair-store", args=(thumb,),

@@ -6,7 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from bot import config
 from bot.config import SecretRef, SecretUnavailable
+from host_actions import target
+from host_actions.target import EnvSecret
 
 
 def test_a_secret_is_read_from_its_environment_variable(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -36,3 +39,20 @@ def test_an_unreadable_or_empty_secret_file_is_named_but_not_shown(tmp_path: Pat
     (tmp_path / "empty").write_text("  \n")
     with pytest.raises(SecretUnavailable, match="is empty"):
         SecretRef("k", file=str(tmp_path / "empty")).resolve()
+
+
+def test_bot_config_hands_host_actions_its_own_host_and_secret_types() -> None:
+    # host_actions never imports bot: the config builds host_actions' Host, with secrets it can catch
+    assert config.Host is target.Host
+    assert config.SecretUnavailable is target.SecretUnavailable
+    secret: target.Secret = SecretRef("hosts[0].password_env", env="CERTOPS_T_PW")
+    assert secret.describe() == "environment variable CERTOPS_T_PW (or CERTOPS_T_PW_FILE)"
+
+
+def test_an_env_secret_names_its_variable_and_never_its_value(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CERTOPS_T_SIM_PW", raising=False)
+    with pytest.raises(SecretUnavailable, match="environment variable CERTOPS_T_SIM_PW is not set"):
+        EnvSecret("CERTOPS_T_SIM_PW").resolve()
+    monkeypatch.setenv("CERTOPS_T_SIM_PW", "s3cret")
+    assert EnvSecret("CERTOPS_T_SIM_PW").resolve() == "s3cret"
+    assert "s3cret" not in repr(EnvSecret("CERTOPS_T_SIM_PW"))

@@ -3,10 +3,12 @@ around loopback TLS servers, with a config written the way an operator would wri
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 from bot.app import Core, build_core
 from bot.config import parse_config
+from bot.core.model import Cause, Incident, Severity
 from commands.model import Conversation, Outcome, Press, Principal, Reply, Request
 from tests.fakes.tls import Lab
 
@@ -55,3 +57,25 @@ def host_config(sim_url: str, username: str, name: str = "iis01") -> str:
         f'[[hosts]]\nname = "{name}"\naddress = "{sim_url}"\ntransport = "basic"\nusername = "{username}"\n'
         f'password_env = "{SIM_PASSWORD_ENV}"\nallow_insecure_basic = true\ntimeout = 10\n'
     )
+
+
+def open_incident(core: Core, site: str = "www", summary: str = "TLS handshake reset at origin") -> Incident:
+    """An open incident, as the probes would have opened it."""
+    incident, _ = core.store.open_incident(
+        subject=site,
+        problem="tls_handshake_reset",
+        fields={"severity": Severity.CRITICAL, "summary": summary, "site": site},
+        at=dt.datetime.now(dt.UTC),
+        reason=summary,
+        actor="probe",
+    )
+    return incident
+
+
+def resolve_incident(core: Core, incident_id: str) -> None:
+    core.incidents.resolve(incident_id, "verified from outside", Cause.PROBE)
+
+
+def audit_events(core: Core, *fields: str) -> list[tuple[str, ...]]:
+    """The audit log as tuples of the named fields, oldest first."""
+    return [tuple(str(getattr(entry, name)) for name in fields) for entry in core.store.audit_log()]

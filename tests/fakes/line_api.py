@@ -5,11 +5,17 @@ It answers the endpoints certops uses the way LINE documents them
 a settable monthly quota (once per recipient: a group counts each member), a repeated
 X-Line-Retry-Key gets 409, an exhausted quota gets 429, and a wrong bearer token gets 401.
 Point the SDK at it with `[chat.line] api_url = stand_in.url`.
+
+Outages are scripted with `fail()`: a status (503, 429 with Retry-After, 400...) for some pushes,
+for a while, or until `recover()`; `accept=True` makes LINE take the push and lose the answer
+(the case X-Line-Retry-Key exists for). `delivered` lists the pushes LINE actually took.
 """
 
 from __future__ import annotations
 
+import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
@@ -28,6 +34,22 @@ class Call:
     headers: dict[str, str]
     json: Any
     status: int = 200
+    accepted: bool = False  # LINE took the push (whatever it answered)
+
+
+@dataclass
+class Failure:
+    """A scripted outage of the push endpoint (or of `path`)."""
+
+    status: int = 503
+    retry_after: float | None = None  # the Retry-After header, in seconds
+    times: int | None = None  # how many calls; None: until `until` or recover()
+    until: float | None = None  # on the stand-in's clock
+    accept: bool = False  # take the push, then answer `status` anyway (a lost response)
+    path: str = "/v2/bot/message/push"
+
+    def active(self, path: str, now: float) -> bool:
+        return path == self.path and (self.until is None or now < self.until) and (self.times is None or self.times > 0)
 
 
 @dataclass
@@ -38,6 +60,8 @@ class LineApiStandIn:
     used: int = 0
     members: dict[str, int] = field(default_factory=dict)  # group id -> member count (default 1)
     fail_pushes: int = 0  # answer this many pushes with 500 before accepting
+    clock: Callable[[], float] = time.monotonic  # what fail(seconds=...) counts in
+    failures: list[Failure] = field(default_factory=list)
     calls: list[Call] = field(default_factory=list)
     url: str = ""
     _used_reply_tokens: set[str] = field(default_factory=set)
@@ -60,6 +84,45 @@ class LineApiStandIn:
 
     def sent(self) -> list[Call]:
         return [c for c in self.calls if c.path in ("/v2/bot/message/reply", "/v2/bot/message/push")]
+
+    @property
+    def delivered(self) -> list[Call]:
+        """Pushes LINE took, those whose answer was lost included."""
+        return [c for c in self.calls if c.path == "/v2/bot/message/push" and c.accepted]
+
+    def push_attempts(self) -> list[Call]:
+        return [c for c in self.calls if c.path == "/v2/bot/message/push"]
+
+    # scripted outages --------------------------------------------------------------------------
+
+    def fail(
+        self,
+        status: int = 503,
+        *,
+        retry_after: float | None = None,
+        times: int | None = None,
+        seconds: float | None = None,
+        accept: bool = False,
+        path: str = "/v2/bot/message/push",
+    ) -> Failure:
+        """From now on, answer calls to `path` with `status`: `times` calls, for `seconds` on the
+        stand-in's clock, or until recover(). The first outage still in force answers."""
+        until = self.clock() + seconds if seconds is not None else None
+        failure = Failure(status, retry_after, times, until, accept, path)
+        self.failures.append(failure)
+        return failure
+
+    def recover(self) -> None:
+        self.failures.clear()
+
+    def _failure(self, path: str) -> Failure | None:
+        now = self.clock()
+        self.failures = [f for f in self.failures if f.until is None or now < f.until]
+        self.failures = [f for f in self.failures if f.times is None or f.times > 0]
+        failure = next((f for f in self.failures if f.active(path, now)), None)
+        if failure is not None and failure.times is not None:
+            failure.times -= 1
+        return failure
 
     # server ------------------------------------------------------------------------------------
 
@@ -87,9 +150,16 @@ class LineApiStandIn:
             call.status = 401
         return call
 
-    def _answer(self, call: Call, status: int, payload: dict[str, Any]) -> web.Response:
+    def _answer(
+        self, call: Call, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None
+    ) -> web.Response:
         call.status = status
-        return web.json_response(payload, status=status)
+        return web.json_response(payload, status=status, headers=headers)
+
+    def _scripted(self, call: Call, failure: Failure) -> web.Response:
+        headers = {"Retry-After": f"{failure.retry_after:g}"} if failure.retry_after is not None else None
+        message = "Too many requests" if failure.status == 429 else "Scripted failure"
+        return self._answer(call, failure.status, {"message": message}, headers)
 
     async def _reply(self, request: web.Request) -> web.Response:
         call = await self._record(request)
@@ -117,18 +187,26 @@ class LineApiStandIn:
         if self.fail_pushes > 0:
             self.fail_pushes -= 1
             return self._answer(call, 500, {"message": "Internal error"})
+        failure = self._failure(request.path)
+        if failure is not None and not failure.accept:
+            return self._scripted(call, failure)
         cost = self.members.get(call.json.get("to", ""), 1)
         if self.quota_type == "limited" and self.used + cost > self.quota_limit:
             return self._answer(call, 429, {"message": "You have reached your monthly limit."})
         if key:
             self._retry_keys.add(key)
         self.used += cost
+        call.accepted = True
+        if failure is not None:  # taken, but the answer is lost on the way back
+            return self._scripted(call, failure)
         return self._answer(call, 200, {"sentMessages": [self._sent() for _ in messages]})
 
     async def _quota(self, request: web.Request) -> web.Response:
         call = await self._record(request)
         if call.status == 401:
             return self._answer(call, 401, {"message": "Authentication failed"})
+        if (failure := self._failure(request.path)) is not None:
+            return self._scripted(call, failure)
         payload: dict[str, Any] = {"type": self.quota_type}
         if self.quota_type == "limited":
             payload["value"] = self.quota_limit

@@ -4,6 +4,10 @@ endpoints, and a Socket Mode WebSocket, recording every call it receives.
 It speaks the real wire protocol (slack_sdk's AsyncWebClient, Bolt's respond() and the
 socket-mode client talk to it unchanged) and keeps the messages it was asked to post and edit,
 so tests assert on what a Slack user would see.
+
+Outages are scripted with `fail()`: an HTTP status (503, 429 with Retry-After) or a Slack error
+code in an ok=false answer, for some calls, for a while, or until `recover()`. Failed calls are
+recorded too (with their status and error); `accepted()` lists only those Slack carried out.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import itertools
 import json
 import time
 import uuid
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +36,28 @@ class Call:
     body: dict[str, Any]
     token: str | None = None
     at: float = field(default_factory=time.monotonic)
+    status: int = 200  # the HTTP status answered
+    error: str | None = None  # the error code of an ok=false answer
+
+
+@dataclass
+class Failure:
+    """A scripted outage: how to answer matching calls, and for how long."""
+
+    status: int = 200  # 503, 429, ...; 200 with `error` is how Slack refuses most things
+    error: str | None = None  # the ok=false error code; None with a 5xx answers a bare HTML page
+    retry_after: float | None = None  # the Retry-After header, in seconds
+    methods: frozenset[str] | None = None  # None: every Web API method
+    times: int | None = None  # how many calls; None: until `until` or recover()
+    until: float | None = None  # on the stand-in's clock
+    delay: float = 0.0  # real seconds before answering; with neither status nor error, then answer as usual
+
+    def matches(self, method: str, now: float) -> bool:
+        if self.methods is not None and method not in self.methods:
+            return False
+        if self.until is not None and now >= self.until:
+            return False
+        return self.times is None or self.times > 0
 
 
 @dataclass
@@ -55,9 +82,17 @@ class Message:
 
 
 class SlackAPI:
-    def __init__(self, *, groups: dict[str, list[str]] | None = None, not_member_of: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        *,
+        groups: dict[str, list[str]] | None = None,
+        not_member_of: tuple[str, ...] = (),
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.groups = groups or {}
         self.not_member_of = set(not_member_of)
+        self.clock = clock  # what fail(seconds=...) counts in: a test's own clock keeps outages sleep-free
+        self.failures: list[Failure] = []
         self.calls: list[Call] = []
         self.messages: dict[tuple[str, str], Message] = {}
         self._ts = itertools.count(1)
@@ -91,10 +126,59 @@ class SlackAPI:
     def response_url(self) -> str:
         return f"{self.url}/response/{uuid.uuid4().hex}"
 
+    # scripted outages ------------------------------------------------------------------------
+
+    def fail(
+        self,
+        status: int = 200,
+        *,
+        error: str | None = None,
+        retry_after: float | None = None,
+        methods: Iterable[str] | None = None,
+        times: int | None = None,
+        seconds: float | None = None,
+        delay: float = 0.0,
+    ) -> Failure:
+        """From now on, answer matching calls this way: `times` calls, for `seconds` on the
+        stand-in's clock, or until recover(). Outages queue up: the first one still in force
+        answers, so fail(503, seconds=300) then fail(429, retry_after=2, times=1) is a five-minute
+        outage followed by one rate limit. fail(delay=...) alone is a slow Slack that still works."""
+        failure = Failure(
+            status,
+            error,
+            retry_after,
+            frozenset(methods) if methods is not None else None,
+            times,
+            self.clock() + seconds if seconds is not None else None,
+            delay,
+        )
+        self.failures.append(failure)
+        return failure
+
+    def recover(self) -> None:
+        self.failures.clear()
+
+    def delete(self, channel: str, ts: str) -> None:
+        """Someone deleted the message: a chat.update of it gets message_not_found."""
+        del self.messages[(channel, ts)]
+
+    def _failure(self, method: str) -> Failure | None:
+        now = self.clock()
+        self.failures = [f for f in self.failures if f.until is None or now < f.until]
+        self.failures = [f for f in self.failures if f.times is None or f.times > 0]
+        failure = next((f for f in self.failures if f.matches(method, now)), None)
+        if failure is not None and failure.times is not None:
+            failure.times -= 1
+        return failure
+
     # what was received ----------------------------------------------------------------------
 
     def calls_to(self, method: str) -> list[Call]:
         return [c for c in self.calls if c.method == method]
+
+    def accepted(self, method: str) -> list[Call]:
+        """The calls to `method` that Slack carried out (neither a scripted outage nor an error)."""
+        return [c for c in self.calls_to(method) if c.status == 200 and c.error is None]
 
     async def wait_for(self, method: str, count: int = 1, timeout: float = 10.0) -> list[Call]:
         async def enough() -> list[Call]:
@@ -152,14 +236,24 @@ class SlackAPI:
         body = await _body(request)
         auth = request.headers.get("Authorization", "")
         token = auth.removeprefix("Bearer ") or str(body.get("token") or "") or None
-        await self._record(Call(method, body, token))
+        call = Call(method, body, token)
+        await self._record(call)
+        failure = self._failure(method)
+        if failure is not None and failure.delay:
+            await asyncio.sleep(failure.delay)
+        if failure is not None and (failure.status != 200 or failure.error is not None):
+            return _scripted(call, failure)
         expected = APP_TOKEN if method == "apps.connections.open" else BOT_TOKEN
         if token != expected:
+            call.error = "invalid_auth"
             return web.json_response({"ok": False, "error": "invalid_auth"})
         handler = getattr(self, "_" + method.replace(".", "_"), None)
         if handler is None:
+            call.error = "unknown_method"
             return web.json_response({"ok": False, "error": "unknown_method"})
         result: dict[str, Any] = handler(body)
+        if not result.get("ok"):
+            call.error = str(result.get("error"))
         return web.json_response(result)
 
     async def _response_url(self, request: web.Request) -> web.Response:
@@ -211,6 +305,19 @@ class SlackAPI:
         if group not in self.groups:
             return {"ok": False, "error": "no_such_subteam"}
         return {"ok": True, "users": self.groups[group]}
+
+
+def _scripted(call: Call, failure: Failure) -> web.Response:
+    call.status, call.error = failure.status, failure.error or f"HTTP {failure.status}"
+    headers = {"Retry-After": f"{failure.retry_after:g}"} if failure.retry_after is not None else None
+    if failure.error is None and failure.status >= 500:
+        # what a load balancer in front of Slack answers: no JSON at all
+        return web.Response(
+            status=failure.status, text="<html>Service Unavailable</html>", headers=headers, content_type="text/html"
+        )
+    return web.json_response(
+        {"ok": False, "error": failure.error or "ratelimited"}, status=failure.status, headers=headers
+    )
 
 
 async def _body(request: web.Request) -> dict[str, Any]:

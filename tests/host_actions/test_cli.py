@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from host_actions.cli import register
+from bot.host_cli import register
 from host_actions.simulator import Faults
 from tests.host_actions.conftest import PASSWORD_ENV, SimFactory
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import hashlib
 import hmac
 import itertools
@@ -139,7 +140,8 @@ class LineBot:
         )
 
     def audit(self) -> list[dict[str, Any]]:
-        return self.core.store.audit_log(1000)
+        """The audit log as plain dicts (the store returns AuditEntry rows)."""
+        return [dataclasses.asdict(entry) for entry in self.core.store.audit_log(1000)]
 
 
 @asynccontextmanager

@@ -4,6 +4,7 @@ host actions run for real, through pywinrm, against the WinRM simulator as host 
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import time
@@ -22,7 +23,9 @@ from slack_sdk.signature import SignatureVerifier
 from bot.app import Core, build_core
 from bot.chat.slack import EVENTS_PATH, SlackAdapter
 from bot.config import parse_config
+from bot.core.model import Incident, Severity
 from bot.probe import Resolver
+from bot.store import utcnow
 from bot.web import serve_app
 from host_actions.simulator import Faults, HostModel, WinRMSimulator
 from host_actions.simulator.scenarios import incident_host
@@ -114,8 +117,21 @@ class Bot:
         payload = press_payload(token, channel, ts, user=user, response_url=self.api.response_url(), message=message)
         return await self.send(urlencode({"payload": json.dumps(payload)}), **kwargs)
 
+    def open_incident(self, subject: str = "www", summary: str = "TLS handshake reset at origin") -> Incident:
+        """An open incident, as the probes would have opened it."""
+        incident, _ = self.core.store.open_incident(
+            subject=subject,
+            problem="handshake_reset",
+            fields={"severity": Severity.CRITICAL, "summary": summary, "site": subject},
+            at=utcnow(),
+            reason=summary,
+            actor="probe",
+        )
+        return incident
+
     def audit(self) -> list[dict[str, Any]]:
-        return self.core.store.audit_log()
+        """The audit log as plain dicts (the store returns AuditEntry rows)."""
+        return [dataclasses.asdict(entry) for entry in self.core.store.audit_log()]
 
 
 def sign_body(secret: str, timestamp: str, body: str) -> str:

@@ -44,7 +44,7 @@ def test_a_signed_slash_command_is_acked_fast_and_its_card_is_updated_with_the_r
 def test_a_command_without_slow_work_is_answered_in_the_ack_itself(tmp_path: Path) -> None:
     async def scenario() -> None:
         async with running_bot(tmp_path) as bot:
-            incident = bot.core.store.open_incident("www", "TLS handshake reset at origin")
+            incident = bot.open_incident()
             status, body, _ = await bot.command(f"ack {incident.id}")
             assert status == 200
             ack = json.loads(body)
@@ -105,7 +105,7 @@ def test_when_the_bot_is_not_in_the_channel_the_card_and_result_go_through_respo
 def test_a_redelivered_command_is_handled_once(tmp_path: Path) -> None:
     async def scenario() -> None:
         async with running_bot(tmp_path) as bot:
-            incident = bot.core.store.open_incident("www", "TLS handshake reset at origin")
+            incident = bot.open_incident()
             body = command_body(
                 f"ack {incident.id}", user="U0ALICE", response_url=bot.api.response_url(), trigger_id="77.42.x"
             )
@@ -133,7 +133,7 @@ def test_a_slow_core_still_gets_its_ack_in_time_and_the_answer_follows(
 
             bot.core.dispatcher.command = sluggish  # type: ignore[method-assign]
             started = time.perf_counter()
-            incident = bot.core.store.open_incident("www", "TLS handshake reset at origin")
+            incident = bot.open_incident()
             status, body, seconds = await bot.command(f"ack {incident.id}")
             assert status == 200
             assert seconds < 0.5

@@ -3,6 +3,9 @@
 Exit codes: 0 done and healthy, 1 done but something needs attention (findings, or the action
 did not achieve its effect), 2 the action failed (unreachable, refused, timed out...),
 3 the command line or the config is wrong. Errors are one sentence on stderr, no traceback.
+
+It lives in bot, not host_actions, because it reads certops.toml: host_actions stays a leaf
+that is handed a Host and never imports bot.
 """
 
 from __future__ import annotations

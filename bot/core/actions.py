@@ -1,0 +1,253 @@
+"""Run-once-then-verify: an approved (or policy-allowed) host action runs exactly once, and an
+incident closes only after a probe from outside sees the site healthy and, where the host is
+known, serving the newest usable certificate the host has.
+
+Returns data (RunResult, Verification); `commands/` renders it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from bot.config import Config
+from bot.core.describe import describe
+from bot.core.incidents import IncidentCore
+from bot.core.model import ActionRequest, Cause, RequestState, Step
+from bot.core.ports import StorePort
+from bot.core.services import FindingView, HostRunner, Prober
+from bot.probe import ProbeResult
+from host_actions.errors import HostActionError
+
+log = logging.getLogger(__name__)
+
+# actions whose target can go stale while a button waits (a newer certificate, another binding):
+# the host is diagnosed again right before they run, and they run only if still proposed
+RECHECKED = ("repair-store", "rebind")
+
+
+@dataclass(frozen=True)
+class Verification:
+    healthy: bool
+    lines: tuple[str, ...]
+    resolved: bool  # the incident was closed by this verification
+
+
+@dataclass(frozen=True)
+class RunResult:
+    request: ActionRequest
+    ok: bool
+    summary: str
+    lines: tuple[str, ...] = ()
+    proposals: tuple[FindingView, ...] = ()
+    stale: str | None = None  # not run: the host changed since it was proposed
+    error: str | None = None  # the action could not run or failed on the host
+    verification: Verification | None = None
+
+
+def host_facing(results: list[ProbeResult]) -> list[ProbeResult]:
+    """The probes that show what the IIS host itself serves: its origins, or else the public name
+    when no CDN answered there (a CDN edge presents its own certificate, not the host's)."""
+    origins = [r for r in results if r.target.via == "origin"]
+    if origins:
+        return origins
+    return [r for r in results if not (r.http and r.http.cache)]
+
+
+class ActionFlows:
+    def __init__(
+        self,
+        config: Config,
+        store: StorePort,
+        incidents: IncidentCore,
+        prober: Prober,
+        hosts: HostRunner,
+        *,
+        on_run: Callable[[str, str, str], None] = lambda host, action, outcome: None,
+    ) -> None:
+        """`on_run(host, action, outcome)`: told of every run's outcome (the metrics count them)."""
+        self.on_run = on_run
+        self.config = config
+        self.store = store
+        self.incidents = incidents
+        self.prober = prober
+        self.hosts = hosts
+
+    async def run(self, request: ActionRequest, approved_by: str) -> RunResult:
+        """Runs a request that is already claimed (running), then checks the site from outside."""
+        subject = f"{request.action} {request.target} on {request.host}"
+        store = self.store
+        await self._step(request, Step.RUNNING, f"{subject}: running (approved by {approved_by})", approved_by, False)
+        try:
+            stale = await self._stale(request)
+            if stale:
+                await asyncio.to_thread(
+                    store.claim_request, request.token, RequestState.RUNNING, RequestState.STALE, stale
+                )
+                await asyncio.to_thread(store.audit, "certops", "run", subject, "refused", stale)
+                self.on_run(request.host, request.action, "stale")
+                return RunResult(request, False, f"{request.action} not run", stale=stale)
+            outcome = await self.hosts.run(request.host, request.action, request.args)
+        except HostActionError as exc:
+            await asyncio.to_thread(
+                store.claim_request, request.token, RequestState.RUNNING, RequestState.FAILED, exc.message
+            )
+            await asyncio.to_thread(store.audit, "certops", "run", subject, "failed", f"{exc.kind}: {exc.message}")
+            await self._step(request, Step.ACTED, f"{subject} failed: {exc.message}", "certops", True)
+            self.on_run(request.host, request.action, "error")
+            return RunResult(request, False, f"{request.action} on {request.host} failed", error=exc.message)
+        except BaseException:
+            # never leave a request "running" for ever: nothing would run it again
+            store.claim_request(request.token, RequestState.RUNNING, RequestState.FAILED, "interrupted")
+            store.audit("certops", "run", subject, "failed", "interrupted by an internal error or shutdown")
+            raise
+        done = RequestState.DONE if outcome.ok else RequestState.FAILED
+        if not await asyncio.to_thread(store.claim_request, request.token, RequestState.RUNNING, done, outcome.summary):
+            log.warning("request %s was no longer running when its result came back", request.token)
+        await asyncio.to_thread(
+            store.audit, "certops", "run", subject, "ok" if outcome.ok else "failed", outcome.summary
+        )
+        await self._step(request, Step.ACTED, f"{subject}: {outcome.summary}", "certops", True)
+        self.on_run(request.host, request.action, "ok" if outcome.ok else "failed")
+        verification = None
+        if request.site and outcome.ok:
+            verification = await self.verify(request.site, request.incident_id, Cause.ACTION, after=request.action)
+        return RunResult(
+            request,
+            outcome.ok,
+            outcome.summary,
+            outcome.lines,
+            outcome.proposals,
+            error=None if outcome.ok else outcome.summary,
+            verification=verification,
+        )
+
+    async def propose(
+        self,
+        findings: Sequence[FindingView],
+        *,
+        host: str,
+        site: str | None,
+        incident_id: str | None,
+        requester: str,
+    ) -> tuple[list[ActionRequest], list[RunResult]]:
+        """Pending requests (buttons) for the findings' proposed actions, one per distinct action;
+        those [policy] auto_heal allows run at once, but only when the diagnosis is unambiguous:
+        every critical finding that proposes something proposes this same action."""
+        critical = {(f.action, f.args) for f in findings if f.action and f.severity == "critical"}
+        requests: list[ActionRequest] = []
+        ran: list[RunResult] = []
+        seen: set[tuple[str, tuple[str, ...]]] = set()
+        for finding in findings:
+            if finding.action is None or (finding.action, finding.args) in seen:
+                continue
+            seen.add((finding.action, finding.args))
+            request = await asyncio.to_thread(
+                self.store.create_request,
+                incident_id=incident_id,
+                site=site,
+                host=host,
+                action=finding.action,
+                args=finding.args,
+                target=" ".join(finding.args) or host,
+                requested_by=requester,
+                ttl=self.config.policy.button_ttl,
+            )
+            auto = finding.action in self.config.policy.auto_heal
+            if auto and critical <= {(finding.action, finding.args)}:
+                result = await self.auto_run(request, requester)
+                if result is not None:
+                    ran.append(result)
+                continue
+            requests.append(request)
+        return requests, ran
+
+    async def auto_run(self, request: ActionRequest, requester: str) -> RunResult | None:
+        subject = f"{request.action} {request.target} on {request.host}"
+        if await asyncio.to_thread(self.store.start_request, request.token) != "started":
+            await asyncio.to_thread(
+                self.store.audit, "policy:auto_heal", "approve", subject, "refused", "the same action is running"
+            )
+            return None
+        await asyncio.to_thread(
+            self.store.audit, "policy:auto_heal", "approve", subject, "approved", f"requested by {requester}"
+        )
+        await self._step(request, Step.APPROVED, f"{subject}: allowed by [policy] auto_heal", "policy:auto_heal", False)
+        return await self.run(request, "policy:auto_heal")
+
+    async def _step(self, request: ActionRequest, step: Step, reason: str, actor: str, notable: bool) -> None:
+        if request.incident_id:
+            await asyncio.to_thread(
+                self.incidents.note, request.incident_id, step, reason, actor, cause=Cause.ACTION, notable=notable
+            )
+
+    async def _stale(self, request: ActionRequest) -> str | None:
+        """Why the proposal no longer fits the host, or None when it still does."""
+        if request.action not in RECHECKED:
+            return None  # the host action itself checks its target against what the host reports
+        probe = None
+        site = self.config.site(request.site or "")
+        if site is not None and request.action == "rebind":
+            # a rebind may be proposed because of what the wire serves: look at the wire again too
+            facing = host_facing(await self.prober.probe_site(site))
+            probe = facing[0] if facing else None
+        diagnosis = await self.hosts.diagnose(request.host, probe)
+        if any((f.action, f.args) == (request.action, request.args) for f in diagnosis.findings):
+            return None
+        return f"The host changed since this was proposed: {request.action} {request.target} is no longer needed."
+
+    async def verify(
+        self,
+        site_name: str,
+        incident_id: str | None,
+        cause: Cause,
+        *,
+        after: str | None = None,
+        results: list[ProbeResult] | None = None,
+    ) -> Verification:
+        """Healthy only if every probe answered (warnings such as a CDN cache hit are not the
+        incident), each probe of the host itself read a certificate, and the host agrees it is
+        the newest one. Resolves `incident_id` when healthy."""
+        site = self.config.site(site_name)
+        if site is None:
+            return Verification(False, (), False)
+        if results is None:
+            results = await self.prober.probe_site(site)
+            if incident_id is not None:
+                # the re-probe is a round of its own: it moves the thresholds like any other
+                await asyncio.to_thread(self.incidents.observe, site, results, actor="verification")
+        lines = ["Re-probed from outside:", *(describe(r) for r in results)]
+        if any(r.status.value not in ("ok", "warning") for r in results):
+            return Verification(False, (*lines, "Not resolved: the site still fails from outside."), False)
+        if site.host is not None:
+            facing = host_facing(results)
+            if not facing or any(r.certificate is None for r in facing):
+                unknown = "Not resolved: no probe reached the host itself, so the certificate it serves is unknown."
+                return Verification(False, (*lines, unknown), False)
+            try:
+                diagnosis = await self.hosts.diagnose(site.host, facing[0])
+            except HostActionError as exc:
+                return Verification(
+                    False, (*lines, f"Not resolved: could not re-check {site.host}: {exc.message}"), False
+                )
+            stale = [f for f in diagnosis.findings if f.code == "served_not_newest"]
+            if stale:
+                return Verification(False, (*lines, f"Not resolved: {stale[0].message}"), False)
+        if incident_id is None:
+            return Verification(True, tuple(lines), False)
+        health = await asyncio.to_thread(self.store.site_health, site.name)
+        if health.failing:
+            more = site.success_threshold - health.consecutive_successes
+            waiting = f"Not resolved yet: waiting for {more} more good probe(s) ([[sites]] success_threshold)."
+            return Verification(True, (*lines, waiting), False)
+        served = host_facing(results)
+        thumb = served[0].certificate.sha1 if served and served[0].certificate else None
+        how = f"after {after}" if after else "on its own, with no action"
+        resolution = f"Healed {how}: verified from outside" + (f", serving {thumb}" if thumb else "") + "."
+        resolved = await asyncio.to_thread(self.incidents.resolve, incident_id, resolution, cause)
+        if resolved is not None:
+            await asyncio.to_thread(self.store.audit, "certops", "resolve", incident_id, "done", resolution)
+            lines.append(f"{incident_id} resolved: the newest certificate is served and the handshake works.")
+        return Verification(True, tuple(lines), resolved is not None)

@@ -1,0 +1,477 @@
+"""The incident state machine at work: what a round of probes, a diagnosis, an action or the
+passing of time does to a site's incident, and which chat messages that causes.
+
+Every method takes data and returns data; each change is one stored transition with its outbox
+messages written in the same transaction. The store calls block, so the async callers
+(scheduler, commands) run these methods in a thread.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+
+from bot.config import Config, Site
+from bot.core.describe import describe, failing, headline
+from bot.core.model import (
+    Cause,
+    Incident,
+    IncidentState,
+    MessageKind,
+    NewMessage,
+    Severity,
+    SiteHealth,
+    Step,
+    check_move,
+)
+from bot.core.ports import StorePort
+from bot.core.services import FindingView
+from bot.probe import ProbeResult
+
+Clock = Callable[[], dt.datetime]
+FLAP_WINDOW = dt.timedelta(hours=1)
+OPEN_STATES = (IncidentState.OPEN, IncidentState.ACKED)
+FLAPPING = "flapping"
+# host findings that are not critical but still need someone to act
+NEEDS_A_PERSON = frozenset(
+    {"renewal_failing", "renewal_overdue", "legacy_task_failing", "wacs_task_missing_or_disabled"}
+)
+
+
+def system_clock() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What observe() decided, for the caller to act on."""
+
+    site: str
+    failing: bool  # this round failed
+    confirmed: bool  # the failure (or recovery) passed its threshold
+    incident: Incident | None  # the site's open incident after this round, if any
+    opened: bool = False
+    retry_in: float | None = None  # probe again this soon instead of a whole interval later
+    needs_diagnosis: bool = False  # a new incident on a site with a host: diagnose it (read-only)
+    needs_verification: bool = False  # recovered: verify against the host, then resolve
+
+
+class IncidentCore:
+    def __init__(
+        self,
+        store: StorePort,
+        config: Config,
+        *,
+        platforms: Callable[[], Sequence[str]] = tuple,
+        clock: Clock = system_clock,
+        on_message: Callable[[], None] = lambda: None,
+    ) -> None:
+        """`platforms`: the chat platforms cards go to (asked at each message, so an adapter
+        attached later, like the console, gets them too). `on_message`: wakes the outbox."""
+        self.store = store
+        self.config = config
+        self.platforms = platforms
+        self.clock = clock
+        self.on_message = on_message
+
+    # messages ---------------------------------------------------------------------------------
+
+    def _fan_out(self, kind: MessageKind, incident_id: str | None, **payload: object) -> list[NewMessage]:
+        return [NewMessage(p, kind, incident_id, dict(payload)) for p in self.platforms()]
+
+    def _card(self, incident_id: str, *, notable: bool) -> list[NewMessage]:
+        return self._fan_out(MessageKind.CARD, incident_id, notable=notable)
+
+    def _move(
+        self,
+        incident: Incident,
+        new: IncidentState,
+        step: Step,
+        reason: str,
+        cause: Cause,
+        actor: str,
+        *,
+        at: dt.datetime,
+        changes: dict[str, object] | None = None,
+        messages: Sequence[NewMessage] = (),
+        expected: Sequence[IncidentState] = OPEN_STATES,
+    ) -> Incident | None:
+        check_move(incident.state, new, cause)
+        # a card nobody has seen (muted, in maintenance) is not edited: it is announced later
+        sent = [m for m in messages if incident.announced or m.kind is not MessageKind.CARD]
+        moved = self.store.transition(
+            incident.id,
+            expected=expected,
+            new=new,
+            step=step,
+            reason=reason,
+            actor=actor,
+            at=at,
+            changes=changes,
+            messages=sent,
+        )
+        if moved is not None and sent:
+            self.on_message()
+        return moved
+
+    # suppression --------------------------------------------------------------------------------
+
+    def suppressed(self, site: str | None, now: dt.datetime) -> str | None:
+        """Why alerts for the site are held back now (a mute, a maintenance window), or None."""
+        if site is None:
+            return None
+        until = self.store.muted_until(site)
+        if until is not None and until > now:
+            return f"muted until {until:%Y-%m-%d %H:%M} UTC"
+        for window in self.config.maintenance:
+            if window.covers(site, now):
+                return f"in maintenance ({window.reason})"
+        return None
+
+    # probes ---------------------------------------------------------------------------------------
+
+    def observe(
+        self, site: Site, results: Sequence[ProbeResult], *, actor: str = "scheduler", confirmed: bool = False
+    ) -> Observation:
+        """One round of probes of a site (the scheduler's, or /ssl check|heal's): the thresholds,
+        flapping, and opening, escalating or recovering the site's incident. `confirmed`: a
+        person asked (/ssl heal), so a failing round needs no second one to count."""
+        now = self.clock()
+        results = list(results)
+        self.store.save_results(site.name, results)
+        before = self.store.site_health(site.name)
+        bad = any(failing(r) for r in results)
+        health = _count(before, bad, now)
+        flipped = False
+        if bad and not before.failing and (confirmed or health.consecutive_failures >= site.failure_threshold):
+            health, flipped = replace(health, failing=True), True
+        elif not bad and before.failing and health.consecutive_successes >= site.success_threshold:
+            health, flipped = replace(health, failing=False, first_failure_at=None), True
+        if flipped:
+            health = replace(health, flips=(*health.flips, now))
+        self.store.save_site_health(health)
+        incident = next(iter(self.store.open_incidents(site.name)), None)
+        retry = site.retry_interval
+
+        if bad and not health.failing:  # not confirmed yet: look again soon
+            return Observation(site.name, True, False, incident, retry_in=retry)
+        if bad:
+            return self._failing(site, results, health, incident, actor)
+        if incident is None:
+            return Observation(site.name, False, not before.failing or flipped, incident)
+        if health.failing:  # recovering, not confirmed yet
+            return Observation(site.name, False, False, incident, retry_in=retry)
+        if incident.problem == FLAPPING and health.flips:
+            return Observation(site.name, False, True, incident)  # stable for a whole hour first
+        if incident.problem != FLAPPING and len(health.flips) > self.config.bot.flap_limit:
+            flapping = self._move(
+                incident,
+                incident.state,
+                Step.FLAPPING,
+                f"changed state {len(health.flips)} times in the last hour",
+                Cause.PROBE,
+                actor,
+                at=now,
+                changes={
+                    "problem": FLAPPING,
+                    "summary": f"{site.name} is flapping: {len(health.flips)} changes in an hour",
+                },
+                messages=self._card(incident.id, notable=True),
+            )
+            return Observation(site.name, False, True, flapping or incident)
+        return Observation(site.name, False, True, incident, needs_verification=True)
+
+    def _failing(
+        self, site: Site, results: list[ProbeResult], health: SiteHealth, incident: Incident | None, actor: str
+    ) -> Observation:
+        now = self.clock()
+        problem, summary = headline(site.name, results)
+        details = tuple(describe(r) for r in results)
+        severity = Severity.CRITICAL  # only critical or unknown rounds fail
+        if incident is None:
+            flapping = len(health.flips) > self.config.bot.flap_limit
+            if flapping:
+                problem, summary = FLAPPING, f"{site.name} is flapping: {len(health.flips)} changes in an hour"
+            suppressed = self.suppressed(site.name, now)
+            created: Incident
+            created, fresh = self.store.open_incident(
+                subject=site.name,
+                problem=problem,
+                fields={
+                    "severity": severity,
+                    "summary": summary,
+                    "details": details,
+                    "site": site.name,
+                    "host": site.host,
+                    "announced": suppressed is None,
+                    "notified_at": now if suppressed is None else None,
+                    "notified_severity": severity if suppressed is None else None,
+                    "failing_since": health.first_failure_at,
+                },
+                at=now,
+                reason=summary + (f" (alerts held back: {suppressed})" if suppressed else ""),
+                actor=actor,
+                messages=self._card_for_new(suppressed),
+            )
+            if fresh and suppressed is None:
+                self.on_message()
+            return Observation(
+                site.name, True, True, created, opened=fresh, needs_diagnosis=fresh and site.host is not None
+            )
+        changes: dict[str, object] = {}
+        if details != incident.details:
+            changes["details"] = details
+        if summary != incident.summary and incident.problem != FLAPPING:
+            changes["summary"] = summary
+        if incident.severity.rank < severity.rank:
+            updated = self._move(
+                incident,
+                incident.state,
+                Step.ESCALATED,
+                f"severity rose to {severity}",
+                Cause.PROBE,
+                "scheduler",
+                at=now,
+                changes={**changes, "severity": severity, "notified_at": now, "notified_severity": severity},
+                messages=[*self._card(incident.id, notable=True), *self._fan_out(MessageKind.RENOTIFY, incident.id)],
+            )
+            return Observation(site.name, True, True, updated or incident)
+        if changes:
+            updated = self._move(
+                incident,
+                incident.state,
+                Step.UPDATED,
+                summary,
+                Cause.PROBE,
+                "scheduler",
+                at=now,
+                changes=changes,
+                messages=self._card(incident.id, notable=False),
+            )
+            return Observation(site.name, True, True, updated or incident)
+        return Observation(site.name, True, True, incident)
+
+    def _card_for_new(self, suppressed: str | None) -> list[NewMessage]:
+        # the id is not known before the row exists: the store fills in incident_id for these
+        return [] if suppressed else self._fan_out(MessageKind.CARD, None, notable=True)
+
+    # hosts ----------------------------------------------------------------------------------------
+
+    def observe_host(self, host: str, findings: Sequence[FindingView]) -> tuple[Incident | None, bool]:
+        """A scheduled read-only diagnosis of a host: findings that need a person (critical ones,
+        a failing or overdue renewal, a failing legacy task) open or update the host's incident;
+        when none is left, the host's incident resolves. -> (the open incident, opened now)."""
+        now = self.clock()
+        subject = f"host:{host}"
+        serious = [f for f in findings if f.severity == "critical" or f.code in NEEDS_A_PERSON]
+        incident = next(iter(self.store.open_incidents(subject)), None)
+        if not serious:
+            if incident is not None:
+                self.resolve(incident.id, f"The scheduled check of {host} no longer finds it.", Cause.HOST_CHECK)
+            return None, False
+        worst = next((f for f in serious if f.severity == "critical"), serious[0])
+        severity = Severity.CRITICAL if worst.severity == "critical" else Severity.WARNING
+        summary = f"{host}: {worst.message}" + (f" (and {len(serious) - 1} more)" if len(serious) > 1 else "")
+        details = tuple(f"{'🔴' if f.severity == 'critical' else '🟡'} {f.message}" for f in serious)
+        if incident is None:
+            created, fresh = self.store.open_incident(
+                subject=subject,
+                problem=worst.code,
+                fields={
+                    "severity": severity,
+                    "summary": summary,
+                    "details": details,
+                    "host": host,
+                    "announced": True,
+                    "notified_at": now,
+                    "notified_severity": severity,
+                },
+                at=now,
+                reason=summary,
+                actor="host check",
+                messages=self._card_for_new(None),
+            )
+            if fresh:
+                self.on_message()
+            return created, fresh
+        if details == incident.details and severity.rank <= incident.severity.rank:
+            return incident, False
+        rose = severity.rank > incident.severity.rank
+        updated = self._move(
+            incident,
+            incident.state,
+            Step.ESCALATED if rose else Step.UPDATED,
+            summary,
+            Cause.HOST_CHECK,
+            "host check",
+            at=now,
+            changes={"details": details, "summary": summary, "severity": severity},
+            messages=[
+                *self._card(incident.id, notable=rose),
+                *(self._fan_out(MessageKind.RENOTIFY, incident.id) if rose else []),
+            ],
+        )
+        return updated or incident, False
+
+    # what people and host actions do -----------------------------------------------------------
+
+    def record_diagnosis(self, incident_id: str, lines: Sequence[str], actor: str = "certops") -> Incident | None:
+        incident = self.store.incident(incident_id)
+        if incident is None or not incident.is_open:
+            return incident
+        return self._move(
+            incident,
+            incident.state,
+            Step.DIAGNOSED,
+            f"{incident.host or 'the host'} diagnosed: {len(lines)} finding(s)",
+            Cause.HOST_CHECK,
+            actor,
+            at=self.clock(),
+            changes={"diagnosis": tuple(lines)},
+            messages=self._card(incident.id, notable=True),
+        )
+
+    def note(self, incident_id: str, step: Step, reason: str, actor: str, *, cause: Cause, notable: bool) -> None:
+        """A step on an incident's timeline that keeps its state (approved, running, acted)."""
+        incident = self.store.incident(incident_id)
+        if incident is None or not incident.is_open:
+            return
+        changes: dict[str, object] = {}
+        if step is Step.ACTED and incident.acted_at is None:
+            changes["acted_at"] = self.clock()
+        self._move(
+            incident,
+            incident.state,
+            step,
+            reason,
+            cause,
+            actor,
+            at=self.clock(),
+            changes=changes,
+            messages=self._card(incident.id, notable=notable),
+        )
+
+    def ack(self, incident_id: str, who: str) -> tuple[Incident | None, str | None]:
+        """-> (the incident, None) when acknowledged now; (incident or None, why not) otherwise."""
+        incident = self.store.incident(incident_id)
+        if incident is None:
+            return None, "unknown"
+        if incident.state is not IncidentState.OPEN:
+            return incident, f"already {incident.state}"
+        moved = self._move(
+            incident,
+            IncidentState.ACKED,
+            Step.ACKED,
+            f"acknowledged by {who}",
+            Cause.PERSON,
+            who,
+            at=self.clock(),
+            changes={"acked_by": who},
+            messages=self._card(incident.id, notable=False),
+            expected=(IncidentState.OPEN,),
+        )
+        if moved is None:
+            latest = self.store.incident(incident_id) or incident
+            return latest, f"already {latest.state}"
+        return moved, None
+
+    def resolve(self, incident_id: str, resolution: str, cause: Cause, actor: str = "certops") -> Incident | None:
+        """Closes an open incident after a verification from outside; None if it was not open."""
+        incident = self.store.incident(incident_id)
+        if incident is None or not incident.is_open:
+            return None
+        return self._move(
+            incident,
+            IncidentState.RESOLVED,
+            Step.RESOLVED,
+            resolution,
+            cause,
+            actor,
+            at=self.clock(),
+            changes={"resolution": resolution},
+            messages=self._card(incident.id, notable=True),
+        )
+
+    # the passing of time ------------------------------------------------------------------------
+
+    def tick(self) -> int:
+        """Announces incidents whose mute or maintenance window ended, and re-notifies open,
+        unacknowledged ones every [bot] renotify. Returns how many messages it queued."""
+        now = self.clock()
+        queued = 0
+        renotify = self.config.bot.renotify
+        for incident in self.store.open_incidents():
+            if self.suppressed(incident.site, now):
+                continue
+            if not incident.announced:
+                moved = self.store.transition(
+                    incident.id,
+                    expected=OPEN_STATES,
+                    new=incident.state,
+                    step=Step.ANNOUNCED,
+                    reason="alerts were held back; announced now that the window has ended",
+                    actor="scheduler",
+                    at=now,
+                    changes={"announced": True, "notified_at": now, "notified_severity": incident.severity},
+                    messages=self._card(incident.id, notable=True),
+                )
+                queued += moved is not None
+                continue
+            due = incident.notified_at is None or (
+                renotify is not None and incident.notified_at + dt.timedelta(seconds=renotify) <= now
+            )
+            if incident.state is IncidentState.OPEN and renotify is not None and due:
+                moved = self._move(
+                    incident,
+                    incident.state,
+                    Step.RENOTIFIED,
+                    f"still open and not acknowledged after {_span(now - incident.opened_at)}",
+                    Cause.SYSTEM,
+                    "scheduler",
+                    at=now,
+                    changes={"notified_at": now},
+                    messages=self._fan_out(MessageKind.RENOTIFY, incident.id),
+                    expected=(IncidentState.OPEN,),
+                )
+                queued += moved is not None
+        if queued:
+            self.on_message()
+        return queued
+
+    def digest(self) -> int:
+        """Queues the daily digest for every chat; the renderer reads the current state."""
+        messages = self._fan_out(MessageKind.DIGEST, None, at=self.clock().isoformat())
+        if messages:
+            self.store.enqueue(messages, self.clock())
+            self.on_message()
+        return len(messages)
+
+
+def _count(before: SiteHealth, bad: bool, now: dt.datetime) -> SiteHealth:
+    recent = tuple(f for f in before.flips if f > now - FLAP_WINDOW)
+    if bad:
+        return replace(
+            before,
+            consecutive_failures=before.consecutive_failures + 1,
+            consecutive_successes=0,
+            first_failure_at=before.first_failure_at or now,
+            flips=recent,
+            last_checked_at=now,
+        )
+    return replace(
+        before,
+        consecutive_failures=0,
+        consecutive_successes=before.consecutive_successes + 1,
+        first_failure_at=before.first_failure_at if before.failing else None,
+        flips=recent,
+        last_checked_at=now,
+    )
+
+
+def _span(delta: dt.timedelta) -> str:
+    minutes = int(delta.total_seconds() // 60)
+    if minutes < 60:
+        return f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min" if minutes else f"{hours} h"

@@ -1,0 +1,90 @@
+"""Prometheus metrics for GET /metrics. Label names follow blackbox_exporter's where the
+meaning is the same; one registry per bot, so tests and several bots in one process don't mix."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Sequence
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+from bot.probe import ProbeResult
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+LAG_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        disable_created_metrics()  # type: ignore[no-untyped-call]  # *_created series double every counter for no use
+        self.registry = CollectorRegistry()
+        paths = ["site", "via", "address"]
+        self.probe_success = Gauge(
+            "certops_probe_success", "1 if the last probe of this path got a good answer", paths, registry=self.registry
+        )
+        self.probe_duration = Gauge(
+            "certops_probe_duration_seconds", "How long the last probe of this path took", paths, registry=self.registry
+        )
+        self.cert_expiry = Gauge(
+            "certops_cert_expiry_timestamp_seconds",
+            "notAfter of the leaf certificate served on this path, Unix seconds",
+            paths,
+            registry=self.registry,
+        )
+        self.problems = Counter(
+            "certops_probe_problems",
+            "Problems found by probes, by problem code",
+            ["site", "code"],
+            registry=self.registry,
+        )
+        self.host_actions = Counter(
+            "certops_host_actions",
+            "Host actions run, by outcome (ok, failed, stale, error)",
+            ["host", "action", "outcome"],
+            registry=self.registry,
+        )
+        self.scheduler_lag = Histogram(
+            "certops_scheduler_lag_seconds",
+            "How late a scheduled job started after its planned time",
+            buckets=LAG_BUCKETS,
+            registry=self.registry,
+        )
+        self.heartbeat_failures = Counter(
+            "certops_heartbeat_failures", "Failed pings of [bot] heartbeat_url", registry=self.registry
+        )
+
+    def observe_probes(self, results: Sequence[ProbeResult]) -> None:
+        for result in results:
+            labels = (result.target.site or result.target.hostname, result.target.via, result.address or "")
+            self.probe_success.labels(*labels).set(0 if result.status.value in ("critical", "unknown") else 1)
+            self.probe_duration.labels(*labels).set(result.elapsed_ms / 1000)
+            if result.certificate is not None:
+                not_after = dt.datetime.fromisoformat(result.certificate.not_after.replace("Z", "+00:00"))
+                self.cert_expiry.labels(*labels).set(not_after.timestamp())
+            for problem in result.problems:
+                self.problems.labels(labels[0], problem.code).inc()
+
+    def add_gauges(self, gauges: Callable[[], dict[str, tuple[str, float]]]) -> None:
+        """Values read at scrape time (open incidents, outbox depth): name -> (help, value)."""
+        self.registry.register(_Live(gauges))
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class _Live:
+    def __init__(self, gauges: Callable[[], dict[str, tuple[str, float]]]) -> None:
+        self.gauges = gauges
+
+    def collect(self) -> list[Metric]:
+        families: list[Metric] = []
+        for name, (help_text, value) in self.gauges().items():
+            if name.endswith("_total"):
+                families.append(CounterMetricFamily(name.removesuffix("_total"), help_text, value=value))
+            else:
+                families.append(GaugeMetricFamily(name, help_text, value=value))
+        return families
+
+    def describe(self) -> list[Metric]:
+        return []  # values are read at scrape time; nothing to check at registration

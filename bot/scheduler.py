@@ -1,0 +1,257 @@
+"""The watcher: APScheduler 3.11 jobs, rebuilt from the config at every start, that probe each
+site at its interval, check each host, send the digest and keep incidents moving with time.
+
+One job per site (coalesced, one run at a time), spread over the first interval so that 10,000
+sites don't fire in the same second. A job never dies of one site's error: a probe that raises
+is recorded as probe_error for that site and the loop goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import httpx
+from apscheduler.events import EVENT_JOB_SUBMITTED, JobSubmissionEvent
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+
+from bot.config import Config, Site
+from bot.core.actions import ActionFlows, host_facing
+from bot.core.incidents import IncidentCore, Observation
+from bot.core.model import Cause
+from bot.core.services import HostRunner, Prober
+from bot.metrics import Metrics
+from bot.probe import ProbeResult, ProbeTarget, Problem, Severity
+from bot.probe.targets import site_targets
+from host_actions.errors import HostActionError
+
+log = logging.getLogger(__name__)
+
+TICK_SECONDS = 15.0  # renotifications and the end of mute and maintenance windows
+HEARTBEAT_TIMEOUT = 10.0
+DAY = 86400.0
+
+
+class Watcher:
+    def __init__(
+        self,
+        config: Config,
+        incidents: IncidentCore,
+        flows: ActionFlows,
+        prober: Prober,
+        hosts: HostRunner,
+        metrics: Metrics,
+    ) -> None:
+        self.config = config
+        self.incidents = incidents
+        self.flows = flows
+        self.prober = prober
+        self.hosts = hosts
+        self.metrics = metrics
+        self.scheduler = AsyncIOScheduler(
+            timezone=config.bot.tz(),
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
+        )
+        self.scheduler.add_listener(self._submitted, EVENT_JOB_SUBMITTED)
+        self._round: set[str] = set()  # sites probed since the last heartbeat
+        self._tasks: set[asyncio.Task[Any]] = set()  # diagnoses and verifications started by jobs
+        self._jobs: set[asyncio.Task[Any]] = set()
+        self.last_round_at: float | None = None
+        self.started = False
+
+    # lifecycle --------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        now = dt.datetime.now(self.scheduler.timezone)
+        for site in self.config.sites:
+            spread = random.uniform(0, min(site.interval, 60.0))  # noqa: S311 - spreading load, not secrecy
+            self.scheduler.add_job(
+                self._job,
+                IntervalTrigger(seconds=site.interval, jitter=min(site.interval / 10, 30.0)),
+                args=[self.probe_site, site.name],
+                id=f"probe:{site.name}",
+                name=f"probe {site.name}",
+                next_run_time=now + dt.timedelta(seconds=spread),
+                replace_existing=True,
+            )
+        for host in self.config.hosts:
+            self.scheduler.add_job(
+                self._job,
+                IntervalTrigger(seconds=host.check_interval, jitter=min(host.check_interval / 10, 300.0)),
+                args=[self.check_host, host.name],
+                id=f"host:{host.name}",
+                name=f"check {host.name}",
+                replace_existing=True,
+            )
+        digest = self.config.bot.digest_at
+        if digest is not None:
+            hour, minute = digest
+            self.scheduler.add_job(self.digest, CronTrigger(hour=hour, minute=minute), id="digest", name="daily digest")
+        self.scheduler.add_job(self.tick, IntervalTrigger(seconds=TICK_SECONDS), id="tick", name="incident clock")
+        self.scheduler.start()
+        self.started = True
+        log.info("watching %d site(s) and %d host(s)", len(self.config.sites), len(self.config.hosts))
+
+    async def stop(self, timeout: float = 30.0) -> None:
+        """Stops starting jobs, lets running ones finish (bounded), then cancels what is left."""
+        if not self.started:
+            return
+        self.scheduler.shutdown(wait=False)
+        self.started = False
+        running = [*self._jobs, *self._tasks]
+        if running:
+            _done, pending = await asyncio.wait(running, timeout=timeout)
+            for task in pending:
+                task.cancel()
+
+    async def idle(self, timeout: float = 60.0) -> None:
+        """Waits for the diagnoses and verifications started by jobs (tests, the demo, stop)."""
+        while self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=timeout)
+
+    @property
+    def running(self) -> bool:
+        return self.started and self.scheduler.running
+
+    async def _job(self, work: Callable[..., Awaitable[object]], *args: object) -> None:
+        """What APScheduler runs: the job itself, known to stop() while it runs."""
+        task = asyncio.current_task()
+        if task is not None:
+            self._jobs.add(task)
+        try:
+            await work(*args)
+        except Exception:
+            log.exception("a scheduled job failed; it runs again at its next time")
+        finally:
+            if task is not None:
+                self._jobs.discard(task)
+
+    def _submitted(self, event: JobSubmissionEvent) -> None:
+        now = dt.datetime.now(dt.UTC)
+        for planned in event.scheduled_run_times:
+            self.metrics.scheduler_lag.observe(max(0.0, (now - planned).total_seconds()))
+
+    def _spawn(self, work: Awaitable[Any], name: str) -> None:
+        task = asyncio.ensure_future(work)
+        task.set_name(name)
+        self._tasks.add(task)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("%s failed", task.get_name(), exc_info=task.exception())
+
+    # jobs -------------------------------------------------------------------------------------
+
+    async def probe_site(self, name: str) -> Observation | None:
+        site = self.config.site(name)
+        if site is None:
+            return None
+        try:
+            results = await self.prober.probe_site(site)
+        except Exception:
+            log.exception("probing %s raised; recorded as probe_error", name)
+            results = _probe_error(site)
+        self.metrics.observe_probes(results)
+        try:
+            observation = await asyncio.to_thread(self.incidents.observe, site, results)
+        except Exception:
+            log.exception("recording the probes of %s failed", name)
+            return None
+        if observation.retry_in is not None:
+            self._probe_again(site, observation.retry_in)
+        if observation.needs_diagnosis and observation.incident is not None:
+            self._spawn(self.diagnose(site, observation.incident.id, results), f"diagnose:{name}")
+        if observation.needs_verification and observation.incident is not None:
+            self._spawn(
+                self.flows.verify(site.name, observation.incident.id, Cause.PROBE, results=results), f"verify:{name}"
+            )
+        await self._round_done(name)
+        return observation
+
+    def _probe_again(self, site: Site, seconds: float) -> None:
+        job = self.scheduler.get_job(f"probe:{site.name}")
+        if job is None:
+            return
+        soon = dt.datetime.now(self.scheduler.timezone) + dt.timedelta(seconds=seconds)
+        if job.next_run_time is None or job.next_run_time > soon:
+            job.modify(next_run_time=soon)
+
+    async def diagnose(self, site: Site, incident_id: str, results: list[ProbeResult]) -> None:
+        """On opening: a read-only diagnosis of the site's host, added to the card with the
+        proposed actions as buttons (those [policy] auto_heal allows may run at once)."""
+        if site.host is None:
+            return
+        facing = host_facing(results)
+        try:
+            diagnosis = await self.hosts.diagnose(site.host, facing[0] if facing else None)
+        except HostActionError as exc:
+            await asyncio.to_thread(
+                self.incidents.record_diagnosis, incident_id, [f"Could not diagnose {site.host}: {exc.message}"]
+            )
+            return
+        # the buttons first: the card edit that shows the diagnosis shows them too
+        await self.flows.propose(
+            diagnosis.findings, host=site.host, site=site.name, incident_id=incident_id, requester="certops"
+        )
+        lines = [f"{'🔴' if f.severity == 'critical' else '🟡'} {f.message}" for f in diagnosis.findings]
+        await asyncio.to_thread(self.incidents.record_diagnosis, incident_id, lines or [diagnosis.summary])
+
+    async def check_host(self, name: str) -> None:
+        """The scheduled read-only inventory and diagnosis (certificates and their keys, bindings,
+        renewals against their due date, legacy scheduled tasks): what needs a person becomes the
+        host's incident, with the proposed actions as buttons."""
+        try:
+            diagnosis = await self.hosts.diagnose(name, None)
+        except HostActionError as exc:
+            log.warning("scheduled check of %s failed: %s", name, exc.message)
+            return
+        incident, opened = await asyncio.to_thread(self.incidents.observe_host, name, diagnosis.findings)
+        log.info("checked %s: %s", name, diagnosis.summary)
+        if opened and incident is not None:
+            await self.flows.propose(
+                diagnosis.findings, host=name, site=None, incident_id=incident.id, requester="certops"
+            )
+            await asyncio.to_thread(self.incidents.record_diagnosis, incident.id, incident.details)
+
+    async def digest(self) -> None:
+        await asyncio.to_thread(self.incidents.digest)
+
+    async def tick(self) -> None:
+        await asyncio.to_thread(self.incidents.tick)
+
+    async def _round_done(self, name: str) -> None:
+        self._round.add(name)
+        if len(self._round) < len(self.config.sites):
+            return
+        self._round.clear()
+        self.last_round_at = time.monotonic()
+        url = self.config.bot.heartbeat_url
+        if url:
+            await self._ping(url)
+
+    async def _ping(self, url: str) -> None:
+        try:
+            async with httpx.AsyncClient(timeout=HEARTBEAT_TIMEOUT, follow_redirects=False) as client:
+                response = await client.get(url)
+            if response.status_code >= 400:
+                raise httpx.HTTPStatusError("bad status", request=response.request, response=response)
+        except httpx.HTTPError as exc:
+            # the URL may hold a secret token: name only its host
+            self.metrics.heartbeat_failures.inc()
+            log.warning("heartbeat ping to %s failed (%s)", httpx.URL(url).host, type(exc).__name__)
+
+
+def _probe_error(site: Site) -> list[ProbeResult]:
+    now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    problem = Problem("probe_error", Severity.CRITICAL, "certops could not run this probe (see the operators' log)")
+    targets: list[ProbeTarget] = site_targets(site)
+    return [ProbeResult(t, None, (problem,), None, None, None, 0.0, now) for t in targets]

@@ -1,0 +1,40 @@
+"""Durable state: probe results and site health, incidents and their transitions, action
+requests and approvals, the outbox, the audit log, mutes, and the ids of chat events handled.
+
+`open_store` gives a `SqlStore`, which implements `bot.core.ports.StorePort` on SQLAlchemy Core
+(SQLite today), its schema kept by the Alembic revisions in `migrations/`, run at open.
+"""
+
+from __future__ import annotations
+
+import os
+
+from bot.core.model import ActionRequest
+from bot.store.errors import StoreBusy, StoreError
+from bot.store.location import resolved_database_path
+from bot.store.sql import SqlStore
+from bot.store.times import iso, parse_iso, utcnow
+
+# the name callers have always used; `Store(path)` opens as `open_store(path)` does
+Store = SqlStore
+
+
+def open_store(database: str | os.PathLike[str]) -> SqlStore:
+    """Opens `database`: a file name or path (relative to the working directory), ":memory:", or
+    a SQLAlchemy URL ("sqlite:///certops.db"). Raises StoreBusy when another certops process
+    holds the file, StoreError when it cannot be used (a newer schema, an unsupported URL)."""
+    return SqlStore(database)
+
+
+__all__ = [
+    "ActionRequest",  # re-exported from bot.core.model for the callers that import it from here
+    "SqlStore",
+    "Store",
+    "StoreBusy",
+    "StoreError",
+    "iso",
+    "open_store",
+    "parse_iso",
+    "resolved_database_path",
+    "utcnow",
+]

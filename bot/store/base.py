@@ -1,0 +1,71 @@
+"""The engine, the transactions every port method runs in, and the store's lifetime."""
+
+from __future__ import annotations
+
+import os
+import threading
+import weakref
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
+
+from bot.store import dialect
+from bot.store.errors import StoreError
+from bot.store.location import claim_ownership, locate
+from bot.store.migrate import upgrade
+
+
+class Database:
+    """Opens (and migrates) the database named by `database`; every call after that is
+    synchronous and thread-safe, each in a transaction of its own."""
+
+    def __init__(self, database: str | os.PathLike[str]) -> None:
+        location = locate(database)
+        self._closed = False
+        self.name = location.name
+        self.url = location.url
+        owner = claim_ownership(location)
+        # released on close(), or when a store nobody closed is collected
+        self._release = weakref.finalize(self, os.close, owner) if owner is not None else None
+        self._engine = dialect.make_engine(location.url)
+        self._writer = self._engine.execution_options(**{dialect.WRITE: True})
+        self._serial: AbstractContextManager[object] = (
+            threading.RLock() if dialect.shares_one_connection(self._engine) else nullcontext()
+        )
+        try:
+            with self._write() as connection:
+                upgrade(connection, self.name)
+        except DBAPIError as error:
+            self.close()
+            raise StoreError(f"cannot open {self.name}: {error.orig}") from None
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        # closed for good: its lock is released, so another certops may own the file from now on
+        self._closed = True
+        self._engine.dispose()
+        if self._release is not None:
+            self._release()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreError(f"{self.name} was closed; certops is stopping")
+
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        """One consistent snapshot for the queries of one call."""
+        self._check_open()
+        with self._serial, self._engine.connect() as connection, connection.begin():
+            yield connection
+
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        """A transaction that holds the write lock from its first statement (see dialect.WRITE):
+        a compare-and-set reads and writes without anyone writing in between."""
+        self._check_open()
+        with self._serial, self._writer.connect() as connection, connection.begin():
+            yield connection

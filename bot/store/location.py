@@ -1,0 +1,95 @@
+"""Where the database is: what the `database` setting may say, and the lock that keeps one
+certops process per SQLite file."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+from bot.store.errors import StoreBusy, StoreError
+
+MEMORY = ":memory:"
+
+
+@dataclass(frozen=True)
+class Location:
+    url: URL  # for the engine: a file's path made absolute
+    name: str  # as the operator wrote it, for messages
+    file: Path | None  # the SQLite file; None in memory
+
+
+def locate(database: str | os.PathLike[str]) -> Location:
+    """A plain file name or path (relative to the working directory, as before), ":memory:", or
+    a SQLAlchemy URL."""
+    text = os.fspath(database)
+    if text == MEMORY:
+        return Location(URL.create("sqlite"), MEMORY, None)
+    if "://" not in text:
+        path = Path(os.path.abspath(text))
+        return Location(URL.create("sqlite", database=str(path)), text, path)
+    url = _parse(text)
+    backend = url.get_backend_name()
+    if backend == "postgresql":
+        raise StoreError(
+            "PostgreSQL support comes with the HA work; for now the database is a SQLite file "
+            "(a file name or a sqlite:/// URL)"
+        )
+    if backend != "sqlite":
+        raise StoreError(f"certops keeps its state in SQLite, not {backend}: set database to a file name")
+    try:
+        url.get_dialect()
+    except NoSuchModuleError:
+        raise StoreError(f"{_mask(text)} names a SQLite driver certops does not have: use sqlite:///PATH") from None
+    if url.database in (None, "", MEMORY):
+        return Location(url.set(database=None), MEMORY, None)
+    path = Path(os.path.abspath(url.database))
+    return Location(url.set(database=str(path)), url.database, path)
+
+
+def resolved_database_path(database: str | os.PathLike[str]) -> str:
+    """What to tell the operator: a file database's absolute path, ":memory:", or the URL with
+    any password masked."""
+    text = os.fspath(database)
+    if text == MEMORY:
+        return MEMORY
+    if "://" not in text:
+        return os.path.abspath(text)
+    try:
+        url = make_url(text)
+    except ArgumentError:
+        return _mask(text)
+    if url.get_backend_name() == "sqlite" and url.database not in (None, "", MEMORY):
+        return os.path.abspath(url.database)
+    return url.render_as_string(hide_password=True)
+
+
+def claim_ownership(location: Location) -> int | None:
+    """An exclusive lock next to the database file for as long as this process uses it (a file
+    descriptor: the lock goes with it when the store is closed or the process ends). A database
+    in memory is this process's own."""
+    if location.file is None:
+        return None
+    fd = os.open(f"{location.file}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise StoreBusy(f"another certops process is using {location.name}; stop it first") from None
+    return fd
+
+
+def _parse(text: str) -> URL:
+    try:
+        return make_url(text)
+    except ArgumentError:
+        raise StoreError(f"{_mask(text)} is not a database URL (nor a file name)") from None
+
+
+def _mask(text: str) -> str:
+    return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", text)

@@ -1,0 +1,187 @@
+"""Action requests and their approvals: a proposal turns into a run once, and never while the
+same action is already running on the host."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import secrets
+from typing import Any
+
+from sqlalchemy import Row, func, select
+from sqlalchemy.engine import Connection
+
+from bot.core.model import ActionRequest, RequestState
+from bot.store.base import Database
+from bot.store.dialect import insert_ignore
+from bot.store.schema import action_requests, approvals
+from bot.store.times import iso
+
+_PENDING = RequestState.PENDING.value
+_RUNNING = RequestState.RUNNING.value
+INTERRUPTED = "interrupted: certops stopped while it ran"
+
+
+class RequestsStore(Database):
+    def create_request(
+        self,
+        *,
+        incident_id: str | None,
+        site: str | None,
+        host: str,
+        action: str,
+        args: tuple[str, ...],
+        target: str,
+        requested_by: str,
+        ttl: float,
+    ) -> ActionRequest:
+        token = secrets.token_urlsafe(12)
+        # stored to the microsecond so that "oldest first" holds within a second; shown to the second
+        now = dt.datetime.now(dt.UTC)
+        args_json = json.dumps(list(args))
+        with self._write() as connection:
+            # a new proposal for exactly the same thing replaces the old button
+            connection.execute(
+                action_requests.update()
+                .where(
+                    action_requests.c.host == host,
+                    action_requests.c.action == action,
+                    action_requests.c.args_json == args_json,
+                    func.coalesce(action_requests.c.site, "") == (site or ""),
+                    action_requests.c.state == _PENDING,
+                )
+                .values(state=RequestState.SUPERSEDED.value)
+            )
+            connection.execute(
+                action_requests.insert().values(
+                    token=token,
+                    incident_id=incident_id.upper() if incident_id else None,
+                    site=site,
+                    host=host,
+                    action=action,
+                    args_json=args_json,
+                    target=target,
+                    state=_PENDING,
+                    requested_by=requested_by,
+                    created_at=now,
+                    expires_at=now + dt.timedelta(seconds=ttl),
+                    result=None,
+                )
+            )
+            return _request(_row(connection, token))
+
+    def request(self, token: str) -> ActionRequest | None:
+        with self._read() as connection:
+            row = connection.execute(select(action_requests).where(action_requests.c.token == token)).first()
+        return None if row is None else _request(row)
+
+    def requests_for(self, incident_id: str) -> list[ActionRequest]:
+        query = (
+            select(action_requests)
+            .where(action_requests.c.incident_id == incident_id.upper())
+            .order_by(action_requests.c.created_at, action_requests.c.token)
+        )
+        with self._read() as connection:
+            return [_request(row) for row in connection.execute(query)]
+
+    def add_approval(self, token: str, principal: str) -> list[str]:
+        with self._write() as connection:
+            insert_ignore(
+                connection,
+                approvals,
+                {"token": token, "principal": principal, "at": dt.datetime.now(dt.UTC)},
+                keys=("token", "principal"),
+            )
+            rows = connection.execute(
+                select(approvals.c.principal)
+                .where(approvals.c.token == token)
+                .order_by(approvals.c.at, approvals.c.principal)
+            )
+            return [str(principal) for principal in rows.scalars()]
+
+    def start_request(self, token: str) -> str:
+        """Returns "started", "busy" (an identical run is under way) or "taken" (not pending)."""
+        with self._write() as connection:
+            request = connection.execute(
+                select(action_requests).where(action_requests.c.token == token).with_for_update()
+            ).first()
+            if request is None or request.state != _PENDING:
+                return "taken"
+            # every live request for this action on this host, locked: on a backend without a
+            # database-wide write lock, two racers for the same action still go one after the other
+            live = connection.execute(
+                select(action_requests.c.args_json, action_requests.c.state)
+                .where(
+                    action_requests.c.host == request.host,
+                    action_requests.c.action == request.action,
+                    action_requests.c.state.in_([_PENDING, _RUNNING]),
+                )
+                .with_for_update()
+            ).all()
+            # flags such as --force do not make it another action: one renewal is one renewal
+            target = _without_flags(request.args_json)
+            if any(row.state == _RUNNING and _without_flags(row.args_json) == target for row in live):
+                return "busy"
+            started = connection.execute(
+                action_requests.update()
+                .where(action_requests.c.token == token, action_requests.c.state == _PENDING)
+                .values(state=_RUNNING)
+            )
+            return "started" if started.rowcount == 1 else "taken"
+
+    def claim_request(self, token: str, expected: RequestState, new: RequestState, result: str | None = None) -> bool:
+        """Moves a request from `expected` to `new`; False when someone else got there first.
+        A result of None keeps the one recorded before."""
+        values: dict[str, Any] = {"state": RequestState(new).value}
+        if result is not None:
+            values["result"] = result
+        with self._write() as connection:
+            moved = connection.execute(
+                action_requests.update()
+                .where(action_requests.c.token == token, action_requests.c.state == RequestState(expected).value)
+                .values(values)
+            )
+        return moved.rowcount == 1
+
+    def fail_interrupted(self) -> list[ActionRequest]:
+        """Runs a previous process left "running" died with it. They are marked failed (whether
+        the host changed is unknown: the next diagnosis will tell), never run again."""
+        with self._write() as connection:
+            tokens = list(
+                connection.execute(
+                    select(action_requests.c.token)
+                    .where(action_requests.c.state == _RUNNING)
+                    .order_by(action_requests.c.created_at, action_requests.c.token)
+                ).scalars()
+            )
+            connection.execute(
+                action_requests.update()
+                .where(action_requests.c.token.in_(tokens), action_requests.c.state == _RUNNING)
+                .values(state=RequestState.FAILED.value, result=INTERRUPTED)
+            )
+            return [_request(_row(connection, token)) for token in tokens]
+
+
+def _row(connection: Connection, token: str) -> Row[Any]:
+    return connection.execute(select(action_requests).where(action_requests.c.token == token)).one()
+
+
+def _without_flags(args_json: str) -> list[str]:
+    return [arg for arg in json.loads(args_json) if not arg.startswith("--")]
+
+
+def _request(row: Row[Any]) -> ActionRequest:
+    return ActionRequest(
+        token=row.token,
+        incident_id=row.incident_id,
+        site=row.site,
+        host=row.host,
+        action=row.action,
+        args=tuple(json.loads(row.args_json)),
+        target=row.target,
+        state=RequestState(row.state),
+        requested_by=row.requested_by,
+        created_at=iso(row.created_at),  # the short form callers have always parsed
+        expires_at=iso(row.expires_at),
+        result=row.result,
+    )

@@ -1,0 +1,32 @@
+"""Clock and timestamp text: the formats callers see, and the one the database stores."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+
+def utcnow() -> dt.datetime:
+    """Now, to the second: what callers show and compare."""
+    return dt.datetime.now(dt.UTC).replace(microsecond=0)
+
+
+def iso(moment: dt.datetime) -> str:
+    """The short form callers show and parse: 2025-01-31T09:00:00Z."""
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_iso(text: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def to_db(moment: dt.datetime) -> str:
+    """The stored form: fixed width, with microseconds, so text order in SQL is time order
+    (2025-01-31T09:00:00.000000Z). A naive datetime is a bug upstream: refused, not guessed."""
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise ValueError(f"the store takes timezone-aware datetimes, not {moment!r}")
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def from_db(text: str) -> dt.datetime:
+    """Reads the stored form, and the short form older rows were written in."""
+    return parse_iso(text).astimezone(dt.UTC)

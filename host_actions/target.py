@@ -1,0 +1,60 @@
+"""The host an action runs against: its WinRM address, how to authenticate, and its deadlines.
+
+host_actions is a leaf package and knows nothing of certops.toml: bot.config builds Host values
+from [[hosts]] tables, while tests, benches and the simulator build them directly. A password is
+any `Secret`, read only when a session opens, so a Host can be printed and logged safely.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Protocol
+
+
+class SecretUnavailable(Exception):
+    """The secret could not be read; the message names where we looked, never the value."""
+
+
+class Secret(Protocol):
+    def resolve(self) -> str:
+        """The secret itself; raises SecretUnavailable when it cannot be read."""
+        ...
+
+    def describe(self) -> str:
+        """Where the secret lives, for error messages (never the value)."""
+        ...
+
+
+@dataclass(frozen=True)
+class EnvSecret:
+    """A secret in one environment variable: what the simulator and tests use without a config file."""
+
+    variable: str
+
+    def describe(self) -> str:
+        return f"environment variable {self.variable}"
+
+    def resolve(self) -> str:
+        value = os.environ.get(self.variable)
+        if not value:
+            raise SecretUnavailable(f"environment variable {self.variable} is not set")
+        return value
+
+
+@dataclass(frozen=True)
+class Host:
+    name: str
+    address: str
+    transport: str = "ntlm"
+    username: str | None = None
+    password: Secret | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+    ca_file: str | None = None
+    verify_tls: bool = True
+    allow_insecure_basic: bool = False
+    timeout: float = 120.0
+    wacs_path: str = r"C:\Program Files\win-acme\wacs.exe"
+    check_interval: float = 3600.0  # seconds between read-only inventory + diagnosis rounds
+    renewal_grace: float = 2 * 86400.0  # seconds after a renewal's due date before it counts as overdue
