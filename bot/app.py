@@ -75,6 +75,8 @@ def build_core(
 
     outbox = OutboxWorker(store, destinations, render, clock=clock)
     incidents = IncidentCore(store, config, platforms=lambda: list(destinations), clock=clock, on_message=outbox.wake)
+    for incident in incidents.reconcile():
+        store.audit("certops", "resolve", incident.id, "done", incident.resolution or "")
     approvals = Approvals(store, config.policy)
     prober = SiteProber(config, resolver)
     hosts = HostActionRunner(config)

@@ -93,7 +93,12 @@ class Watcher:
         digest = self.config.bot.digest_at
         if digest is not None:
             hour, minute = digest
-            self.scheduler.add_job(self.digest, CronTrigger(hour=hour, minute=minute), id="digest", name="daily digest")
+            self.scheduler.add_job(
+                self.digest,
+                CronTrigger(hour=hour, minute=minute, timezone=self.scheduler.timezone),
+                id="digest",
+                name="daily digest",
+            )
         self.scheduler.add_job(self.tick, IntervalTrigger(seconds=TICK_SECONDS), id="tick", name="incident clock")
         self.scheduler.start()
         self.started = True
@@ -105,11 +110,15 @@ class Watcher:
             return
         self.scheduler.shutdown(wait=False)
         self.started = False
-        running = [*self._jobs, *self._tasks]
-        if running:
-            _done, pending = await asyncio.wait(running, timeout=timeout)
-            for task in pending:
-                task.cancel()
+        await asyncio.sleep(0)  # a job submitted just before the shutdown starts now: wait for it too
+        deadline = asyncio.get_running_loop().time() + timeout
+        while self._jobs or self._tasks:
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                for task in [*self._jobs, *self._tasks]:
+                    task.cancel()
+                break
+            await asyncio.wait([*self._jobs, *self._tasks], timeout=left)
 
     async def idle(self, timeout: float = 60.0) -> None:
         """Waits for the diagnoses and verifications started by jobs (tests, the demo, stop)."""
@@ -127,6 +136,9 @@ class Watcher:
             self._jobs.add(task)
         try:
             await work(*args)
+        except asyncio.CancelledError:
+            # only at shutdown, after stop() gave it time: the round is abandoned, nothing half-written
+            log.info("a scheduled job was stopped while it ran")
         except Exception:
             log.exception("a scheduled job failed; it runs again at its next time")
         finally:

@@ -50,7 +50,7 @@ async def health(core: Core) -> dict[str, Any]:
         "status": "ok" if not problems else "failing",
         "problems": problems,
         "follow_ups_running": core.worker.busy,
-        "outbox_pending": core.outbox.pending_count(),
+        "outbox_pending": await asyncio.to_thread(core.outbox.pending_count),
         "outbox_errors": core.outbox.permanent_errors(),
     }
 

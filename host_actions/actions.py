@@ -63,7 +63,7 @@ def diagnose_host(host: Host, probe: ProbeLike | None = None) -> tuple[Inventory
     parts = inventory_parts(host)
     with HostSession(host, "diagnose") as session:
         inv = build_inventory(host.name, session.run(parts))
-    findings = diagnose(inv, probe)
+    findings = diagnose(inv, probe, overdue_grace=dt.timedelta(seconds=host.renewal_grace))
     worst = [f for f in findings if f.severity == "critical"]
     summary = (
         f"{host.name}: {len(findings)} finding(s), {len(worst)} critical."

@@ -82,7 +82,15 @@ class Finding:
         }
 
 
-def diagnose(inv: Inventory, probe: ProbeLike | None = None, *, now: dt.datetime | None = None) -> list[Finding]:
+def diagnose(
+    inv: Inventory,
+    probe: ProbeLike | None = None,
+    *,
+    now: dt.datetime | None = None,
+    overdue_grace: dt.timedelta = OVERDUE_GRACE,
+) -> list[Finding]:
+    """`overdue_grace`: how long after its due date a renewal that has not run is overdue
+    ([[hosts]] renewal_grace)."""
     now = now or inv.taken_at
     findings: list[Finding] = []
     findings += _keys(inv)
@@ -102,7 +110,7 @@ def diagnose(inv: Inventory, probe: ProbeLike | None = None, *, now: dt.datetime
         )
     if probe is not None:
         findings += _served(inv, probe)
-    findings += _renewals(inv, now)
+    findings += _renewals(inv, now, overdue_grace)
     findings += _tasks(inv)
     return findings
 
@@ -249,7 +257,7 @@ def _served(inv: Inventory, probe: ProbeLike) -> list[Finding]:
     ]
 
 
-def _renewals(inv: Inventory, now: dt.datetime) -> list[Finding]:
+def _renewals(inv: Inventory, now: dt.datetime, overdue_grace: dt.timedelta) -> list[Finding]:
     out = []
     for r in inv.renewals:
         if r.problem:
@@ -276,7 +284,7 @@ def _renewals(inv: Inventory, now: dt.datetime) -> list[Finding]:
                     Proposal("renew", (r.id,)),
                 )
             )
-        elif r.due is not None and now - r.due > OVERDUE_GRACE:
+        elif r.due is not None and now - r.due > overdue_grace:
             out.append(
                 Finding(
                     "renewal_overdue",

@@ -246,7 +246,9 @@ class ActionFlows:
         thumb = served[0].certificate.sha1 if served and served[0].certificate else None
         how = f"after {after}" if after else "on its own, with no action"
         resolution = f"Healed {how}: verified from outside" + (f", serving {thumb}" if thumb else "") + "."
-        resolved = await asyncio.to_thread(self.incidents.resolve, incident_id, resolution, cause)
+        resolved = await asyncio.to_thread(
+            self.incidents.resolve, incident_id, resolution, cause, "certops", [describe(r) for r in results]
+        )
         if resolved is not None:
             await asyncio.to_thread(self.store.audit, "certops", "resolve", incident_id, "done", resolution)
             lines.append(f"{incident_id} resolved: the newest certificate is served and the handshake works.")

@@ -376,8 +376,16 @@ class IncidentCore:
             return latest, f"already {latest.state}"
         return moved, None
 
-    def resolve(self, incident_id: str, resolution: str, cause: Cause, actor: str = "certops") -> Incident | None:
-        """Closes an open incident after a verification from outside; None if it was not open."""
+    def resolve(
+        self,
+        incident_id: str,
+        resolution: str,
+        cause: Cause,
+        actor: str = "certops",
+        details: Sequence[str] | None = None,
+    ) -> Incident | None:
+        """Closes an open incident after a verification from outside; None if it was not open.
+        `details`: what the verifying probes saw, shown on the closed card instead of the failure."""
         incident = self.store.incident(incident_id)
         if incident is None or not incident.is_open:
             return None
@@ -389,9 +397,26 @@ class IncidentCore:
             cause,
             actor,
             at=self.clock(),
-            changes={"resolution": resolution},
+            changes={"resolution": resolution, **({"details": tuple(details)} if details is not None else {})},
             messages=self._card(incident.id, notable=True),
         )
+
+    def reconcile(self) -> list[Incident]:
+        """At start: incidents of sites and hosts no longer in the config are closed (nothing
+        would ever probe or check them again), and say why."""
+        sites = {s.name for s in self.config.sites}
+        hosts = {f"host:{h.name}" for h in self.config.hosts}
+        closed = []
+        for incident in self.store.open_incidents():
+            if incident.subject in sites or incident.subject in hosts:
+                continue
+            what = incident.subject.removeprefix("host:")
+            done = self.resolve(
+                incident.id, f"Closed without verification: {what} is no longer in the config.", Cause.SYSTEM
+            )
+            if done is not None:
+                closed.append(done)
+        return closed
 
     # the passing of time ------------------------------------------------------------------------
 

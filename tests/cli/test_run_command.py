@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -93,4 +94,37 @@ def test_run_says_so_when_its_port_is_taken(tmp_path: Path, capsys: pytest.Captu
         assert main(["run", "-c", str(path)]) == 2
     err = capsys.readouterr().err
     assert "certops run: cannot start: Address already in use" in err
+    assert "Traceback" not in err
+
+
+def test_run_stops_cleanly_on_sigterm_while_it_probes(tmp_path: Path) -> None:
+    port = free_port()
+    path = tmp_path / "certops.toml"
+    site_port = free_port()  # nothing listens there: every probe fails fast with connect_refused
+    path.write_text(
+        f'[bot]\nlisten = "127.0.0.1:{port}"\ndatabase = "{tmp_path / "state.db"}"\n'
+        f'[[sites]]\nname = "www"\nurl = "https://127.0.0.1:{site_port}/"\ninterval = "5s"\ntimeout = 2\n'
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bot.cli", "run", "-c", str(path)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as answer:
+                    if 'certops_probe_success{address=' in answer.read().decode():
+                        break
+            except OSError:
+                pass
+            time.sleep(0.2)
+        else:
+            raise AssertionError("the site was never probed")
+        proc.send_signal(signal.SIGTERM)
+        _out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == 0, err
     assert "Traceback" not in err

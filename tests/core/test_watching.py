@@ -298,3 +298,24 @@ def test_a_failed_probe_is_retried_after_the_retry_interval_not_a_whole_interval
             core.close()
 
     run(scenario)
+
+
+def test_an_incident_of_a_site_removed_from_the_config_is_closed_at_start_and_says_why(
+    lab: Lab, tmp_path: Path
+) -> None:
+    async def scenario() -> None:
+        clock = ManualClock()
+        endpoint = lab.serve("localhost", behaviour=Behaviour.RESET_IN_HANDSHAKE)
+        core, _chat = await start(lab_site(lab, endpoint.port, "failure_threshold = 1\n"), tmp_path, clock)
+        await round_of(core, "shop")
+        [incident] = core.store.open_incidents()
+        core.close()
+        other = lab_site(lab, endpoint.port).replace('name = "shop"', 'name = "blog"')
+        restarted, _chat = await start(other, tmp_path, clock)
+        closed = restarted.store.incident(incident.id)
+        assert closed is not None
+        assert closed.state is IncidentState.RESOLVED
+        assert closed.resolution == "Closed without verification: shop is no longer in the config."
+        restarted.close()
+
+    run(scenario)
