@@ -11,12 +11,12 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from bot.approvals import Approvals
 from bot.chat.base import Destination
 from bot.config import Config
 from bot.core.actions import ActionFlows
+from bot.core.approvals import Approvals
 from bot.core.incidents import Clock, IncidentCore, system_clock
-from bot.core.model import OutboxMessage
+from bot.core.model import Cause, OutboxMessage, Step
 from bot.metrics import Metrics
 from bot.outbox import OutboxWorker
 from bot.probe import Resolver
@@ -65,7 +65,8 @@ def build_core(
     """Must be called inside a running event loop (the prober and worker use asyncio primitives)."""
     store = open_store(database or config.bot.database)
     store.prune_seen_events()
-    for request in store.fail_interrupted():
+    interrupted = store.fail_interrupted()
+    for request in interrupted:
         store.audit("certops", "run", f"{request.action} {request.target} on {request.host}", "failed", "interrupted")
     destinations: dict[str, Destination] = {}
     metrics = Metrics()
@@ -74,7 +75,25 @@ def build_core(
         return await asyncio.to_thread(render_message, config, store, message)
 
     outbox = OutboxWorker(store, destinations, render, clock=clock)
-    incidents = IncidentCore(store, config, platforms=lambda: list(destinations), clock=clock, on_message=outbox.wake)
+    configured = [name for name, part in (("slack", config.slack), ("line", config.line)) if part is not None]
+
+    def platforms() -> list[str]:
+        # the configured chats even before their adapters are attached (their rows wait), and
+        # any attached later, such as the console
+        return [*configured, *(p for p in destinations if p not in configured)]
+
+    incidents = IncidentCore(store, config, platforms=platforms, clock=clock, on_message=outbox.wake)
+    for request in interrupted:
+        if request.incident_id:
+            incidents.note(
+                request.incident_id,
+                Step.ACTED,
+                f"{request.action} {request.target} on {request.host} was interrupted when certops stopped; "
+                "the host may or may not have changed",
+                "certops",
+                cause=Cause.SYSTEM,
+                notable=True,
+            )
     for incident in incidents.reconcile():
         store.audit("certops", "resolve", incident.id, "done", incident.resolution or "")
     approvals = Approvals(store, config.policy)

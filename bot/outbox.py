@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime as dt
 import inspect
 import logging
@@ -166,7 +167,7 @@ class OutboxWorker:
 
     def pending_count(self, platform: str | None = None) -> int:
         """Rows still to deliver. Reads the store (blocking): on the event loop, via to_thread."""
-        return len(self.store.pending(platform))
+        return self.store.pending_count(platform)
 
     def failed_count(self) -> int:
         """Every row ever failed for good, from the store (blocking)."""
@@ -253,11 +254,12 @@ class OutboxWorker:
         CARD row of the same incident (it carries the whole card), otherwise the head itself."""
         if head.kind is not MessageKind.CARD or head.incident_id is None:
             return head
-        pending = await asyncio.to_thread(self.store.pending, head.platform)
-        same_card = [
-            m for m in pending if m.kind is MessageKind.CARD and m.incident_id == head.incident_id and m.seq > head.seq
-        ]
-        return max(same_card, key=lambda m: m.seq, default=head)
+        same_card = await asyncio.to_thread(self.store.pending_cards, head.platform, head.incident_id)
+        newest = max((m for m in same_card if m.seq > head.seq), key=lambda m: m.seq, default=head)
+        if newest is not head and any(m.payload.get("notable", True) for m in same_card if m.seq <= newest.seq):
+            # a notable step collapsed into a minor edit keeps it notable (LINE skips minor ones)
+            newest = dataclasses.replace(newest, payload={**newest.payload, "notable": True})
+        return newest
 
     async def _deliver(self, platform: str, row: OutboxMessage) -> bool:
         """Renders and delivers one row; False when the renderer found nothing to send."""

@@ -23,9 +23,8 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from bot.config import Config, Site
-from bot.core.actions import ActionFlows, host_facing
+from bot.core.actions import ActionFlows
 from bot.core.incidents import IncidentCore, Observation
-from bot.core.model import Cause
 from bot.core.services import HostRunner, Prober
 from bot.metrics import Metrics
 from bot.probe import ProbeResult, ProbeTarget, Problem, Severity
@@ -60,6 +59,7 @@ class Watcher:
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
         )
         self.scheduler.add_listener(self._submitted, EVENT_JOB_SUBMITTED)
+        flows.reschedule = self._probe_again
         self._round: set[str] = set()  # sites probed since the last heartbeat
         self._tasks: set[asyncio.Task[Any]] = set()  # diagnoses and verifications started by jobs
         self._jobs: set[asyncio.Task[Any]] = set()
@@ -71,7 +71,7 @@ class Watcher:
     def start(self) -> None:
         now = dt.datetime.now(self.scheduler.timezone)
         for site in self.config.sites:
-            spread = random.uniform(0, min(site.interval, 60.0))  # noqa: S311 - spreading load, not secrecy
+            spread = random.uniform(0, site.interval)  # noqa: S311 - spreading load, not secrecy
             self.scheduler.add_job(
                 self._job,
                 IntervalTrigger(seconds=site.interval, jitter=min(site.interval / 10, 30.0)),
@@ -102,7 +102,18 @@ class Watcher:
         self.scheduler.add_job(self.tick, IntervalTrigger(seconds=TICK_SECONDS), id="tick", name="incident clock")
         self.scheduler.start()
         self.started = True
+        self._diagnose_leftovers()
         log.info("watching %d site(s) and %d host(s)", len(self.config.sites), len(self.config.hosts))
+
+    def _diagnose_leftovers(self) -> None:
+        """An incident opened just before certops was stopped (or killed) may never have been
+        diagnosed: diagnose it now, from the last results stored."""
+        for incident in self.incidents.store.open_incidents():
+            site = self.config.site(incident.site or "")
+            if site is None or site.host is None or incident.diagnosis:
+                continue
+            results = self.incidents.store.last_results(site.name)
+            self._spawn(self.flows.diagnose_incident(site, incident.id, results), f"diagnose:{site.name}")
 
     async def stop(self, timeout: float = 30.0) -> None:
         """Stops starting jobs, lets running ones finish (bounded), then cancels what is left."""
@@ -178,44 +189,17 @@ class Watcher:
         except Exception:
             log.exception("recording the probes of %s failed", name)
             return None
-        if observation.retry_in is not None:
-            self._probe_again(site, observation.retry_in)
-        if observation.needs_diagnosis and observation.incident is not None:
-            self._spawn(self.diagnose(site, observation.incident.id, results), f"diagnose:{name}")
-        if observation.needs_verification and observation.incident is not None:
-            self._spawn(
-                self.flows.verify(site.name, observation.incident.id, Cause.PROBE, results=results), f"verify:{name}"
-            )
+        self._spawn(self.flows.follow_up(site, observation, results), f"follow-up:{name}")
         await self._round_done(name)
         return observation
 
-    def _probe_again(self, site: Site, seconds: float) -> None:
-        job = self.scheduler.get_job(f"probe:{site.name}")
+    def _probe_again(self, site: str, seconds: float) -> None:
+        job = self.scheduler.get_job(f"probe:{site}")
         if job is None:
             return
         soon = dt.datetime.now(self.scheduler.timezone) + dt.timedelta(seconds=seconds)
         if job.next_run_time is None or job.next_run_time > soon:
             job.modify(next_run_time=soon)
-
-    async def diagnose(self, site: Site, incident_id: str, results: list[ProbeResult]) -> None:
-        """On opening: a read-only diagnosis of the site's host, added to the card with the
-        proposed actions as buttons (those [policy] auto_heal allows may run at once)."""
-        if site.host is None:
-            return
-        facing = host_facing(results)
-        try:
-            diagnosis = await self.hosts.diagnose(site.host, facing[0] if facing else None)
-        except HostActionError as exc:
-            await asyncio.to_thread(
-                self.incidents.record_diagnosis, incident_id, [f"Could not diagnose {site.host}: {exc.message}"]
-            )
-            return
-        # the buttons first: the card edit that shows the diagnosis shows them too
-        await self.flows.propose(
-            diagnosis.findings, host=site.host, site=site.name, incident_id=incident_id, requester="certops"
-        )
-        lines = [f"{'🔴' if f.severity == 'critical' else '🟡'} {f.message}" for f in diagnosis.findings]
-        await asyncio.to_thread(self.incidents.record_diagnosis, incident_id, lines or [diagnosis.summary])
 
     async def check_host(self, name: str) -> None:
         """The scheduled read-only inventory and diagnosis (certificates and their keys, bindings,

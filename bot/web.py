@@ -25,7 +25,7 @@ async def start_web(core: Core, routes: list[web.RouteDef]) -> web.AppRunner:
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
     app.add_routes([web.get("/healthz", healthz), web.get("/metrics", metrics), *routes])
-    parsed = split_host_port(core.config.bot.listen)
+    parsed = split_host_port(core.config.bot.listen, any_port=True)  # 0: a port the system picks
     assert parsed is not None  # validated with the config
     runner, _port = await serve_app(app, parsed[0], parsed[1])
     return runner

@@ -16,9 +16,9 @@ async def ack(ctx: Context, request: Request, args: list[str]) -> Outcome:
         open_ids = ", ".join(i.id for i in await asyncio.to_thread(ctx.store.open_incidents)) or "none"
         raise UsageError(f"No incident {args[0]}. Open incidents: {open_ids}.")
     if refused:
-        ctx.store.audit(who, "ack", incident.id, "refused", f"incident is {incident.state}")
+        await asyncio.to_thread(ctx.store.audit, who, "ack", incident.id, "refused", f"incident is {incident.state}")
         return Outcome(Reply(f"{incident.id} is {refused}.", private=True, incident_id=incident.id))
-    ctx.store.audit(who, "ack", incident.id, "done")
+    await asyncio.to_thread(ctx.store.audit, who, "ack", incident.id, "done")
     return Outcome(
         Reply(
             f"{incident.id} acknowledged by {request.who.describe()}.",

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import asyncio
+
 from commands.common import find_host
 from commands.context import Context
 from commands.model import Outcome, Reply, Request, Tone
@@ -18,7 +20,9 @@ async def audit(ctx: Context, request: Request, args: list[str]) -> Outcome:
             outcome = await ctx.hosts.run(host.name, "audit-tasks", ())
         except HostActionError as exc:
             return Reply(f"Cannot audit {host.name}", Tone.CRITICAL, (exc.message,))
-        ctx.store.audit(request.who.key or request.who.describe(), "audit-tasks", host.name, "ok", outcome.summary)
+        await asyncio.to_thread(
+            ctx.store.audit, request.who.key or request.who.describe(), "audit-tasks", host.name, "ok", outcome.summary
+        )
         buttons, notes = await offer(
             ctx, list(outcome.proposals), host=host.name, site=None, incident_id=None, who=request.who
         )

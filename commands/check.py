@@ -19,7 +19,9 @@ async def check(ctx: Context, request: Request, args: list[str]) -> Outcome:
 
         async def probe_site() -> Reply:
             results = await ctx.prober.probe_site(site)
-            await asyncio.to_thread(ctx.incidents.observe, site, results, actor="check")  # a round like any other
+            # a round like any other: it may confirm a failure (and the incident is diagnosed) or a recovery
+            observation = await asyncio.to_thread(ctx.incidents.observe, site, results, actor="check")
+            await ctx.flows.follow_up(site, observation, results)
             return _reply(site.name, results)
 
         return Outcome(Reply(f"Checking {site.name}…", Tone.INFO), probe_site)

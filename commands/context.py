@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from bot.approvals import Approvals
 from bot.config import Config
 from bot.core.actions import ActionFlows
+from bot.core.approvals import Approvals
 from bot.core.incidents import IncidentCore
 from bot.core.ports import StorePort
 from bot.core.services import ActionOutcome, Diagnosis, FindingView, HostRunner, Prober, RenewalView

@@ -30,7 +30,9 @@ class CommandDispatcher:
         who = request.who.key or request.who.describe()
         spec = COMMANDS.get(words[0].lower())
         try:
-            self.ctx.store.audit(who, "command", f"/ssl {request.text.strip()}"[:200], "received", request.where.id)
+            await asyncio.to_thread(
+                self.ctx.store.audit, who, "command", f"/ssl {request.text.strip()}"[:200], "received", request.where.id
+            )
             if spec is None:
                 hint = did_you_mean(words[0], list(COMMANDS))
                 raise UsageError(f"There is no /ssl {words[0]}.{hint} Try /ssl help.")

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 
 from bot.config.reader import parse_duration
@@ -20,9 +21,9 @@ async def mute(ctx: Context, request: Request, args: list[str]) -> Outcome:
         raise UsageError(f'"{args[1]}" is not a duration from 1m to 7d, such as 30m, 2h or 1d.')
     who = request.who.key or request.who.describe()
     if not await ctx.approvals.may_approve(request.who, "mute"):
-        ctx.store.audit(who, "mute", site.name, "refused", "not an approver")
+        await asyncio.to_thread(ctx.store.audit, who, "mute", site.name, "refused", "not an approver")
         return Outcome(Reply("Sorry, only approvers may mute a site.", private=True))
     until = ctx.incidents.clock().replace(microsecond=0) + dt.timedelta(seconds=seconds)
-    ctx.store.mute(site.name, until, who)
-    ctx.store.audit(who, "mute", site.name, "done", f"until {until.isoformat()}")
+    await asyncio.to_thread(ctx.store.mute, site.name, until, who)
+    await asyncio.to_thread(ctx.store.audit, who, "mute", site.name, "done", f"until {until.isoformat()}")
     return Outcome(Reply(f"{site.name} muted until {until:%Y-%m-%d %H:%M} UTC by {request.who.describe()}.", Tone.INFO))

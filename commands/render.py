@@ -141,5 +141,7 @@ def render_message(config: Config, store: StorePort, message: OutboxMessage) -> 
         text = message.payload.get("text")
         return (Reply(str(text)), True) if text else None
     if message.kind is MessageKind.RENOTIFY:
+        if incident.state is not IncidentState.OPEN:  # acknowledged or closed while it waited
+            return None
         return renotify(incident, message.created_at), True
     return card(store, incident), bool(message.payload.get("notable", True))

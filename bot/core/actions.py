@@ -12,9 +12,9 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from bot.config import Config
+from bot.config import Config, Site
 from bot.core.describe import describe
-from bot.core.incidents import IncidentCore
+from bot.core.incidents import IncidentCore, Observation
 from bot.core.model import ActionRequest, Cause, RequestState, Step
 from bot.core.ports import StorePort
 from bot.core.services import FindingView, HostRunner, Prober
@@ -69,6 +69,9 @@ class ActionFlows:
     ) -> None:
         """`on_run(host, action, outcome)`: told of every run's outcome (the metrics count them)."""
         self.on_run = on_run
+        # set by the scheduler: probe this site again this many seconds from now
+        self.reschedule: Callable[[str, float], None] = lambda site, seconds: None
+        self._verifying: set[str] = set()
         self.config = config
         self.store = store
         self.incidents = incidents
@@ -123,6 +126,43 @@ class ActionFlows:
             error=None if outcome.ok else outcome.summary,
             verification=verification,
         )
+
+    async def follow_up(self, site: Site, observation: Observation, results: list[ProbeResult]) -> None:
+        """Does what a round of probes asked for, whoever probed (the scheduler, /ssl check, a
+        verification): probe again soon, diagnose a new incident, verify a recovery."""
+        if observation.retry_in is not None:
+            self.reschedule(site.name, observation.retry_in)
+        incident = observation.incident
+        if incident is None:
+            return
+        if observation.needs_diagnosis:
+            await self.diagnose_incident(site, incident.id, results)
+        if observation.needs_verification and site.name not in self._verifying:
+            self._verifying.add(site.name)  # one verification at a time per site (each asks the host)
+            try:
+                await self.verify(site.name, incident.id, Cause.PROBE, results=results)
+            finally:
+                self._verifying.discard(site.name)
+
+    async def diagnose_incident(self, site: Site, incident_id: str, results: list[ProbeResult]) -> None:
+        """On opening: a read-only diagnosis of the site's host, added to the card with the
+        proposed actions as buttons (those [policy] auto_heal allows may run at once)."""
+        if site.host is None:
+            return
+        facing = host_facing(results)
+        try:
+            diagnosis = await self.hosts.diagnose(site.host, facing[0] if facing else None)
+        except HostActionError as exc:
+            await asyncio.to_thread(
+                self.incidents.record_diagnosis, incident_id, [f"Could not diagnose {site.host}: {exc.message}"]
+            )
+            return
+        # the buttons first: the card edit that shows the diagnosis shows them too
+        await self.propose(
+            diagnosis.findings, host=site.host, site=site.name, incident_id=incident_id, requester="certops"
+        )
+        lines = [f"{'🔴' if f.severity == 'critical' else '🟡'} {f.message}" for f in diagnosis.findings]
+        await asyncio.to_thread(self.incidents.record_diagnosis, incident_id, lines or [diagnosis.summary])
 
     async def propose(
         self,
@@ -217,7 +257,9 @@ class ActionFlows:
             results = await self.prober.probe_site(site)
             if incident_id is not None:
                 # the re-probe is a round of its own: it moves the thresholds like any other
-                await asyncio.to_thread(self.incidents.observe, site, results, actor="verification")
+                observation = await asyncio.to_thread(self.incidents.observe, site, results, actor="verification")
+                if observation.retry_in is not None:
+                    self.reschedule(site.name, observation.retry_in)
         lines = ["Re-probed from outside:", *(describe(r) for r in results)]
         if any(r.status.value not in ("ok", "warning") for r in results):
             return Verification(False, (*lines, "Not resolved: the site still fails from outside."), False)
@@ -226,25 +268,31 @@ class ActionFlows:
             if not facing or any(r.certificate is None for r in facing):
                 unknown = "Not resolved: no probe reached the host itself, so the certificate it serves is unknown."
                 return Verification(False, (*lines, unknown), False)
-            try:
-                diagnosis = await self.hosts.diagnose(site.host, facing[0])
-            except HostActionError as exc:
-                return Verification(
-                    False, (*lines, f"Not resolved: could not re-check {site.host}: {exc.message}"), False
-                )
-            stale = [f for f in diagnosis.findings if f.code == "served_not_newest"]
-            if stale:
-                return Verification(False, (*lines, f"Not resolved: {stale[0].message}"), False)
+            # each distinct certificate served (origins may be bound separately) must be the newest
+            served = {r.certificate.sha1: r for r in facing if r.certificate is not None}
+            for probe in served.values():
+                try:
+                    diagnosis = await self.hosts.diagnose(site.host, probe)
+                except HostActionError as exc:
+                    why = f"Not resolved: could not re-check {site.host}: {exc.message}"
+                    return Verification(False, (*lines, why), False)
+                stale = [f for f in diagnosis.findings if f.code == "served_not_newest"]
+                if stale:
+                    return Verification(False, (*lines, f"Not resolved: {stale[0].message}"), False)
         if incident_id is None:
             return Verification(True, tuple(lines), False)
         health = await asyncio.to_thread(self.store.site_health, site.name)
+        if health.consecutive_failures:  # a newer round failed meanwhile: that one counts
+            return Verification(False, (*lines, "Not resolved: a newer probe failed again."), False)
         if health.failing:
             more = site.success_threshold - health.consecutive_successes
             waiting = f"Not resolved yet: waiting for {more} more good probe(s) ([[sites]] success_threshold)."
             return Verification(True, (*lines, waiting), False)
-        served = host_facing(results)
-        thumb = served[0].certificate.sha1 if served and served[0].certificate else None
-        how = f"after {after}" if after else "on its own, with no action"
+        serving = host_facing(results)
+        thumb = serving[0].certificate.sha1 if serving and serving[0].certificate else None
+        incident = await asyncio.to_thread(self.store.incident, incident_id)
+        acted = incident is not None and incident.acted_at is not None
+        how = f"after {after}" if after else "after the action taken on it" if acted else "on its own, with no action"
         resolution = f"Healed {how}: verified from outside" + (f", serving {thumb}" if thumb else "") + "."
         resolved = await asyncio.to_thread(
             self.incidents.resolve, incident_id, resolution, cause, "certops", [describe(r) for r in results]

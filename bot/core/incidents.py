@@ -9,6 +9,7 @@ messages written in the same transaction. The store calls block, so the async ca
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
@@ -74,6 +75,8 @@ class IncidentCore:
         self.platforms = platforms
         self.clock = clock
         self.on_message = on_message
+        self._locks: dict[str, threading.Lock] = {}
+        self._locks_guard = threading.Lock()
 
     # messages ---------------------------------------------------------------------------------
 
@@ -97,23 +100,33 @@ class IncidentCore:
         messages: Sequence[NewMessage] = (),
         expected: Sequence[IncidentState] = OPEN_STATES,
     ) -> Incident | None:
-        check_move(incident.state, new, cause)
-        # a card nobody has seen (muted, in maintenance) is not edited: it is announced later
-        sent = [m for m in messages if incident.announced or m.kind is not MessageKind.CARD]
-        moved = self.store.transition(
-            incident.id,
-            expected=expected,
-            new=new,
-            step=step,
-            reason=reason,
-            actor=actor,
-            at=at,
-            changes=changes,
-            messages=sent,
-        )
-        if moved is not None and sent:
-            self.on_message()
-        return moved
+        keeps = new is incident.state
+        for _attempt in range(3):
+            check_move(incident.state, new, cause)
+            # a card nobody has seen (muted, in maintenance) is not edited: it is announced later
+            sent = [m for m in messages if incident.announced or m.kind is not MessageKind.CARD]
+            moved = self.store.transition(
+                incident.id,
+                # a step that keeps the state must keep the state it finds: an ack that landed
+                # since `incident` was read is not undone by an update of what the probes see
+                expected=(incident.state,) if keeps else expected,
+                new=new,
+                step=step,
+                reason=reason,
+                actor=actor,
+                at=at,
+                changes=changes,
+                messages=sent,
+            )
+            if moved is not None:
+                if sent:
+                    self.on_message()
+                return moved
+            latest = self.store.incident(incident.id)
+            if not keeps or latest is None or not latest.is_open or latest.state is incident.state:
+                return None
+            incident, new = latest, latest.state
+        return None
 
     # suppression --------------------------------------------------------------------------------
 
@@ -137,8 +150,16 @@ class IncidentCore:
         """One round of probes of a site (the scheduler's, or /ssl check|heal's): the thresholds,
         flapping, and opening, escalating or recovering the site's incident. `confirmed`: a
         person asked (/ssl heal), so a failing round needs no second one to count."""
+        # one round at a time per site: the health is read, counted and written back
+        with self._site_lock(site.name):
+            return self._observe(site, list(results), actor, confirmed)
+
+    def _site_lock(self, site: str) -> threading.Lock:
+        with self._locks_guard:
+            return self._locks.setdefault(site, threading.Lock())
+
+    def _observe(self, site: Site, results: list[ProbeResult], actor: str, confirmed: bool) -> Observation:
         now = self.clock()
-        results = list(results)
         self.store.save_results(site.name, results)
         before = self.store.site_health(site.name)
         bad = any(failing(r) for r in results)
@@ -266,6 +287,10 @@ class IncidentCore:
         subject = f"host:{host}"
         serious = [f for f in findings if f.severity == "critical" or f.code in NEEDS_A_PERSON]
         incident = next(iter(self.store.open_incidents(subject)), None)
+        if incident is None and any(i.host == host and i.site for i in self.store.open_incidents()):
+            # a site on this host has an open incident: its card has the host's diagnosis and
+            # buttons already, a second card for the same root problem would only be noise
+            return None, False
         if not serious:
             if incident is not None:
                 self.resolve(incident.id, f"The scheduled check of {host} no longer finds it.", Cause.HOST_CHECK)
@@ -306,7 +331,12 @@ class IncidentCore:
             Cause.HOST_CHECK,
             "host check",
             at=now,
-            changes={"details": details, "summary": summary, "severity": severity},
+            changes={
+                "details": details,
+                "summary": summary,
+                "severity": severity,
+                **({"notified_at": now, "notified_severity": severity} if rose else {}),
+            },
             messages=[
                 *self._card(incident.id, notable=rose),
                 *(self._fan_out(MessageKind.RENOTIFY, incident.id) if rose else []),

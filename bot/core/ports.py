@@ -144,6 +144,11 @@ class OutboxPort(Protocol):
     def pending(self, platform: str | None = None) -> list[OutboxMessage]:
         """Oldest first."""
 
+    def pending_cards(self, platform: str, incident_id: str) -> list[OutboxMessage]:
+        """The pending CARD messages of one card, oldest first."""
+
+    def pending_count(self, platform: str | None = None) -> int: ...
+
     def mark_sent(self, seq: int, at: dt.datetime) -> bool:
         """pending -> sent; False if it was not pending."""
 

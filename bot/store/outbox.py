@@ -64,6 +64,27 @@ class OutboxStore(Database):
         with self._read() as connection:
             return [_message(row) for row in connection.execute(query)]
 
+    def pending_cards(self, platform: str, incident_id: str) -> list[OutboxMessage]:
+        query = (
+            select(outbox)
+            .where(
+                outbox.c.platform == platform,
+                outbox.c.state == _PENDING,
+                outbox.c.kind == MessageKind.CARD.value,
+                outbox.c.incident_id == incident_id.upper(),
+            )
+            .order_by(outbox.c.seq)
+        )
+        with self._read() as connection:
+            return [_message(row) for row in connection.execute(query)]
+
+    def pending_count(self, platform: str | None = None) -> int:
+        query = select(func.count()).select_from(outbox).where(outbox.c.state == _PENDING)
+        if platform is not None:
+            query = query.where(outbox.c.platform == platform)
+        with self._read() as connection:
+            return int(connection.execute(query).scalar_one())
+
     def mark_sent(self, seq: int, at: dt.datetime) -> bool:
         with self._write() as connection:
             done = connection.execute(

@@ -114,7 +114,7 @@ def test_run_stops_cleanly_on_sigterm_while_it_probes(tmp_path: Path) -> None:
         while time.monotonic() < deadline:
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as answer:
-                    if 'certops_probe_success{address=' in answer.read().decode():
+                    if "certops_probe_success{address=" in answer.read().decode():
                         break
             except OSError:
                 pass

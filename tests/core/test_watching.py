@@ -288,6 +288,7 @@ def test_a_failed_probe_is_retried_after_the_retry_interval_not_a_whole_interval
             assert job.trigger.interval == dt.timedelta(minutes=5)
             job.modify(next_run_time=dt.datetime.now(dt.UTC) + dt.timedelta(seconds=200))
             observation = await core.watcher.probe_site("shop")
+            await core.watcher.idle()
             assert observation is not None
             assert observation.retry_in == 30
             job = core.watcher.scheduler.get_job("probe:shop")

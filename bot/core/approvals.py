@@ -6,13 +6,14 @@ the incident is still open, and nobody ran it already. Every decision goes to th
 
 from __future__ import annotations
 
+import asyncio
+import datetime as dt
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from bot.config import Policy
 from bot.core.model import ActionRequest, Principal, RequestState
 from bot.core.ports import StorePort
-from bot.store import parse_iso, utcnow
 
 GroupMembers = Callable[[str], Awaitable[set[str]]]  # Slack user group id -> member user ids
 
@@ -50,6 +51,23 @@ class Approvals:
         return False
 
     async def press(self, who: Principal, token: str) -> Decision:
+        """The store work runs in threads (it may wait for SQLite's write lock during a probe
+        round); only the approver check, which may ask Slack for a user group, runs here."""
+        early = await asyncio.to_thread(self._before_approval, who, token)
+        if isinstance(early, Decision):
+            return early
+        request = early
+        if not await self.may_approve(who, request.action):
+            subject = f"{request.action} {request.target} on {request.host}"
+            await asyncio.to_thread(
+                self.store.audit, who.key or who.describe(), "press", subject, "refused", "not an approver"
+            )
+            if not self.approvers_for(request.action):
+                return Decision(False, "Nobody may approve this yet: add approvers to [policy] in the config.", request)
+            return Decision(False, f"Sorry, you are not on the approver list for {request.action}.", request)
+        return await asyncio.to_thread(self._approve, who, request)
+
+    def _before_approval(self, who: Principal, token: str) -> Decision | ActionRequest:
         store = self.store
         actor = who.key or who.describe()
         request = store.request(token)
@@ -60,7 +78,7 @@ class Approvals:
         if request.state != "pending":
             store.audit(actor, "press", subject, "refused", f"request is {request.state}")
             return Decision(False, _not_pending(request), request)
-        if parse_iso(request.expires_at) <= utcnow():
+        if _parse_iso(request.expires_at) <= dt.datetime.now(dt.UTC):
             store.claim_request(token, RequestState.PENDING, RequestState.EXPIRED)
             store.audit(actor, "press", subject, "refused", "button expired")
             again = f"/ssl heal {request.site}" if request.site else f"/ssl audit {request.host}"
@@ -73,18 +91,20 @@ class Approvals:
                 "In LINE, approve in a 1:1 chat with the bot.",
                 request,
             )
-        if not await self.may_approve(who, request.action):
-            store.audit(actor, "press", subject, "refused", "not an approver")
-            if not self.approvers_for(request.action):
-                return Decision(False, "Nobody may approve this yet: add approvers to [policy] in the config.", request)
-            return Decision(False, f"Sorry, you are not on the approver list for {request.action}.", request)
+        return request
+
+    def _approve(self, who: Principal, request: ActionRequest) -> Decision:
+        store = self.store
+        token = request.token
+        actor = who.key or who.describe()
+        subject = f"{request.action} {request.target} on {request.host}"
         if request.incident_id:
             incident = store.incident(request.incident_id)
             if incident is not None and not incident.is_open:
                 store.claim_request(token, RequestState.PENDING, RequestState.SUPERSEDED)
                 store.audit(actor, "press", subject, "refused", f"{incident.id} already resolved")
                 return Decision(False, f"{incident.id} is already resolved; nothing to do.", request)
-        approvals = store.add_approval(token, who.key)
+        approvals = store.add_approval(token, actor)
         needed = 2 if request.action in self.policy.two_person else 1
         if len(approvals) < needed:
             store.audit(actor, "approve", subject, "waiting", f"{len(approvals)} of {needed} approvals")
@@ -107,6 +127,10 @@ class Approvals:
         return Decision(
             True, f"Approved by {', '.join(approvals)}. Running {request.action} on {request.host}…", request
         )
+
+
+def _parse_iso(text: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 def _not_pending(request: ActionRequest) -> str:
