@@ -235,7 +235,8 @@ class LineAdapter:
         for event in events:
             note_ids(event)
         events = [e for e in events if not _too_old(e)]
-        fresh = [item for item in map(inbound, events) if item is not None and self._first_time(item)]
+        items = [item for item in map(inbound, events) if item is not None]
+        fresh = await asyncio.to_thread(lambda: [item for item in items if self._first_time(item)])
         if fresh:
             # LINE wants its 200 promptly and redelivers otherwise: the work runs after we answer.
             self._spawn(self._handle_all(fresh), "line-events")

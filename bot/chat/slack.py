@@ -304,7 +304,7 @@ class SlackAdapter:
             await self._handle_command(ack, body, respond)
 
     async def _handle_command(self, ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
-        if not self._first_time(body.get("trigger_id")):
+        if not await self._first_time(body.get("trigger_id")):
             await ack()  # a redelivered command: the first delivery already answered
             return
         channel = str(body.get("channel_id") or "")
@@ -376,7 +376,7 @@ class SlackAdapter:
 
     async def _handle_press(self, ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
         await ack()  # at once: the press may need a user group lookup before it is decided
-        if not self._first_time(body.get("trigger_id")):
+        if not await self._first_time(body.get("trigger_id")):
             return
         user = body.get("user") or {}
         container = body.get("container") or {}
@@ -458,12 +458,12 @@ class SlackAdapter:
 
     # helpers --------------------------------------------------------------------------------
 
-    def _first_time(self, trigger_id: object) -> bool:
+    async def _first_time(self, trigger_id: object) -> bool:
         """Slack may redeliver a socket-mode envelope that was acked late; each trigger_id
         (one per command or press) is handled once."""
         if not trigger_id:
             return True
-        return self.core.store.first_time("slack", f"trigger:{trigger_id}")
+        return await asyncio.to_thread(self.core.store.first_time, "slack", f"trigger:{trigger_id}")
 
     @contextlib.contextmanager
     def _in_flight(self) -> Iterator[None]:

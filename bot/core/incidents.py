@@ -28,7 +28,7 @@ from bot.core.model import (
 )
 from bot.core.ports import StorePort
 from bot.core.services import FindingView
-from bot.probe import ProbeResult
+from bot.probe import ProbeResult, Status
 
 Clock = Callable[[], dt.datetime]
 FLAP_WINDOW = dt.timedelta(hours=1)
@@ -209,7 +209,10 @@ class IncidentCore:
         now = self.clock()
         problem, summary = headline(site.name, results)
         details = tuple(describe(r) for r in results)
-        severity = Severity.CRITICAL  # only critical or unknown rounds fail
+        # a round where only certops's own probe failed (unknown) is less certain than a real failure:
+        # it opens as a warning, and a real failure afterwards raises it (and re-notifies)
+        certain = any(r.status is Status.CRITICAL for r in results)
+        severity = Severity.CRITICAL if certain else Severity.WARNING
         if incident is None:
             flapping = len(health.flips) > self.config.bot.flap_limit
             if flapping:
@@ -245,6 +248,8 @@ class IncidentCore:
             changes["details"] = details
         if summary != incident.summary and incident.problem != FLAPPING:
             changes["summary"] = summary
+        if problem != incident.problem and incident.problem != FLAPPING:
+            changes["problem"] = problem  # the root problem changed (e.g. a probe error turned into a reset)
         if incident.severity.rank < severity.rank:
             updated = self._move(
                 incident,

@@ -320,3 +320,30 @@ def test_an_incident_of_a_site_removed_from_the_config_is_closed_at_start_and_sa
         restarted.close()
 
     run(scenario)
+
+
+def test_a_real_failure_after_a_probe_error_raises_the_severity_and_renotifies(lab: Lab, tmp_path: Path) -> None:
+    async def scenario() -> None:
+        clock = ManualClock()
+        endpoint = lab.serve("localhost", behaviour=Behaviour.RESET_IN_HANDSHAKE)
+        core, chat = await start(lab_site(lab, endpoint.port, "failure_threshold = 1\n"), tmp_path, clock)
+        real = core.watcher.prober
+
+        async def broken(_site: object) -> list[object]:
+            raise RuntimeError("boom")
+
+        core.watcher.prober = type("Broken", (), {"probe_site": staticmethod(broken)})()  # type: ignore[assignment]
+        await round_of(core, "shop")
+        [incident] = core.store.open_incidents()
+        assert (incident.problem, incident.severity.value) == ("probe_error", "warning")
+        core.watcher.prober = real
+        clock.advance(300)
+        await round_of(core, "shop")
+        [raised] = core.store.open_incidents()
+        assert raised.id == incident.id
+        assert (raised.problem, raised.severity.value) == ("tls_handshake_reset", "critical")
+        assert core.store.transitions(incident.id)[-1].step is Step.ESCALATED
+        assert chat.kinds() == ["new", "edit", "thread"]
+        core.close()
+
+    run(scenario)

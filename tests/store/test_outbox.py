@@ -158,3 +158,24 @@ def test_a_card_reference_is_saved_and_replaced_per_platform(store: SqlStore) ->
     store.save_card_ref("INC-0001", "slack", "C0123:1706691700.000200")
     assert store.card_ref("INC-0001", "slack") == "C0123:1706691700.000200"
     assert store.card_ref("INC-0001", "line") == "msg-1"
+
+
+def test_pending_cards_are_one_cards_pending_edits_and_the_count_covers_every_kind(store: SqlStore) -> None:
+    incident = open_one(store)
+    other = open_one(store, "api")
+    store.enqueue(
+        [
+            NewMessage("slack", CARD, incident.id, {"v": 1}),
+            NewMessage("slack", RENOTIFY, incident.id),
+            NewMessage("slack", CARD, other.id),
+            NewMessage("line", CARD, incident.id),
+            NewMessage("slack", CARD, incident.id, {"v": 2}),
+        ],
+        at=T0,
+    )
+    cards = store.pending_cards("slack", incident.id.lower())
+    assert [m.payload for m in cards] == [{"v": 1}, {"v": 2}]
+    assert (store.pending_count(), store.pending_count("slack"), store.pending_count("line")) == (5, 4, 1)
+    store.mark_sent(cards[0].seq, T0)
+    assert [m.payload for m in store.pending_cards("slack", incident.id)] == [{"v": 2}]
+    assert store.pending_count("slack") == 3
