@@ -50,6 +50,11 @@ class Metrics:
             buckets=LAG_BUCKETS,
             registry=self.registry,
         )
+        self.scheduler_skipped = Counter(
+            "certops_scheduler_skipped",
+            "Scheduled runs skipped because the previous run of the same job was still going (a backlog)",
+            registry=self.registry,
+        )
         self.heartbeat_failures = Counter(
             "certops_heartbeat_failures", "Failed pings of [bot] heartbeat_url", registry=self.registry
         )

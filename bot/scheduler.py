@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
-from apscheduler.events import EVENT_JOB_SUBMITTED, JobSubmissionEvent
+from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_SUBMITTED, JobSubmissionEvent
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
@@ -59,6 +59,7 @@ class Watcher:
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
         )
         self.scheduler.add_listener(self._submitted, EVENT_JOB_SUBMITTED)
+        self.scheduler.add_listener(lambda _event: metrics.scheduler_skipped.inc(), EVENT_JOB_MAX_INSTANCES)
         flows.reschedule = self._probe_again
         self._round: set[str] = set()  # sites probed since the last heartbeat
         self._tasks: set[asyncio.Task[Any]] = set()  # diagnoses and verifications started by jobs

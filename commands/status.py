@@ -11,6 +11,7 @@ from commands.model import Field, Outcome, Reply, Request, Tone
 from commands.registry import command
 
 MAX_LINES = 40  # more sites than this: list the troubled ones and count the rest
+QUICK_SITES = 200  # more sites than this: the overview comes as a follow-up, after the ack
 
 
 @command("status", "status [site]", max_args=1)
@@ -18,6 +19,13 @@ async def status(ctx: Context, request: Request, args: list[str]) -> Outcome:
     """Every site's certificate, days left, last probe and open incidents; or one site in detail."""
     if args:
         return await _one_site(ctx, args[0])
+    total = len(ctx.config.sites)
+    if total > QUICK_SITES:
+        # a large fleet takes a while to summarise: answer at once, the overview follows
+        async def gather() -> Reply:
+            return (await asyncio.to_thread(_overview, ctx))[0]
+
+        return Outcome(Reply(f"Gathering the status of {total} sites…", Tone.INFO), gather)
     # reading every site's results blocks: in a thread, so /healthz and the probes go on meanwhile
     reply, never = await asyncio.to_thread(_overview, ctx)
     if not never:
@@ -52,7 +60,7 @@ def _overview(ctx: Context) -> tuple[Reply, list[Site]]:
             continue
         lines.append(_site_line(site.name, state, results, incidents.get(site.name, [])))
     if quiet:
-        lines.append(f"…and {quiet} more sites, all OK.")
+        lines.append(f"…and {quiet} more sites, all OK." if lines else f"All {quiet} sites are OK.")
     total = len(ctx.config.sites)
     if total == 0:
         return Reply("No sites are configured.", lines=("Add [[sites]] entries to the config file.",)), never

@@ -354,7 +354,7 @@ class LineAdapter:
             return _Gate.HELD
         if limit is not None and used is not None:
             if used >= limit:
-                self._quota_exhausted(to, [reply])
+                await self._quota_exhausted(to, [reply])
                 return _Gate.USED_UP
             if self.quota.is_low(limit, used):
                 self._gathering[to] = _Gathering([reply], limit - used)
@@ -402,10 +402,11 @@ class LineAdapter:
         log.info("LINE quota is low: sending %d updates to %s as one push", len(replies), to)
         await self._send_push(to, line_flex.summary(replies, gathering.remaining))
 
-    def _quota_exhausted(self, to: str, replies: Sequence[Reply]) -> None:
+    async def _quota_exhausted(self, to: str, replies: Sequence[Reply]) -> None:
         titles = "; ".join(r.title for r in replies)
         log.warning("LINE monthly message quota is used up: not pushing to %s (%s)", to, titles)
-        self.core.store.audit("certops", "line-push", to, "skipped", f"monthly quota used up: {titles}"[:500])
+        detail = f"monthly quota used up: {titles}"[:500]
+        await asyncio.to_thread(self.core.store.audit, "certops", "line-push", to, "skipped", detail)
 
     async def _send_push(self, to: str, messages: list[Any], attempts: int = 3) -> str | None:
         """One push request, retried with the same X-Line-Retry-Key so LINE delivers it at most once."""

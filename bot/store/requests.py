@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import Row, func, select
 from sqlalchemy.engine import Connection
 
-from bot.core.model import ActionRequest, RequestState
+from bot.core.model import REQUEST_MOVES, ActionRequest, RequestState, TransitionRefused
 from bot.store.base import Database
 from bot.store.dialect import insert_ignore
 from bot.store.schema import action_requests, approvals
@@ -131,7 +131,10 @@ class RequestsStore(Database):
 
     def claim_request(self, token: str, expected: RequestState, new: RequestState, result: str | None = None) -> bool:
         """Moves a request from `expected` to `new`; False when someone else got there first.
-        A result of None keeps the one recorded before."""
+        A result of None keeps the one recorded before. A move the state machine does not allow
+        (bot.core.model.REQUEST_MOVES) raises TransitionRefused: it is a bug, not a race."""
+        if RequestState(new) not in REQUEST_MOVES.get(RequestState(expected), frozenset()):
+            raise TransitionRefused(f"an action request cannot go from {expected} to {new}")
         values: dict[str, Any] = {"state": RequestState(new).value}
         if result is not None:
             values["result"] = result

@@ -12,31 +12,8 @@ LEGACY_SCRIPT_TEXT = "# copied from the nginx box\r\nRestart-Service nginx\r\nex
 def incident_host() -> HostModel:
     """Eight days after the move to IIS: the renewal installed a certificate whose key link is
     broken, the renewal has no post-renew step, and the nginx-era task fails every day."""
-    model = HostModel()
-    old = model.add_cert(["www.example.com", "example.com"], days_old=80, friendly_name="old")
-    new = model.add_cert(
-        ["www.example.com", "example.com"], days_old=0.1, key_state="missing_keyset", friendly_name="renewed"
-    )
-    model.bind_site("Default Web Site", "www.example.com", new)
-    model.bind_site("Default Web Site", "example.com", new)
-    model.add_renewal(
-        "mZ3Yk1fWbkW0yJbqv7NfVw",
-        ["www.example.com", "example.com"],
-        1,
-        thumbprint=new.thumbprint,
-        history=[
-            model.history_entry(True, old.thumbprint, days_ago=80),
-            model.history_entry(True, new.thumbprint, days_ago=0.1),
-        ],
-    )
-    model.add_wacs_task()
-    model.add_task(
-        "SSL-PostRenew",
-        "powershell.exe",
-        f"-NoProfile -File {LEGACY_SCRIPT}",
-        last_result=1,
-        script=(LEGACY_SCRIPT, LEGACY_SCRIPT_TEXT),
-    )
+    model = before_renewal_host()
+    renew_breaking_the_key_link(model, days_old=0.1)
     return model
 
 
@@ -103,12 +80,12 @@ def before_renewal_host() -> HostModel:
     return model
 
 
-def renew_breaking_the_key_link(model: HostModel) -> str:
+def renew_breaking_the_key_link(model: HostModel, *, days_old: float = 0) -> str:
     """What win-acme did at 08:32: a new certificate whose key link is broken, bound in place of
     the old one, and a renewal history that says it succeeded. Returns the new thumbprint.
     Hold the simulator's lock around it when it is serving."""
     new = model.add_cert(
-        ["www.example.com", "example.com"], days_old=0, key_state="missing_keyset", friendly_name="renewed"
+        ["www.example.com", "example.com"], days_old=days_old, key_state="missing_keyset", friendly_name="renewed"
     )
     for site in model.sites:
         for binding in site.bindings:
@@ -117,5 +94,5 @@ def renew_breaking_the_key_link(model: HostModel) -> str:
     for http in model.http_bindings:
         http.thumbprint, http.store = new.thumbprint, "WebHosting"
     renewal = model.renewals[0]
-    renewal.data["History"].append(model.history_entry(True, new.thumbprint, days_ago=0))
+    renewal.data["History"].append(model.history_entry(True, new.thumbprint, days_ago=days_old))
     return new.thumbprint

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 
-from bot.core.model import ActionRequest, RequestState
+import pytest
+
+from bot.core.model import ActionRequest, RequestState, TransitionRefused
 from bot.store import SqlStore, parse_iso
 from tests.store.helpers import race
 
@@ -123,7 +125,8 @@ def test_a_claim_is_a_compare_and_set_that_keeps_the_result_unless_given(store: 
     assert not store.claim_request(request.token, RUNNING, DONE, "done")
     assert store.claim_request(request.token, PENDING, RUNNING)
     assert store.claim_request(request.token, RUNNING, FAILED, "WinRM timed out")
-    assert store.claim_request(request.token, FAILED, FAILED)
+    with pytest.raises(TransitionRefused):  # a finished request has no way out, not even to itself
+        store.claim_request(request.token, FAILED, FAILED)
     after = store.request(request.token)
     assert (after.state, after.result) == (FAILED, "WinRM timed out")  # type: ignore[union-attr]
     assert not store.claim_request("no-such-token", PENDING, RUNNING)
