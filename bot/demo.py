@@ -127,11 +127,11 @@ async def _story(core: Core, console: ConsoleAdapter, winrm: WinRMSimulator, int
     repair = ((final.resolved_at or final.opened_at) - final.opened_at).total_seconds()
     say("Timeline:")
     say(f"  {broke_at:%H:%M:%S} the renewal broke the key link")
-    say(f"  {final.opened_at:%H:%M:%S} {final.id} opened by the scheduler (time to detect {detect:.0f} s)")
+    say(f"  {final.opened_at:%H:%M:%S} {final.id} opened by the scheduler (time to detect {detect:.1f} s)")
     if final.acted_at:
         say(f"  {final.acted_at:%H:%M:%S} repair-store ran on iis01 after an approval")
     if final.resolved_at:
-        say(f"  {final.resolved_at:%H:%M:%S} verified from outside and resolved (time to repair {repair:.0f} s)")
+        say(f"  {final.resolved_at:%H:%M:%S} verified from outside and resolved (time to repair {repair:.1f} s)")
     say(
         "That was the whole loop, with no typed command: detected from outside, diagnosed over WinRM, "
         "repaired after an approval, verified from outside."

@@ -69,6 +69,9 @@ def _sqlite_engine(url: URL) -> Engine:
     return engine
 
 
+_UPSERTS: dict[tuple[str, str, tuple[str, ...], tuple[str, ...]], Any] = {}
+
+
 def insert_ignore(connection: Connection, table: Table, values: Mapping[str, Any], keys: Sequence[str]) -> bool:
     """Inserts the row unless one with the same `keys` exists; True when it was inserted."""
     name = connection.dialect.name
@@ -87,18 +90,23 @@ def insert_ignore(connection: Connection, table: Table, values: Mapping[str, Any
 
 def upsert(connection: Connection, table: Table, values: Mapping[str, Any], keys: Sequence[str]) -> None:
     """Inserts the row, or replaces the other columns of the one with the same `keys`."""
-    others = {column: value for column, value in values.items() if column not in keys}
+    others = tuple(column for column in values if column not in keys)
     name = connection.dialect.name
     if name in ("sqlite", "postgresql"):
-        dialect_insert = sqlite.insert if name == "sqlite" else postgresql.insert
-        statement = dialect_insert(table).values(dict(values))
-        connection.execute(
-            statement.on_conflict_do_update(
-                index_elements=list(keys), set_={column: statement.excluded[column] for column in others}
+        # one statement per shape, the values bound at execution: it compiles once and is then
+        # served from SQLAlchemy's cache (a statement with literal values is rebuilt every call)
+        shape = (name, table.name, tuple(keys), others)
+        statement = _UPSERTS.get(shape)
+        if statement is None:
+            dialect_insert = sqlite.insert if name == "sqlite" else postgresql.insert
+            base = dialect_insert(table)
+            statement = (
+                base.on_conflict_do_update(index_elements=list(keys), set_={c: base.excluded[c] for c in others})
+                if others
+                else base.on_conflict_do_nothing(index_elements=list(keys))
             )
-            if others
-            else statement.on_conflict_do_nothing(index_elements=list(keys))
-        )
+            _UPSERTS[shape] = statement
+        connection.execute(statement, dict(values))
         return
     match = [table.c[key] == values[key] for key in keys]
     if not others or connection.execute(table.update().where(*match).values(others)).rowcount == 0:
