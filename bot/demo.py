@@ -74,7 +74,7 @@ async def _demo(interactive: bool) -> int:
         console = ConsoleAdapter(core, user="demo", stdin=stdin, echo=not interactive)
         core.attach(console)
         core.outbox.start()
-        core.watcher.start()
+        await core.watcher.start()
         try:
             resolved = await _story(core, console, winrm, interactive)
         finally:

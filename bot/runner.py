@@ -68,7 +68,7 @@ async def serve(config: Config, *, console: bool = False) -> int:
         if shell is not None:
             core.attach(shell)
         core.outbox.start()
-        core.watcher.start()
+        await core.watcher.start()
         if shell is not None:
             await shell.run()
         else:

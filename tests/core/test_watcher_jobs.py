@@ -8,6 +8,7 @@ import datetime as dt
 from pathlib import Path
 
 from aiohttp import web
+from prometheus_client.parser import text_string_to_metric_families
 
 from bot.core.model import IncidentState, RequestState
 from bot.web import serve_app
@@ -122,7 +123,7 @@ def test_the_digest_is_scheduled_at_digest_at_in_the_configured_time_zone(lab: L
             "[policy]", '[bot]\ndigest_at = "09:30"\ntimezone = "Asia/Tokyo"\n[policy]'
         )
         core, _chat = await start(text, tmp_path, ManualClock())
-        core.watcher.start()
+        await core.watcher.start()
         try:
             job = core.watcher.scheduler.get_job("digest")
             assert job is not None
@@ -141,7 +142,7 @@ def test_no_digest_job_exists_when_digest_at_is_empty(lab: Lab, tmp_path: Path) 
         endpoint = lab.serve("localhost")
         text = lab_site(lab, endpoint.port).replace("[policy]", '[bot]\ndigest_at = ""\n[policy]')
         core, _chat = await start(text, tmp_path, ManualClock())
-        core.watcher.start()
+        await core.watcher.start()
         try:
             assert core.watcher.scheduler.get_job("digest") is None
         finally:
@@ -169,6 +170,35 @@ def test_auto_heal_repairs_from_the_scheduler_when_the_diagnosis_is_unambiguous(
         actors = [t.actor for t in core.store.transitions(incident.id)]
         assert "policy:auto_heal" in actors
         assert chat.delivered[-1].reply.resolved
+        core.close()
+
+    run(scenario)
+
+
+def test_the_metrics_page_parses_as_prometheus_text_with_every_named_family(lab: Lab, tmp_path: Path) -> None:
+    async def scenario() -> None:
+        endpoint = lab.serve("localhost")
+        core, _chat = await start(lab_site(lab, endpoint.port), tmp_path, ManualClock())
+        await round_of(core, "shop")
+        families = {f.name: f for f in text_string_to_metric_families(core.metrics.render().decode())}
+        for name in (
+            "certops_probe_success",
+            "certops_probe_duration_seconds",
+            "certops_cert_expiry_timestamp_seconds",
+            "certops_incidents_open",
+            "certops_outbox_pending",
+            "certops_outbox_failed",
+            "certops_scheduler_lag_seconds",
+            "certops_scheduler_skipped",
+            "certops_host_actions",
+            "certops_probe_problems",
+        ):
+            assert name in families, name
+        [success] = families["certops_probe_success"].samples
+        assert success.labels == {"site": "shop", "via": "public", "address": "127.0.0.1"}
+        assert success.value == 1.0
+        assert families["certops_probe_success"].type == "gauge"
+        assert families["certops_outbox_failed"].type == "counter"
         core.close()
 
     run(scenario)

@@ -281,7 +281,7 @@ def test_a_failed_probe_is_retried_after_the_retry_interval_not_a_whole_interval
         clock = ManualClock()
         endpoint = lab.serve("localhost", behaviour=Behaviour.RESET_IN_HANDSHAKE)
         core, _chat = await start(lab_site(lab, endpoint.port, 'retry_interval = "30s"\n'), tmp_path, clock)
-        core.watcher.start()
+        await core.watcher.start()
         try:
             job = core.watcher.scheduler.get_job("probe:shop")
             assert job is not None
