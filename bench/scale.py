@@ -38,7 +38,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import ctypes
-import datetime as dt
 import http.client
 import itertools
 import json
@@ -66,6 +65,8 @@ sys.path.insert(0, str(BENCH))  # probe_throughput (its helpers and its engine w
 sys.path.insert(0, str(REPO_ROOT))  # bot.testbed, tests.fakes (the tests package is not installed)
 
 import probe_throughput as pt  # noqa: E402 - after the path set-up above
+
+from bot.probe.certinfo import parse_iso_utc  # noqa: E402 - after the path set-up above
 
 CERTOPS_BIN = REPO_ROOT / ".venv" / "bin" / "certops"
 ROUND_SECONDS = 300  # the production interval the compression factor is stated against
@@ -204,7 +205,7 @@ def pct(values: Sequence[float], p: float) -> float | None:
 
 
 def epoch_of(checked_at: str) -> float:
-    return dt.datetime.fromisoformat(checked_at.replace("Z", "+00:00")).timestamp()
+    return parse_iso_utc(checked_at).timestamp()
 
 
 # --------------------------------------------------------------------------- children

@@ -7,7 +7,7 @@ stand-ins, so what they exercise is what runs in production.
 
 from __future__ import annotations
 
-import asyncio
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -16,7 +16,7 @@ from bot.config import Config
 from bot.core.actions import ActionFlows
 from bot.core.approvals import Approvals
 from bot.core.incidents import Clock, IncidentCore, system_clock
-from bot.core.model import Cause, OutboxMessage, Step
+from bot.core.model import Cause, Step
 from bot.metrics import Metrics
 from bot.outbox import OutboxWorker
 from bot.probe import Resolver
@@ -26,7 +26,6 @@ from bot.store import Store, open_store
 from bot.worker import Worker
 from commands.context import Context
 from commands.dispatch import CommandDispatcher
-from commands.model import Reply
 from commands.render import render_message
 
 
@@ -51,6 +50,17 @@ class Core:
         self.destinations[destination.platform] = destination  # the outbox worker shares this dict
         self.outbox.wake()
 
+    async def start(self) -> None:
+        """Starts watching: the outbox worker, then the scheduler (attach the chats first)."""
+        self.outbox.start()
+        await self.watcher.start()
+
+    async def stop(self) -> None:
+        """In order: no new probes, running work finishes, and its messages are delivered."""
+        await self.watcher.stop()
+        await self.worker.drain()  # follow-ups deliver through their adapters first
+        await self.outbox.stop()
+
     def close(self) -> None:
         self.store.close()
 
@@ -71,10 +81,8 @@ def build_core(
     destinations: dict[str, Destination] = {}
     metrics = Metrics()
 
-    async def render(message: OutboxMessage) -> tuple[Reply, bool] | None:
-        return await asyncio.to_thread(render_message, config, store, message)
-
-    outbox = OutboxWorker(store, destinations, render, clock=clock)
+    # a plain function: the worker runs it in a thread, as it reads the store
+    outbox = OutboxWorker(store, destinations, functools.partial(render_message, config, store), clock=clock)
     configured = [name for name, part in (("slack", config.slack), ("line", config.line)) if part is not None]
 
     def platforms() -> list[str]:
@@ -105,7 +113,7 @@ def build_core(
     metrics.add_gauges(
         lambda: {
             "certops_incidents_open": ("Incidents open now", float(len(store.open_incidents()))),
-            "certops_outbox_pending": ("Chat messages waiting to be delivered", float(outbox.pending_count())),
+            "certops_outbox_pending": ("Chat messages waiting to be delivered", float(store.pending_count())),
             "certops_outbox_failed_total": (
                 "Chat messages given up on after a permanent error",
                 float(store.failed_count()),

@@ -73,14 +73,11 @@ async def _demo(interactive: bool) -> int:
         stdin = sys.stdin if interactive else io.StringIO("")
         console = ConsoleAdapter(core, user="demo", stdin=stdin, echo=not interactive)
         core.attach(console)
-        core.outbox.start()
-        await core.watcher.start()
+        await core.start()
         try:
             resolved = await _story(core, console, winrm, interactive)
         finally:
-            await core.watcher.stop()
-            await core.worker.drain()
-            await core.outbox.stop()
+            await core.stop()
             core.close()
     return 0 if resolved else 1
 

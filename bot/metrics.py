@@ -3,7 +3,6 @@ meaning is the same; one registry per bot, so tests and several bots in one proc
 
 from __future__ import annotations
 
-import datetime as dt
 import threading
 from collections.abc import Callable, Sequence
 
@@ -12,6 +11,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.utils import floatToGoString
 
 from bot.probe import ProbeResult
+from bot.probe.certinfo import parse_iso_utc
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 LAG_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -55,8 +55,8 @@ class Metrics:
             self.paths.set("certops_probe_success", labels, 0 if result.status.value in ("critical", "unknown") else 1)
             self.paths.set("certops_probe_duration_seconds", labels, result.elapsed_ms / 1000)
             if result.certificate is not None:
-                not_after = dt.datetime.fromisoformat(result.certificate.not_after.replace("Z", "+00:00"))
-                self.paths.set("certops_cert_expiry_timestamp_seconds", labels, not_after.timestamp())
+                not_after = parse_iso_utc(result.certificate.not_after).timestamp()
+                self.paths.set("certops_cert_expiry_timestamp_seconds", labels, not_after)
             for problem in result.problems:
                 self.problems.labels(labels[0], problem.code).inc()
 

@@ -66,10 +66,6 @@ class Rendered(NamedTuple):
 Renderer = Callable[[OutboxMessage], tuple[Reply, bool] | Awaitable[tuple[Reply, bool] | None] | None]
 
 
-def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
 def backoff(
     attempts: int, *, base: float = BACKOFF_BASE, cap: float = BACKOFF_CAP, jitter: Callable[[], float] = random.random
 ) -> float:
@@ -87,7 +83,7 @@ class OutboxWorker:
         destinations: Mapping[str, Destination],
         renderer: Renderer,
         *,
-        clock: Callable[[], dt.datetime] = utcnow,
+        clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
         poll: float = POLL_SECONDS,
         stop_grace: float = STOP_GRACE,
         stuck_after: dt.timedelta = STUCK_AFTER,
@@ -164,14 +160,6 @@ class OutboxWorker:
                 loop.call_soon_threadsafe(self._set_all)
 
     # health and metrics -------------------------------------------------------------------------
-
-    def pending_count(self, platform: str | None = None) -> int:
-        """Rows still to deliver. Reads the store (blocking): on the event loop, via to_thread."""
-        return self.store.pending_count(platform)
-
-    def failed_count(self) -> int:
-        """Every row ever failed for good, from the store (blocking)."""
-        return self.store.failed_count()
 
     @property
     def stuck(self) -> bool:

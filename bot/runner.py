@@ -67,17 +67,13 @@ async def serve(config: Config, *, console: bool = False) -> int:
         shell = ConsoleAdapter(core) if console else None
         if shell is not None:
             core.attach(shell)
-        core.outbox.start()
-        await core.watcher.start()
+        await core.start()
         if shell is not None:
             await shell.run()
         else:
             await _until_stopped()
     finally:
-        # in order: no new probes, then running work finishes and its messages are delivered
-        await core.watcher.stop()
-        await core.worker.drain()  # let running follow-ups deliver through their adapters first
-        await core.outbox.stop()
+        await core.stop()
         for adapter in adapters:
             with contextlib.suppress(Exception):
                 await adapter.stop()

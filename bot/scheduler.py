@@ -13,7 +13,6 @@ import datetime as dt
 import gc
 import logging
 import random
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -23,12 +22,12 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from bot.config import Config, Site
+from bot.config import Config
 from bot.core.actions import ActionFlows
 from bot.core.incidents import IncidentCore, Observation
 from bot.core.services import HostRunner, Prober
 from bot.metrics import Metrics
-from bot.probe import ProbeResult, ProbeTarget, Problem, Severity
+from bot.probe.engine import failed_probe
 from bot.probe.targets import site_targets
 from host_actions.errors import HostActionError
 
@@ -66,7 +65,6 @@ class Watcher:
         self._round: set[str] = set()  # sites probed since the last heartbeat
         self._tasks: set[asyncio.Task[Any]] = set()  # diagnoses and verifications started by jobs
         self._jobs: set[asyncio.Task[Any]] = set()
-        self.last_round_at: float | None = None
         self.started = False
 
     # lifecycle --------------------------------------------------------------------------------
@@ -189,7 +187,7 @@ class Watcher:
             results = await self.prober.probe_site(site)
         except Exception:
             log.exception("probing %s raised; recorded as probe_error", name)
-            results = _probe_error(site)
+            results = [failed_probe(t) for t in site_targets(site)]
         self.metrics.observe_probes(results)
         try:
             observation = await asyncio.to_thread(self.incidents.observe, site, results)
@@ -236,7 +234,6 @@ class Watcher:
         if len(self._round) < len(self.config.sites):
             return
         self._round.clear()
-        self.last_round_at = time.monotonic()
         url = self.config.bot.heartbeat_url
         if url:
             await self._ping(url)
@@ -250,11 +247,4 @@ class Watcher:
         except httpx.HTTPError as exc:
             # the URL may hold a secret token: name only its host
             self.metrics.heartbeat_failures.inc()
-            log.warning("heartbeat ping to %s failed (%s)", httpx.URL(url).host, type(exc).__name__)
-
-
-def _probe_error(site: Site) -> list[ProbeResult]:
-    now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    problem = Problem("probe_error", Severity.CRITICAL, "certops could not run this probe (see the operators' log)")
-    targets: list[ProbeTarget] = site_targets(site)
-    return [ProbeResult(t, None, (problem,), None, None, None, 0.0, now) for t in targets]
+            log.warning("heartbeat ping to %s failed (%s)", self.config.bot.heartbeat_label(), type(exc).__name__)

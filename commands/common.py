@@ -6,15 +6,14 @@ from typing import TypeVar
 
 from bot.config import Host, Site
 from bot.config.reader import did_you_mean
-from bot.core.actions import host_facing
-from bot.core.describe import ICON, describe, short_thumb
+from bot.core.describe import ICON, describe
 from bot.probe import ProbeResult, Status, worst_status
 from commands.context import Context
 from commands.model import Tone
 from commands.registry import UsageError
 
 T = TypeVar("T")
-__all__ = ["ICON", "describe", "host_facing", "short_thumb"]
+__all__ = ["ICON", "describe"]  # the commands take them from here
 
 TONE_OF_STATUS = {"ok": Tone.OK, "warning": Tone.WARNING, "critical": Tone.CRITICAL, "unknown": Tone.WARNING}
 
@@ -40,11 +39,6 @@ def host_of(ctx: Context, site: Site) -> Host:
             f'Site "{site.name}" names no host: add host = "..." to its [[sites]] entry to use host actions.'
         )
     return find_host(ctx, site.host)
-
-
-def worst(statuses: list[str]) -> str:
-    """The worst of stored statuses ("ok", "warning", ...), ranked as the probe ranks them."""
-    return max((Status(s) for s in statuses), key=lambda s: s.rank, default=Status.UNKNOWN).value
 
 
 def status_of(results: list[ProbeResult]) -> Status:

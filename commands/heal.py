@@ -2,10 +2,11 @@ from __future__ import annotations
 
 import asyncio
 
-from commands.common import TONE_OF_STATUS, describe, find_site, host_facing, host_of, status_of
+from bot.core.describe import finding_line
+from commands.common import TONE_OF_STATUS, describe, find_site, host_of, status_of
 from commands.context import Context
 from commands.model import Field, Outcome, Reply, Request, Tone
-from commands.proposals import offer
+from commands.proposals import buttons_and_notes
 from commands.registry import command
 from host_actions.errors import HostActionError
 
@@ -24,29 +25,18 @@ async def heal(ctx: Context, request: Request, args: list[str]) -> Outcome:
         results = await ctx.prober.probe_site(site)
         # a person asked: one failing round is enough to open (or join) the site's incident
         observation = await asyncio.to_thread(ctx.incidents.observe, site, results, actor="heal", confirmed=True)
-        facing = host_facing(results)
         lines = [describe(r) for r in results]
+        incident = observation.incident
         try:
-            diagnosis = await ctx.hosts.diagnose(host.name, facing[0] if facing else None)
+            diagnosis, requests, ran = await ctx.flows.diagnose_site(
+                site, host.name, incident.id if incident else None, results, request.who.key or request.who.describe()
+            )
         except HostActionError as exc:
             return Reply(f"{site.name}: cannot diagnose {host.name}", Tone.CRITICAL, (*lines, exc.message))
         critical = [f for f in diagnosis.findings if f.severity == "critical"]
         state = status_of(results).value
-        incident = observation.incident
-        if incident is not None:
-            finding_lines = [f"{'🔴' if f.severity == 'critical' else '🟡'} {f.message}" for f in diagnosis.findings]
-            await asyncio.to_thread(ctx.incidents.record_diagnosis, incident.id, finding_lines or [diagnosis.summary])
-        lines += [f"{'🔴' if f.severity == 'critical' else '🟡'} {f.message}" for f in diagnosis.findings]
-        if not diagnosis.findings:
-            lines.append(diagnosis.summary)
-        buttons, notes = await offer(
-            ctx,
-            [f for f in diagnosis.findings if f.action],
-            host=host.name,
-            site=site.name,
-            incident_id=incident.id if incident else None,
-            who=request.who,
-        )
+        lines += [finding_line(f) for f in diagnosis.findings] or [diagnosis.summary]
+        buttons, notes = buttons_and_notes(requests, ran)
         tone = Tone.CRITICAL if critical else TONE_OF_STATUS[state]
         fields = (Field("Host", host.name), Field("Findings", str(len(diagnosis.findings))))
         return Reply(

@@ -23,6 +23,12 @@ async def offer(
     requests, ran = await ctx.flows.propose(
         proposals, host=host, site=site, incident_id=incident_id, requester=who.key or who.describe()
     )
+    return buttons_and_notes(requests, ran)
+
+
+def buttons_and_notes(requests: list[ActionRequest], ran: list[RunResult]) -> tuple[list[Button], list[str]]:
+    """Buttons for the pending requests (as many as every chat shows), and a line for each run
+    the policy allowed."""
     buttons = [button_for(r) for r in requests[:MAX_BUTTONS]]
     notes = [
         f"Also proposed: {' '.join([LABELS.get(r.action, r.action), *r.args])} (after these, run the command again)."

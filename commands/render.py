@@ -9,10 +9,10 @@ from __future__ import annotations
 import datetime as dt
 
 from bot.config import Config
-from bot.core.describe import ICON
+from bot.core.describe import ICON, span
 from bot.core.model import ActionRequest, Incident, IncidentState, MessageKind, OutboxMessage, RequestState, Step
 from bot.core.ports import StorePort
-from bot.probe import worst_status
+from bot.probe import ProbeResult, worst_status
 from commands.model import Button, Field, Reply, Tone
 
 LABELS = {
@@ -48,16 +48,6 @@ def hhmm(moment: dt.datetime) -> str:
     return moment.astimezone(dt.UTC).strftime("%H:%M")
 
 
-def span(delta: dt.timedelta) -> str:
-    seconds = max(0, int(delta.total_seconds()))
-    if seconds < 120:
-        return f"{seconds} s"
-    minutes = seconds // 60
-    if minutes < 120:
-        return f"{minutes} min"
-    return f"{minutes // 60} h {minutes % 60} min"
-
-
 def card(store: StorePort, incident: Incident) -> Reply:
     """The incident's card: what is wrong (edge and origin together), what the host showed, the
     timeline with who did what, the buttons still waiting, and how it ended."""
@@ -65,14 +55,15 @@ def card(store: StorePort, incident: Incident) -> Reply:
     lines: list[str] = list(incident.details)
     if incident.diagnosis:
         lines += [f"{incident.host or 'Host'} diagnosis:", *incident.diagnosis]
+    transitions = store.transitions(incident.id)
     timeline = [
         f"{t.step.value} {hhmm(t.at)}" + (f" ({t.actor})" if t.step in (Step.ACKED, Step.APPROVED) else "")
-        for t in store.transitions(incident.id)
+        for t in transitions
         if t.step in SHOWN_STEPS
     ]
     if timeline:
         lines.append("Timeline: " + " · ".join(timeline))
-    acted = [t for t in store.transitions(incident.id) if t.step is Step.ACTED]
+    acted = [t for t in transitions if t.step is Step.ACTED]
     lines += [t.reason for t in acted[-3:]]
     if resolved and incident.resolution:
         lines.append(incident.resolution)
@@ -103,18 +94,20 @@ def renotify(incident: Incident, now: dt.datetime) -> Reply:
     )
 
 
-def digest(config: Config, store: StorePort, now: dt.datetime) -> Reply:
+def digest(config: Config, store: StorePort) -> Reply:
     """The daily digest: sites, nearest expiry, open incidents. "All quiet" is a message too."""
-    results = store.last_results()
-    days: dict[str, int] = {}
-    statuses: dict[str, str] = {}
-    for result in results:
-        name = result.target.site or result.target.hostname
-        if result.certificate is not None:
-            days[name] = min(days.get(name, result.certificate.days_left), result.certificate.days_left)
-    for site in config.sites:
-        site_results = [r for r in results if r.target.site == site.name]
-        statuses[site.name] = worst_status(site_results).value if site_results else "unknown"
+    by_site: dict[str, list[ProbeResult]] = {}
+    for result in store.last_results():
+        by_site.setdefault(result.target.site or result.target.hostname, []).append(result)
+    days = {
+        name: min(r.certificate.days_left for r in results if r.certificate)
+        for name, results in by_site.items()
+        if any(r.certificate for r in results)
+    }
+    statuses = {
+        site.name: worst_status(by_site[site.name]).value if site.name in by_site else "unknown"
+        for site in config.sites
+    }
     incidents = store.open_incidents()
     total = len(config.sites)
     nearest = min(days.items(), key=lambda kv: kv[1], default=None)
@@ -135,7 +128,7 @@ def digest(config: Config, store: StorePort, now: dt.datetime) -> Reply:
 def render_message(config: Config, store: StorePort, message: OutboxMessage) -> tuple[Reply, bool] | None:
     """(reply, notable) for an outbox row, or None when there is nothing to say any more."""
     if message.kind is MessageKind.DIGEST:
-        return digest(config, store, message.created_at), True
+        return digest(config, store), True
     incident = store.incident(message.incident_id) if message.incident_id else None
     if incident is None:
         text = message.payload.get("text")

@@ -100,8 +100,8 @@ async def _one_site(ctx: Context, name: str) -> Outcome:
         for incident in ctx.store.open_incidents(site.name):
             since = f"{incident.opened_at:%Y-%m-%d %H:%M} UTC"
             fields.append(Field(incident.id, f"{incident.state} since {since}: {incident.summary}"))
-        until = ctx.store.muted_until(site.name)
-        if until and until > ctx.incidents.clock():
+        until = ctx.incidents.muted_until(site.name)
+        if until:
             fields.append(Field("Muted until", until.strftime("%Y-%m-%d %H:%M UTC")))
         lines = tuple(describe(r) for r in results) or ("Not probed yet.",)
         return Reply(f"{site.name}: {state.upper()}", TONE_OF_STATUS[state], lines, tuple(fields))

@@ -11,6 +11,8 @@ import os
 from dataclasses import dataclass
 from typing import Protocol
 
+from host_actions.diagnose import OVERDUE_GRACE
+
 
 class SecretUnavailable(Exception):
     """The secret could not be read; the message names where we looked, never the value."""
@@ -57,4 +59,4 @@ class Host:
     timeout: float = 120.0
     wacs_path: str = r"C:\Program Files\win-acme\wacs.exe"
     check_interval: float = 3600.0  # seconds between read-only inventory + diagnosis rounds
-    renewal_grace: float = 2 * 86400.0  # seconds after a renewal's due date before it counts as overdue
+    renewal_grace: float = OVERDUE_GRACE.total_seconds()  # after a renewal's due date, before it is overdue

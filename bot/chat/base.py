@@ -43,6 +43,14 @@ class Outgoing:
     notable: bool = True  # False for a minor edit: a platform that cannot edit (LINE) skips it
 
 
+# Answers worth trying again: a timeout, a rate limit, and any 5xx (the chat's own trouble)
+TRANSIENT_STATUSES = frozenset({408, 429})
+
+
+def is_transient(status: int) -> bool:
+    return status in TRANSIENT_STATUSES or status >= 500
+
+
 class DeliveryError(Exception):
     """A delivery that did not happen. `permanent`: no retry will change the answer (a channel
     that does not exist, a revoked token); otherwise the worker tries again later, never before
@@ -69,8 +77,6 @@ class Destination(Protocol):
 
 class ChatAdapter(Destination, Protocol):
     """A chat platform: the outbox's destination, plus what the command flows use directly."""
-
-    platform: str
 
     async def start(self) -> None: ...
 

@@ -141,10 +141,7 @@ def _login_name() -> str:
 
 
 if TYPE_CHECKING:
-    from bot.chat.base import ChatAdapter, Destination
+    from bot.chat.base import ChatAdapter
 
     def _is_a_chat_adapter(adapter: ConsoleAdapter) -> ChatAdapter:
         return adapter  # mypy checks here that ConsoleAdapter satisfies both protocols
-
-    def _is_a_destination(adapter: ConsoleAdapter) -> Destination:
-        return adapter

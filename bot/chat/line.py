@@ -51,7 +51,7 @@ from linebot.v3.webhooks import (  # type: ignore[import-untyped, unused-ignore]
 
 from bot.app import Core
 from bot.chat import line_flex
-from bot.chat.base import DeliveryError, DeliveryKind, Outgoing, parse_retry_after
+from bot.chat.base import DeliveryError, DeliveryKind, Outgoing, is_transient, parse_retry_after
 from bot.config.model import LineSettings
 from commands.model import Conversation, Outcome, Press, Principal, Reply, Request
 
@@ -60,10 +60,9 @@ log = logging.getLogger(__name__)
 WEBHOOK_PATH = "/line/webhook"
 COMMAND_PREFIX = "/ssl"
 REQUEST_TIMEOUT = 15.0  # seconds per LINE API call; the SDK's own default is 5 minutes
-TRANSIENT_STATUSES = frozenset({0, 408, 429})  # and every 5xx; 0: the SDK's own "could not send"
 
 if TYPE_CHECKING:
-    from bot.chat.base import ChatAdapter, Destination
+    from bot.chat.base import ChatAdapter
 
 
 @dataclass(frozen=True)
@@ -435,7 +434,7 @@ class LineAdapter:
                 return retry_key
             status = int(exc.status or 0)
             retry_after = parse_retry_after((exc.headers or {}).get("Retry-After"))
-            transient = status in TRANSIENT_STATUSES or status >= 500
+            transient = status == 0 or is_transient(status)  # 0: the SDK's own "could not send"
             raise DeliveryError(
                 f"LINE refused a push (HTTP {status} {exc.reason})", permanent=not transient, retry_after=retry_after
             ) from None
@@ -531,6 +530,3 @@ if TYPE_CHECKING:
 
     def _is_a_chat_adapter(adapter: LineAdapter) -> ChatAdapter:
         return adapter  # mypy checks here that LineAdapter satisfies both protocols
-
-    def _is_a_destination(adapter: LineAdapter) -> Destination:
-        return adapter

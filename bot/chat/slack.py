@@ -36,14 +36,14 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
-from bot.chat.base import ChatSetupError, DeliveryError, DeliveryKind, Outgoing, parse_retry_after
+from bot.chat.base import ChatSetupError, DeliveryError, DeliveryKind, Outgoing, is_transient, parse_retry_after
 from bot.chat.slack_blocks import ACTION_PREFIX, Rendered, escape, render, render_copy
 from bot.config import SlackSettings
 from commands.model import Conversation, Outcome, Press, Principal, Reply, Request, Tone
 
 if TYPE_CHECKING:
     from bot.app import Core
-    from bot.chat.base import ChatAdapter, Destination
+    from bot.chat.base import ChatAdapter
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,6 @@ DELIVERY_TIMEOUT = 10.0  # seconds per Web API call; the shared session's own de
 TRANSIENT_ERRORS = frozenset(
     {"ratelimited", "rate_limited", "internal_error", "fatal_error", "service_unavailable", "request_timeout"}
 )
-TRANSIENT_STATUSES = frozenset({408, 429})  # and every 5xx
 # chat.update of a card someone deleted (or that the bot may no longer edit): post a fresh card
 CARD_GONE_ERRORS = frozenset({"message_not_found", "cant_update_message"})
 # A re-notification goes under the card and to the channel too: a thread reply alone notifies only
@@ -103,7 +102,7 @@ class Card:
         notes = [note for per_button in self.statuses.values() for note in per_button]
         if self.reply is not None:
             reply = self.reply
-            if any(note.resolved for note in notes):
+            if any(note.resolved for note in notes) and not reply.resolved:
                 # the card's headline must not keep saying "needs repair" once the incident is closed
                 reply = replace(reply, title=f"Resolved: {reply.title}", tone=Tone.OK)
             return render(reply, hidden=self.pressed, statuses=notes)
@@ -229,9 +228,7 @@ class SlackAdapter:
         return await self._post_card(self.settings.channel, reply)
 
     async def update(self, ref: str, reply: Reply) -> None:
-        card = self._cards.get(ref)
-        if card is None:
-            card = self._remember(ref, Card(reply))
+        card = self._card(ref, reply)
         async with card.lock:
             card.reply, card.pressed, card.statuses = reply, set(), {}
             await self._edit(ref, card.render())
@@ -268,13 +265,11 @@ class SlackAdapter:
                 reply_broadcast=THREAD_BROADCAST if thread_ts else None,
             ),
         )
-        ref = f"{response.get('channel') or channel}:{response.get('ts')}"
-        self._remember(ref, Card(reply))  # so a press on it renders the way _post_card's cards do
-        return ref
+        return self._posted(response, channel, reply)  # so a press on it renders as _post_card's cards do
 
     async def _deliver_edit(self, ref: str, reply: Reply) -> None:
         # As update(): the core's card is the whole truth, so earlier press notes make way for it.
-        card = self._cards.get(ref) or self._remember(ref, Card(reply))
+        card = self._card(ref, reply)
         async with card.lock:  # a press being marked on the same card waits, and is not lost half-way
             card.reply, card.pressed, card.statuses = reply, set(), {}
             rendered = card.render()
@@ -429,9 +424,16 @@ class SlackAdapter:
         except API_FAILURES as exc:
             log.warning("chat.postMessage to %s failed: %s", channel, _api_error(exc))
             return None
+        return self._posted(response, channel, reply)
+
+    def _posted(self, response: AsyncSlackResponse, channel: str, reply: Reply) -> str:
+        """The card reference Slack's answer names ("channel:ts"), remembered with what it shows."""
         ref = f"{response.get('channel') or channel}:{response.get('ts')}"
         self._remember(ref, Card(reply))
         return ref
+
+    def _card(self, ref: str, reply: Reply) -> Card:
+        return self._cards.get(ref) or self._remember(ref, Card(reply))
 
     async def _edit(self, ref: str, rendered: Rendered) -> bool:
         channel, _, ts = ref.partition(":")
@@ -545,7 +547,7 @@ def _classified(method: str, response: AsyncSlackResponse) -> _SlackFailure:
     code = str(data.get("error") or f"HTTP {status}")[:80]
     headers = response.headers or {}
     retry_after = parse_retry_after(next((str(v) for k, v in headers.items() if k.lower() == "retry-after"), None))
-    transient = status in TRANSIENT_STATUSES or status >= 500 or code in TRANSIENT_ERRORS
+    transient = is_transient(status) or code in TRANSIENT_ERRORS
     return _SlackFailure(f"Slack {method}: {code}", code, permanent=not transient, retry_after=retry_after)
 
 
@@ -560,9 +562,6 @@ if TYPE_CHECKING:
 
     def _is_a_chat_adapter(adapter: SlackAdapter) -> ChatAdapter:
         return adapter  # mypy checks here that SlackAdapter satisfies bot.chat.base.ChatAdapter
-
-    def _is_a_destination(adapter: SlackAdapter) -> Destination:
-        return adapter
 
 
 __all__ = ["EVENTS_PATH", "SlackAdapter", "SlackSetupError"]

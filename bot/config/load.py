@@ -387,8 +387,8 @@ def _hosts(value: Any, issues: list[ConfigIssue], base: Path) -> list[Host]:
                 allow_insecure_basic=allow_basic,
                 timeout=t.seconds("timeout", 120.0, minimum=5, maximum=3600),
                 wacs_path=_wacs_path(t),
-                check_interval=t.seconds("check_interval", 3600.0, minimum=60, maximum=7 * 86400),
-                renewal_grace=t.seconds("renewal_grace", 2 * 86400.0, minimum=0, maximum=30 * 86400),
+                check_interval=t.seconds("check_interval", Host.check_interval, minimum=60, maximum=7 * 86400),
+                renewal_grace=t.seconds("renewal_grace", Host.renewal_grace, minimum=0, maximum=30 * 86400),
             )
         )
         t.finish()

@@ -13,11 +13,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from bot.config import Config, Site
-from bot.core.describe import describe
+from bot.core.describe import describe, finding_line
 from bot.core.incidents import IncidentCore, Observation
 from bot.core.model import ActionRequest, Cause, RequestState, Step
 from bot.core.ports import StorePort
-from bot.core.services import FindingView, HostRunner, Prober
+from bot.core.services import Diagnosis, FindingView, HostRunner, Prober
 from bot.probe import ProbeResult
 from host_actions.errors import HostActionError
 
@@ -149,20 +149,29 @@ class ActionFlows:
         proposed actions as buttons (those [policy] auto_heal allows may run at once)."""
         if site.host is None:
             return
-        facing = host_facing(results)
         try:
-            diagnosis = await self.hosts.diagnose(site.host, facing[0] if facing else None)
+            await self.diagnose_site(site, site.host, incident_id, results, "certops")
         except HostActionError as exc:
             await asyncio.to_thread(
                 self.incidents.record_diagnosis, incident_id, [f"Could not diagnose {site.host}: {exc.message}"]
             )
-            return
+
+    async def diagnose_site(
+        self, site: Site, host: str, incident_id: str | None, results: list[ProbeResult], requester: str
+    ) -> tuple[Diagnosis, list[ActionRequest], list[RunResult]]:
+        """Diagnoses the site's host (read-only) against what the wire served, proposes the fixes
+        (pending requests, or runs that [policy] auto_heal allowed) and adds the diagnosis to the
+        incident's card. Raises HostActionError when the host cannot be diagnosed."""
+        facing = host_facing(results)
+        diagnosis = await self.hosts.diagnose(host, facing[0] if facing else None)
         # the buttons first: the card edit that shows the diagnosis shows them too
-        await self.propose(
-            diagnosis.findings, host=site.host, site=site.name, incident_id=incident_id, requester="certops"
+        requests, ran = await self.propose(
+            diagnosis.findings, host=host, site=site.name, incident_id=incident_id, requester=requester
         )
-        lines = [f"{'🔴' if f.severity == 'critical' else '🟡'} {f.message}" for f in diagnosis.findings]
-        await asyncio.to_thread(self.incidents.record_diagnosis, incident_id, lines or [diagnosis.summary])
+        if incident_id is not None:
+            lines = [finding_line(f) for f in diagnosis.findings] or [diagnosis.summary]
+            await asyncio.to_thread(self.incidents.record_diagnosis, incident_id, lines)
+        return diagnosis, requests, ran
 
     async def propose(
         self,

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from bot.config import Policy
 from bot.core.model import ActionRequest, Principal, RequestState
 from bot.core.ports import StorePort
+from bot.probe.certinfo import parse_iso_utc
 
 GroupMembers = Callable[[str], Awaitable[set[str]]]  # Slack user group id -> member user ids
 
@@ -78,7 +79,7 @@ class Approvals:
         if request.state != "pending":
             store.audit(actor, "press", subject, "refused", f"request is {request.state}")
             return Decision(False, _not_pending(request), request)
-        if _parse_iso(request.expires_at) <= dt.datetime.now(dt.UTC):
+        if parse_iso_utc(request.expires_at) <= dt.datetime.now(dt.UTC):
             store.claim_request(token, RequestState.PENDING, RequestState.EXPIRED)
             store.audit(actor, "press", subject, "refused", "button expired")
             again = f"/ssl heal {request.site}" if request.site else f"/ssl audit {request.host}"
@@ -127,10 +128,6 @@ class Approvals:
         return Decision(
             True, f"Approved by {', '.join(approvals)}. Running {request.action} on {request.host}…", request
         )
-
-
-def _parse_iso(text: str) -> dt.datetime:
-    return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 def _not_pending(request: ActionRequest) -> str:

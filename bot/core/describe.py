@@ -2,9 +2,24 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
+from bot.core.services import FindingView
 from bot.probe import ProbeResult, Severity, Status
 
 ICON = {"ok": "🟢", "warning": "🟡", "critical": "🔴", "unknown": "⚪"}
+
+
+def span(delta: dt.timedelta) -> str:
+    """A duration as a card says it: "40 s", "12 min", "4 h", "2 h 5 min"."""
+    seconds = max(0, int(delta.total_seconds()))
+    if seconds < 120:
+        return f"{seconds} s"
+    minutes = seconds // 60
+    if minutes < 120:
+        return f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min" if minutes else f"{hours} h"
 
 
 def short_thumb(sha1: str) -> str:
@@ -28,6 +43,11 @@ def describe(result: ProbeResult) -> str:
     return " · ".join(parts)
 
 
+def finding_line(finding: FindingView) -> str:
+    """A host finding as one line of a card or reply."""
+    return f"{'🔴' if finding.severity == 'critical' else '🟡'} {finding.message}"
+
+
 def failing(result: ProbeResult) -> bool:
     """A probe that did not get a good answer: critical, or unknown (the probe itself failed)."""
     return result.status in (Status.CRITICAL, Status.UNKNOWN)
@@ -43,9 +63,9 @@ def headline(site: str, results: list[ProbeResult]) -> tuple[str, str]:
     worst = bad[0]
     problem = next((p for p in worst.problems if p.severity is Severity.CRITICAL), worst.problems[0])
     sentence = f"{site}: {where(worst)}: {problem.message}"
-    others = [r for r in bad[1:] if r.target.via != worst.target.via or r is not worst]
+    others = len(bad) - 1
     if others:
-        sentence += f" (and {len(others)} more path{'s' if len(others) > 1 else ''})"
+        sentence += f" (and {others} more path{'s' if others > 1 else ''})"
     edge = next((r for r in good if r.target.via == "public"), None)
     if edge is not None and worst.target.via == "origin":
         cache = edge.http.cache if edge.http else {}

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 from bot.config import Config, Site
-from bot.core.describe import describe, failing, headline
+from bot.core.describe import describe, failing, finding_line, headline, span
 from bot.core.model import (
     Cause,
     Incident,
@@ -134,13 +134,16 @@ class IncidentCore:
         """Why alerts for the site are held back now (a mute, a maintenance window), or None."""
         if site is None:
             return None
-        until = self.store.muted_until(site)
-        if until is not None and until > now:
+        until = self.muted_until(site)
+        if until is not None:
             return f"muted until {until:%Y-%m-%d %H:%M} UTC"
-        for window in self.config.maintenance:
-            if window.covers(site, now):
-                return f"in maintenance ({window.reason})"
-        return None
+        window = self.config.in_maintenance(site, now)
+        return f"in maintenance ({window.reason})" if window is not None else None
+
+    def muted_until(self, site: str) -> dt.datetime | None:
+        """The end of the site's mute while it is in force, else None."""
+        until = self.store.muted_until(site)
+        return until if until is not None and until > self.clock() else None
 
     # probes ---------------------------------------------------------------------------------------
 
@@ -214,32 +217,20 @@ class IncidentCore:
         certain = any(r.status is Status.CRITICAL for r in results)
         severity = Severity.CRITICAL if certain else Severity.WARNING
         if incident is None:
-            flapping = len(health.flips) > self.config.bot.flap_limit
-            if flapping:
+            if len(health.flips) > self.config.bot.flap_limit:
                 problem, summary = FLAPPING, f"{site.name} is flapping: {len(health.flips)} changes in an hour"
-            suppressed = self.suppressed(site.name, now)
-            created: Incident
-            created, fresh = self.store.open_incident(
-                subject=site.name,
-                problem=problem,
-                fields={
-                    "severity": severity,
-                    "summary": summary,
-                    "details": details,
-                    "site": site.name,
-                    "host": site.host,
-                    "announced": suppressed is None,
-                    "notified_at": now if suppressed is None else None,
-                    "notified_severity": severity if suppressed is None else None,
-                    "failing_since": health.first_failure_at,
-                },
-                at=now,
-                reason=summary + (f" (alerts held back: {suppressed})" if suppressed else ""),
-                actor=actor,
-                messages=self._card_for_new(suppressed),
+            created, fresh = self._open(
+                site.name,
+                problem,
+                severity,
+                summary,
+                details,
+                actor,
+                site=site.name,
+                host=site.host,
+                failing_since=health.first_failure_at,
+                suppressed=self.suppressed(site.name, now),
             )
-            if fresh and suppressed is None:
-                self.on_message()
             return Observation(
                 site.name, True, True, created, opened=fresh, needs_diagnosis=fresh and site.host is not None
             )
@@ -250,37 +241,85 @@ class IncidentCore:
             changes["summary"] = summary
         if problem != incident.problem and incident.problem != FLAPPING:
             changes["problem"] = problem  # the root problem changed (e.g. a probe error turned into a reset)
-        if incident.severity.rank < severity.rank:
-            updated = self._move(
-                incident,
-                incident.state,
-                Step.ESCALATED,
-                f"severity rose to {severity}",
-                Cause.PROBE,
-                "scheduler",
-                at=now,
-                changes={**changes, "severity": severity, "notified_at": now, "notified_severity": severity},
-                messages=[*self._card(incident.id, notable=True), *self._fan_out(MessageKind.RENOTIFY, incident.id)],
-            )
-            return Observation(site.name, True, True, updated or incident)
-        if changes:
-            updated = self._move(
-                incident,
-                incident.state,
-                Step.UPDATED,
-                summary,
-                Cause.PROBE,
-                "scheduler",
-                at=now,
-                changes=changes,
-                messages=self._card(incident.id, notable=False),
-            )
-            return Observation(site.name, True, True, updated or incident)
-        return Observation(site.name, True, True, incident)
+        revised = self._revise(incident, severity, changes, summary, Cause.PROBE, actor)
+        return Observation(site.name, True, True, revised)
 
-    def _card_for_new(self, suppressed: str | None) -> list[NewMessage]:
-        # the id is not known before the row exists: the store fills in incident_id for these
-        return [] if suppressed else self._fan_out(MessageKind.CARD, None, notable=True)
+    def _open(
+        self,
+        subject: str,
+        problem: str,
+        severity: Severity,
+        summary: str,
+        details: tuple[str, ...],
+        actor: str,
+        *,
+        site: str | None = None,
+        host: str | None = None,
+        failing_since: dt.datetime | None = None,
+        suppressed: str | None = None,
+    ) -> tuple[Incident, bool]:
+        """The subject's open incident, or a new one with its card queued (unless alerts are
+        held back: then it is announced when the window ends)."""
+        now = self.clock()
+        announced = suppressed is None
+        incident, fresh = self.store.open_incident(
+            subject=subject,
+            problem=problem,
+            fields={
+                "severity": severity,
+                "summary": summary,
+                "details": details,
+                "site": site,
+                "host": host,
+                "failing_since": failing_since,
+                "announced": announced,
+                "notified_at": now if announced else None,
+                "notified_severity": severity if announced else None,
+            },
+            at=now,
+            reason=summary + ("" if announced else f" (alerts held back: {suppressed})"),
+            actor=actor,
+            # the id is not known before the row exists: the store fills it in for these
+            messages=self._fan_out(MessageKind.CARD, None, notable=True) if announced else [],
+        )
+        if fresh and announced:
+            self.on_message()
+        return incident, fresh
+
+    def _revise(
+        self,
+        incident: Incident,
+        severity: Severity,
+        changes: dict[str, object],
+        reason: str,
+        cause: Cause,
+        actor: str,
+    ) -> Incident:
+        """What the probes or the host check see now: a minor card edit, or, when the severity
+        rose, an escalation with a re-notification."""
+        rose = severity.rank > incident.severity.rank
+        if severity is not incident.severity:
+            changes = {**changes, "severity": severity}
+        if not changes:
+            return incident
+        now = self.clock()
+        if rose:
+            changes = {**changes, "notified_at": now, "notified_severity": severity}
+        moved = self._move(
+            incident,
+            incident.state,
+            Step.ESCALATED if rose else Step.UPDATED,
+            f"severity rose to {severity}" if rose else reason,
+            cause,
+            actor,
+            at=now,
+            changes=changes,
+            messages=[
+                *self._card(incident.id, notable=rose),
+                *(self._fan_out(MessageKind.RENOTIFY, incident.id) if rose else []),
+            ],
+        )
+        return moved or incident
 
     # hosts ----------------------------------------------------------------------------------------
 
@@ -288,7 +327,6 @@ class IncidentCore:
         """A scheduled read-only diagnosis of a host: findings that need a person (critical ones,
         a failing or overdue renewal, a failing legacy task) open or update the host's incident;
         when none is left, the host's incident resolves. -> (the open incident, opened now)."""
-        now = self.clock()
         subject = f"host:{host}"
         serious = [f for f in findings if f.severity == "critical" or f.code in NEEDS_A_PERSON]
         incident = next(iter(self.store.open_incidents(subject)), None)
@@ -303,51 +341,11 @@ class IncidentCore:
         worst = next((f for f in serious if f.severity == "critical"), serious[0])
         severity = Severity.CRITICAL if worst.severity == "critical" else Severity.WARNING
         summary = f"{host}: {worst.message}" + (f" (and {len(serious) - 1} more)" if len(serious) > 1 else "")
-        details = tuple(f"{'🔴' if f.severity == 'critical' else '🟡'} {f.message}" for f in serious)
+        details = tuple(finding_line(f) for f in serious)
         if incident is None:
-            created, fresh = self.store.open_incident(
-                subject=subject,
-                problem=worst.code,
-                fields={
-                    "severity": severity,
-                    "summary": summary,
-                    "details": details,
-                    "host": host,
-                    "announced": True,
-                    "notified_at": now,
-                    "notified_severity": severity,
-                },
-                at=now,
-                reason=summary,
-                actor="host check",
-                messages=self._card_for_new(None),
-            )
-            if fresh:
-                self.on_message()
-            return created, fresh
-        if details == incident.details and severity.rank <= incident.severity.rank:
-            return incident, False
-        rose = severity.rank > incident.severity.rank
-        updated = self._move(
-            incident,
-            incident.state,
-            Step.ESCALATED if rose else Step.UPDATED,
-            summary,
-            Cause.HOST_CHECK,
-            "host check",
-            at=now,
-            changes={
-                "details": details,
-                "summary": summary,
-                "severity": severity,
-                **({"notified_at": now, "notified_severity": severity} if rose else {}),
-            },
-            messages=[
-                *self._card(incident.id, notable=rose),
-                *(self._fan_out(MessageKind.RENOTIFY, incident.id) if rose else []),
-            ],
-        )
-        return updated or incident, False
+            return self._open(subject, worst.code, severity, summary, details, "host check", host=host)
+        changes: dict[str, object] = {"details": details, "summary": summary} if details != incident.details else {}
+        return self._revise(incident, severity, changes, summary, Cause.HOST_CHECK, "host check"), False
 
     # what people and host actions do -----------------------------------------------------------
 
@@ -486,7 +484,7 @@ class IncidentCore:
                     incident,
                     incident.state,
                     Step.RENOTIFIED,
-                    f"still open and not acknowledged after {_span(now - incident.opened_at)}",
+                    f"still open and not acknowledged after {span(now - incident.opened_at)}",
                     Cause.SYSTEM,
                     "scheduler",
                     at=now,
@@ -501,7 +499,7 @@ class IncidentCore:
 
     def digest(self) -> int:
         """Queues the daily digest for every chat; the renderer reads the current state."""
-        messages = self._fan_out(MessageKind.DIGEST, None, at=self.clock().isoformat())
+        messages = self._fan_out(MessageKind.DIGEST, None)
         if messages:
             self.store.enqueue(messages, self.clock())
             self.on_message()
@@ -527,11 +525,3 @@ def _count(before: SiteHealth, bad: bool, now: dt.datetime) -> SiteHealth:
         flips=recent,
         last_checked_at=now,
     )
-
-
-def _span(delta: dt.timedelta) -> str:
-    minutes = int(delta.total_seconds() // 60)
-    if minutes < 60:
-        return f"{minutes} min"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes} min" if minutes else f"{hours} h"

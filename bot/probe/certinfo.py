@@ -13,7 +13,13 @@ from bot.probe.model import CertificateInfo
 
 
 def iso_utc(moment: dt.datetime) -> str:
+    """The short form every result, card and request shows: 2025-01-31T09:00:00Z."""
     return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_iso_utc(text: str) -> dt.datetime:
+    """Reads iso_utc's form (and any ISO 8601 time with an offset)."""
+    return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 def read_certificate(der: bytes, now: dt.datetime, chain_length: int | None = None) -> CertificateInfo:

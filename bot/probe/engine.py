@@ -111,6 +111,9 @@ class _Failed(Exception):
         self.message = message
 
 
+PROBE_ERROR = "certops could not complete this probe (see the bot's log)"
+
+
 def problem(code: str, message: str, severity: Severity | None = None) -> Problem:
     return Problem(code, severity or PROBLEM_CODES[code], message)
 
@@ -344,8 +347,14 @@ async def probe(
         await state.run()
     except Exception:
         log.exception("probe of %s failed inside certops", target.url)
-        state.problems.append(problem("probe_error", "certops could not complete this probe (see the bot's log)"))
+        state.problems.append(problem("probe_error", PROBE_ERROR))
     return state.result(started)
+
+
+def failed_probe(target: ProbeTarget, now: dt.datetime | None = None) -> ProbeResult:
+    """The result of a probe certops could not even start (its own failure: status unknown)."""
+    at = iso_utc(now or dt.datetime.now(dt.UTC))
+    return ProbeResult(target, None, (problem("probe_error", PROBE_ERROR),), None, None, None, 0.0, at)
 
 
 async def probe_many(

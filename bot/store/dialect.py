@@ -76,9 +76,13 @@ def insert_ignore(connection: Connection, table: Table, values: Mapping[str, Any
     """Inserts the row unless one with the same `keys` exists; True when it was inserted."""
     name = connection.dialect.name
     if name in ("sqlite", "postgresql"):
-        dialect_insert = sqlite.insert if name == "sqlite" else postgresql.insert
-        statement = dialect_insert(table).values(dict(values)).on_conflict_do_nothing(index_elements=list(keys))
-        return connection.execute(statement).rowcount == 1
+        shape = (name, table.name, tuple(keys), ())
+        statement = _UPSERTS.get(shape)  # compiled once, as upsert's (every chat event comes here)
+        if statement is None:
+            dialect_insert = sqlite.insert if name == "sqlite" else postgresql.insert
+            statement = dialect_insert(table).on_conflict_do_nothing(index_elements=list(keys))
+            _UPSERTS[shape] = statement
+        return connection.execute(statement, dict(values)).rowcount == 1
     # any other backend: let the key refuse the duplicate, inside a savepoint to keep the transaction
     try:
         with connection.begin_nested():

@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import datetime as dt
 
+from bot.probe.certinfo import iso_utc, parse_iso_utc
+
 
 def utcnow() -> dt.datetime:
     """Now, to the second: what callers show and compare."""
     return dt.datetime.now(dt.UTC).replace(microsecond=0)
 
 
-def iso(moment: dt.datetime) -> str:
-    """The short form callers show and parse: 2025-01-31T09:00:00Z."""
-    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def parse_iso(text: str) -> dt.datetime:
-    return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+# the short form callers show and parse (2025-01-31T09:00:00Z), the same as the probe's
+iso = iso_utc
+parse_iso = parse_iso_utc
 
 
 def to_db(moment: dt.datetime) -> str:

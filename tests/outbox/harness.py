@@ -17,23 +17,18 @@ from bot.outbox import OutboxWorker, Rendered
 from bot.store import SqlStore, open_store
 from commands.model import Reply, Tone
 from tests.chat.destinations import bare_core, line_adapter, slack_adapter
+from tests.fakes.clock import ManualClock
 from tests.fakes.line_api import LineApiStandIn
 from tests.fakes.slack_api import SlackAPI
 
 START = dt.datetime(2030, 1, 1, 9, 0, tzinfo=dt.UTC)
 
 
-class Clock:
+class Clock(ManualClock):
     """Time as the worker and the stand-ins see it: moves only when the test says so."""
 
     def __init__(self, start: dt.datetime = START) -> None:
-        self.now = start
-
-    def __call__(self) -> dt.datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += dt.timedelta(seconds=seconds)
+        super().__init__(start)
 
     def seconds(self) -> float:
         """The same time as a number, for the stand-ins' fail(seconds=...)."""

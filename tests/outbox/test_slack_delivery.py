@@ -168,7 +168,7 @@ def test_a_permanent_channel_not_found_fails_the_row_and_the_next_one_is_still_d
                 assert store.sent_titles() == ["next notice"]
                 assert store.retries == []  # not retried: no retry changes that answer
                 assert worker.failed_total == 1
-                assert worker.failed_count() == 1
+                assert store.failed_count() == 1
                 assert worker.permanent_errors() == {"slack": "Slack chat.postMessage: channel_not_found"}
                 assert store.card_ref("INC-0001", "slack") is None
 

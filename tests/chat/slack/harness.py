@@ -23,13 +23,12 @@ from slack_sdk.signature import SignatureVerifier
 from bot.app import Core, build_core
 from bot.chat.slack import EVENTS_PATH, SlackAdapter
 from bot.config import parse_config
-from bot.core.model import Incident, Severity
+from bot.core.model import Incident
 from bot.probe import Resolver
-from bot.store import utcnow
 from bot.web import serve_app
 from host_actions.simulator import Faults, HostModel, WinRMSimulator
 from host_actions.simulator.scenarios import incident_host
-from tests.fakes.bot import SIM_PASSWORD_ENV, host_config
+from tests.fakes.bot import SIM_PASSWORD_ENV, host_config, open_incident
 from tests.fakes.slack_api import SIGNING_SECRET, Call, SlackAPI
 
 CHANNEL = "C0CERTOPS"
@@ -119,15 +118,7 @@ class Bot:
 
     def open_incident(self, subject: str = "www", summary: str = "TLS handshake reset at origin") -> Incident:
         """An open incident, as the probes would have opened it."""
-        incident, _ = self.core.store.open_incident(
-            subject=subject,
-            problem="handshake_reset",
-            fields={"severity": Severity.CRITICAL, "summary": summary, "site": subject},
-            at=utcnow(),
-            reason=summary,
-            actor="probe",
-        )
-        return incident
+        return open_incident(self.core, subject, summary)
 
     def audit(self) -> list[dict[str, Any]]:
         """The audit log as plain dicts (the store returns AuditEntry rows)."""
