@@ -60,3 +60,4 @@ class Host:
     wacs_path: str = r"C:\Program Files\win-acme\wacs.exe"
     check_interval: float = 3600.0  # seconds between read-only inventory + diagnosis rounds
     renewal_grace: float = OVERDUE_GRACE.total_seconds()  # after a renewal's due date, before it is overdue
+    max_response_bytes: int = 16 * 1024 * 1024  # one WinRM answer beyond this is refused

@@ -265,6 +265,7 @@ def _sites(value: Any, host_names: set[str], issues: list[ConfigIssue], base: Pa
                     hint=" (1 resolves an incident at the first good round)",
                 ),
                 retry_interval=_retry_interval(t, interval),
+                follow_redirects=t.boolean("follow_redirects", False),
             )
         )
         t.finish()
@@ -389,6 +390,14 @@ def _hosts(value: Any, issues: list[ConfigIssue], base: Path) -> list[Host]:
                 wacs_path=_wacs_path(t),
                 check_interval=t.seconds("check_interval", Host.check_interval, minimum=60, maximum=7 * 86400),
                 renewal_grace=t.seconds("renewal_grace", Host.renewal_grace, minimum=0, maximum=30 * 86400),
+                max_response_bytes=t.whole(
+                    "max_response_bytes",
+                    Host.max_response_bytes,
+                    unit="bytes",
+                    minimum=64 * 1024,
+                    maximum=1024 * 1024 * 1024,
+                    hint=" (the default, 16 MiB, is ample for every action)",
+                ),
             )
         )
         t.finish()
@@ -484,15 +493,51 @@ def _policy(t: Table) -> Policy:
         two_person=_actions(t, "two_person"),
         auto_heal=_actions(t, "auto_heal"),
         button_ttl=t.seconds("button_ttl", 1800.0, minimum=60, maximum=86400),
+        people=_people(t),
+        rate_per_person=t.whole(
+            "rate_per_person",
+            6,
+            unit="commands per minute",
+            minimum=1,
+            maximum=1000,
+            hint=" (commands that reach a host, per person)",
+        ),
+        rate_per_host=t.whole(
+            "rate_per_host",
+            20,
+            unit="commands per minute",
+            minimum=1,
+            maximum=1000,
+            hint=" (commands that reach one host, whoever asks)",
+        ),
     )
     for action in policy.two_person:
         if action in policy.auto_heal:
             t.problem("auto_heal", f"{action} is also in two_person: choose one (auto_heal would skip both approvals)")
         allowed = policy.action_approvers.get(action, policy.approvers)
-        if len(allowed) < 2 and not any(p.startswith("slack-group:") for p in allowed):
-            t.problem("two_person", f"{action} needs two different approvers, but only {len(allowed)} may approve it")
+        people = {policy.person(p) for p in allowed}
+        if len(people) < 2 and not any(p.startswith("slack-group:") for p in allowed):
+            t.problem("two_person", f"{action} needs two different approvers, but only {len(people)} may approve it")
     t.finish()
     return policy
+
+
+def _people(t: Table) -> dict[str, str]:
+    """[policy.people] alice = ["slack:U…", "line:U…"] -> {identity: "alice"}."""
+    table = Table(t.raw("people") or {}, t.key_path("people"), t.issues)
+    people: dict[str, str] = {}
+    for person in list(table.data):
+        if not isinstance(person, str) or not NAME.match(person):
+            table.problem(str(person), f"a person's name must use {NAME_RULE}")
+            table.seen.add(person)
+            continue
+        for identity in _principals(table, person):
+            if identity.startswith("slack-group:"):
+                table.problem(person, f"lists {identity}: a group is not one person's identity")
+            elif people.setdefault(identity, person) != person:
+                table.problem(person, f"lists {identity}, which is already {people[identity]}'s")
+    table.finish()
+    return people
 
 
 def _maintenance(value: Any, site_names: list[str], tz: dt.tzinfo, issues: list[ConfigIssue]) -> list[Maintenance]:

@@ -91,6 +91,7 @@ class Site:
     failure_threshold: int = 2  # failing rounds in a row before an incident opens
     success_threshold: int = 1  # good rounds in a row before it resolves
     retry_interval: float = 30.0  # seconds to the next round while either count is unconfirmed
+    follow_redirects: bool = False  # follow up to 5 redirects and judge the final answer
 
 
 @dataclass(frozen=True)
@@ -194,6 +195,14 @@ class Policy:
     two_person: tuple[str, ...] = ()
     auto_heal: tuple[str, ...] = ()
     button_ttl: float = 1800.0
+    # identity ("slack:U…", "line:U…") -> person: one person's two identities are one approver
+    people: dict[str, str] = field(default_factory=dict)
+    rate_per_person: int = 6  # commands that reach a host, per person per minute
+    rate_per_host: int = 20  # commands that reach one host, per minute, whoever asks
+
+    def person(self, principal: str) -> str:
+        """Who stands behind an identity: the [policy.people] name, or the identity itself."""
+        return self.people.get(principal, principal)
 
 
 @dataclass(frozen=True)
