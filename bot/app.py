@@ -1,5 +1,6 @@
-"""Wires the bot together: store, incident core, action flows, approvals, prober, host runner,
-dispatcher, watcher (the scheduler), outbox and metrics.
+"""Wires the bot together: store, incident core, action flows, approvals, prober, host runner
+(behind the host guard, which joins and reuses diagnoses), rate limits, dispatcher, watcher (the
+scheduler), outbox and metrics.
 
 Chat adapters and the web server receive a Core; tests build the same Core around loopback
 stand-ins, so what they exercise is what runs in production.
@@ -15,6 +16,7 @@ from bot.chat.base import Destination
 from bot.config import Config
 from bot.core.actions import ActionFlows
 from bot.core.approvals import Approvals
+from bot.core.host_guard import HostGuard
 from bot.core.incidents import Clock, IncidentCore, system_clock
 from bot.core.model import Cause, Step
 from bot.metrics import Metrics
@@ -26,6 +28,7 @@ from bot.store import Store, open_store
 from bot.worker import Worker
 from commands.context import Context
 from commands.dispatch import CommandDispatcher
+from commands.limits import RateLimits
 from commands.render import render_message
 
 
@@ -35,7 +38,7 @@ class Core:
     store: Store
     approvals: Approvals
     prober: SiteProber
-    hosts: HostActionRunner
+    hosts: HostGuard  # around the HostActionRunner: hosts.runner
     dispatcher: CommandDispatcher
     worker: Worker
     incidents: IncidentCore
@@ -105,11 +108,16 @@ def build_core(
     for incident in incidents.reconcile():
         store.audit("certops", "resolve", incident.id, "done", incident.resolution or "")
     approvals = Approvals(store, config.policy)
+    # only an approver's (or the bot's own) new proposal replaces a waiting button
+    store.may_supersede = approvals.may_supersede
     prober = SiteProber(config, resolver)
-    hosts = HostActionRunner(config)
+    # one guard for the commands, the flows and the scheduler: whoever asks, a host is read once
+    hosts = HostGuard(HostActionRunner(config), clock=clock)
     flows = ActionFlows(config, store, incidents, prober, hosts, on_run=_count_runs(metrics))
-    ctx = Context(config, store, approvals, prober, hosts, incidents, flows)
-    watcher = Watcher(config, incidents, flows, prober, hosts, metrics)
+    limits = RateLimits(config.policy, clock=clock)
+    ctx = Context(config, store, approvals, prober, hosts, incidents, flows, limits=limits)
+    # the scheduled host check looks afresh each time; what it reads is reused by the others
+    watcher = Watcher(config, incidents, flows, prober, hosts.looking(), metrics)
     metrics.add_gauges(
         lambda: {
             "certops_incidents_open": ("Incidents open now", float(len(store.open_incidents()))),

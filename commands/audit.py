@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import asyncio
 
-from commands.common import find_host
+from commands.common import admit, find_host, requester
 from commands.context import Context
 from commands.model import Outcome, Reply, Request, Tone
 from commands.proposals import offer
@@ -14,6 +14,7 @@ from host_actions.errors import HostActionError
 async def audit(ctx: Context, request: Request, args: list[str]) -> Outcome:
     """Lists scheduled tasks outside \\Microsoft\\ that fail or point at things gone since a migration."""
     host = find_host(ctx, args[0])
+    await admit(ctx, request.who, host.name, "audit")
 
     async def run() -> Reply:
         try:
@@ -21,7 +22,7 @@ async def audit(ctx: Context, request: Request, args: list[str]) -> Outcome:
         except HostActionError as exc:
             return Reply(f"Cannot audit {host.name}", Tone.CRITICAL, (exc.message,))
         await asyncio.to_thread(
-            ctx.store.audit, request.who.key or request.who.describe(), "audit-tasks", host.name, "ok", outcome.summary
+            ctx.store.audit, requester(request.who), "audit-tasks", host.name, "ok", outcome.summary
         )
         buttons, notes = await offer(
             ctx, list(outcome.proposals), host=host.name, site=None, incident_id=None, who=request.who

@@ -4,7 +4,7 @@ import asyncio
 
 from bot.config.load import split_https_url
 from bot.probe import ProbeResult
-from commands.common import TONE_OF_STATUS, describe, find_site, status_of
+from commands.common import TONE_OF_STATUS, admit, describe, find_site, status_of
 from commands.context import Context
 from commands.model import Outcome, Reply, Request, Tone
 from commands.registry import UsageError, command
@@ -16,6 +16,8 @@ async def check(ctx: Context, request: Request, args: list[str]) -> Outcome:
     arg = args[0]
     if "://" not in arg:
         site = find_site(ctx, arg)
+        # a probe of the origin reaches the host too, and a failure it confirms diagnoses it
+        await admit(ctx, request.who, site.host or site.name, "check")
 
         async def probe_site() -> Reply:
             results = await ctx.prober.probe_site(site)
@@ -26,12 +28,13 @@ async def check(ctx: Context, request: Request, args: list[str]) -> Outcome:
 
         return Outcome(Reply(f"Checking {site.name}…", Tone.INFO), probe_site)
     try:
-        split_https_url(arg)
+        hostname, _port, _path = split_https_url(arg)
     except ValueError as exc:
         raise UsageError(f"{arg}: {exc}") from None
     # an arbitrary address would let anyone in the channel map internal hosts and ports
     if not await ctx.approvals.may_approve(request.who, "check"):
         raise UsageError("Only approvers may check an address that is not a configured site.")
+    await admit(ctx, request.who, hostname, "check")
 
     async def probe_url() -> Reply:
         return _reply(arg, await ctx.prober.probe_url(arg))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import TypeVar
 
 from bot.config import Host, Site
@@ -9,13 +10,28 @@ from bot.config.reader import did_you_mean
 from bot.core.describe import ICON, describe
 from bot.probe import ProbeResult, Status, worst_status
 from commands.context import Context
-from commands.model import Tone
+from commands.model import Principal, Tone
 from commands.registry import UsageError
 
 T = TypeVar("T")
 __all__ = ["ICON", "describe"]  # the commands take them from here
 
 TONE_OF_STATUS = {"ok": Tone.OK, "warning": Tone.WARNING, "critical": Tone.CRITICAL, "unknown": Tone.WARNING}
+
+
+def requester(who: Principal) -> str:
+    """Who asked, as a proposal records it: a person is always "platform:id", so no display
+    name can pass for the bot's own requester (bot.core.approvals.BOT)."""
+    return who.key or f"an unidentified {who.platform} user"
+
+
+async def admit(ctx: Context, who: Principal, host: str, command: str) -> None:
+    """Counts a command that reaches `host` against [policy] rate_per_person and rate_per_host;
+    over either, raises UsageError with a polite sentence saying when to try again."""
+    refusal = ctx.rate_limits().admit(who, host)
+    if refusal is not None:
+        await asyncio.to_thread(ctx.store.audit, requester(who), command, host, "refused", "rate limit")
+        raise UsageError(refusal)
 
 
 def find_site(ctx: Context, name: str) -> Site:

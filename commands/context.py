@@ -1,7 +1,8 @@
-"""What a command may use: the config, the store, approvals, the prober and the host runner.
+"""What a command may use: the config, the store, approvals, the prober, the host runner and
+the rate limits.
 
 The prober and host runner are protocols so that commands stay free of network code; the bot
-process wires in the real ones (bot.services).
+process wires in the real ones (bot.services, behind bot.core.host_guard).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from bot.core.approvals import Approvals
 from bot.core.incidents import IncidentCore
 from bot.core.ports import StorePort
 from bot.core.services import ActionOutcome, Diagnosis, FindingView, HostRunner, Prober, RenewalView
+from commands.limits import RateLimits
 
 __all__ = ["ActionOutcome", "Context", "Diagnosis", "FindingView", "HostRunner", "Prober", "RenewalView"]
 
@@ -28,3 +30,9 @@ class Context:
     incidents: IncidentCore
     flows: ActionFlows
     background: set[object] = field(default_factory=set)
+    limits: RateLimits | None = None  # None: built from config.policy at the first command
+
+    def rate_limits(self) -> RateLimits:
+        if self.limits is None:
+            self.limits = RateLimits(self.config.policy)
+        return self.limits

@@ -2,6 +2,9 @@
 
 Users get a short sentence (and an incident id where there is one); when something breaks on
 our side they get a reference, and the operators' log gets the traceback under that reference.
+When the database cannot be written (a full disk, a read-only file) they get a refusal that
+says so, and every command after it is refused the same way until the database is writable:
+certops never acts without the audit line and the state it would have written.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import secrets
 
 from bot.config.reader import did_you_mean
 from bot.core.model import Cause, Step
+from bot.core.ports import StoreRefused
 from commands import ack, audit, check, heal, help, mute, renew, status  # noqa: F401 - they register themselves
 from commands.context import Context
 from commands.model import FollowUp, Outcome, Press, Reply, Request, Tone
@@ -42,7 +46,10 @@ class CommandDispatcher:
             outcome = await spec.handler(self.ctx, request, args)
         except UsageError as exc:
             return Outcome(Reply(str(exc), Tone.WARNING, private=True))
-        except Exception:
+        except Exception as exc:
+            refusal = store_refusal(exc)
+            if refusal is not None:
+                return Outcome(_cannot_save(refusal, "nothing was changed"))
             return Outcome(_internal_error(f"/ssl {words[0]}", private=True))
         return Outcome(outcome.reply, _guarded(outcome.follow_up, f"/ssl {words[0]}"))
 
@@ -50,7 +57,10 @@ class CommandDispatcher:
         token = press.token.removeprefix("act:")
         try:
             decision = await self.ctx.approvals.press(press.who, token)
-        except Exception:
+        except Exception as exc:
+            refusal = store_refusal(exc)
+            if refusal is not None:
+                return Outcome(_cannot_save(refusal, "nothing was changed"))
             return Outcome(_internal_error("button press", private=True))
         request = decision.request
         if not decision.run or request is None:
@@ -58,21 +68,41 @@ class CommandDispatcher:
 
         approved_by = press.who.key or press.who.describe()
         if request.incident_id:
-            await asyncio.to_thread(
-                self.ctx.incidents.note,
-                request.incident_id,
-                Step.APPROVED,
-                f"{request.action} {request.target} approved",
-                approved_by,
-                cause=Cause.PERSON,
-                notable=False,
-            )
+            try:
+                await asyncio.to_thread(
+                    self.ctx.incidents.note,
+                    request.incident_id,
+                    Step.APPROVED,
+                    f"{request.action} {request.target} approved",
+                    approved_by,
+                    cause=Cause.PERSON,
+                    notable=False,
+                )
+            except Exception as exc:
+                refusal = store_refusal(exc)
+                if refusal is None:
+                    return Outcome(_internal_error("button press", private=True))
+                # the approval is stored, the incident's timeline is not: acting now would leave
+                # the host changed with half a record, and the run's own writes would fail too
+                return Outcome(
+                    _cannot_save(refusal, f"{request.action} was not run; ask for it again once there is room")
+                )
 
         async def run() -> Reply:
             return await run_request(self.ctx, request, approved_by)
 
         reply = Reply(decision.message, Tone.INFO, incident_id=request.incident_id)
         return Outcome(reply, _guarded(run, f"{request.action} on {request.host}"))
+
+
+def store_refusal(exc: BaseException) -> str | None:
+    """Why the store refused ("the disk is full"); None for any other exception."""
+    return exc.reason if isinstance(exc, StoreRefused) else None
+
+
+def _cannot_save(refusal: str, consequence: str, *, private: bool = True) -> Reply:
+    log.warning("refused: the database cannot be used (%s)", refusal)
+    return Reply(f"certops cannot save right now ({refusal}); {consequence}.", Tone.CRITICAL, private=private)
 
 
 def _internal_error(what: str, *, private: bool = False) -> Reply:
@@ -91,7 +121,15 @@ def _guarded(follow_up: FollowUp | None, what: str) -> FollowUp | None:
     async def run() -> Reply:
         try:
             return await follow_up()
-        except Exception:
-            return _internal_error(what)
+        except Exception as exc:
+            refusal = store_refusal(exc)
+            if refusal is None:
+                return _internal_error(what)
+            # the work may have gone ahead before the write that failed: say so, not "nothing"
+            return _cannot_save(
+                refusal,
+                f"{what} stopped and may be only partly recorded; check /ssl status once it is fixed",
+                private=False,
+            )
 
     return run

@@ -4,7 +4,9 @@ deciding (what runs, once, and when an incident closes) is the core's: bot.core.
 from __future__ import annotations
 
 from bot.core.actions import RunResult
+from bot.core.host_guard import HostGuard
 from bot.core.model import ActionRequest
+from commands.common import requester
 from commands.context import Context, FindingView
 from commands.model import Button, Principal, Reply, Tone
 from commands.render import LABELS, MAX_BUTTONS, button_for
@@ -21,7 +23,7 @@ async def offer(
 ) -> tuple[list[Button], list[str]]:
     """Buttons for the proposals that need approval; runs at once those the policy allows."""
     requests, ran = await ctx.flows.propose(
-        proposals, host=host, site=site, incident_id=incident_id, requester=who.key or who.describe()
+        proposals, host=host, site=site, incident_id=incident_id, requester=requester(who)
     )
     return buttons_and_notes(requests, ran)
 
@@ -41,6 +43,10 @@ def buttons_and_notes(requests: list[ActionRequest], ran: list[RunResult]) -> tu
 
 
 async def run_request(ctx: Context, request: ActionRequest, approved_by: str) -> Reply:
+    if isinstance(ctx.hosts, HostGuard):
+        # a change is about to run: its recheck (bot.core.actions.RECHECKED) must see the host as
+        # it is now, not as a diagnosis from before the button waited showed it
+        ctx.hosts.forget(request.host)
     return render_run(await ctx.flows.run(request, approved_by))
 
 

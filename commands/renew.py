@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from commands.common import find_host, host_of
+from commands.common import admit, find_host, host_of
 from commands.context import Context, FindingView
 from commands.model import Outcome, Reply, Request, Tone
 from commands.proposals import offer
@@ -16,6 +16,7 @@ async def renew(ctx: Context, request: Request, args: list[str]) -> Outcome:
     if site is None and ctx.config.host(name) is None:
         raise UsageError(f'"{name}" is neither a site nor a host. Try /ssl status for the names.')
     host = host_of(ctx, site) if site else find_host(ctx, name)
+    await admit(ctx, request.who, host.name, "renew")
 
     async def propose() -> Reply:
         if site is None:

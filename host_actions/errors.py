@@ -8,7 +8,17 @@ from __future__ import annotations
 
 from typing import Literal
 
-ErrorKind = Literal["unreachable", "auth_failed", "tls_failed", "timeout", "script_failed", "bad_output"]
+ErrorKind = Literal[
+    "unreachable",
+    "auth_failed",
+    "tls_failed",
+    "timeout",
+    "script_failed",
+    "bad_output",
+    "too_large",  # one answer, or a command's output, was bigger than the host's max_response_bytes
+    "redirected",  # WinRM answered with an HTTP redirect, which certops never follows
+    "tls_mismatch",  # an https:// address answered in plain HTTP (or the other way round)
+]
 
 KINDS: tuple[ErrorKind, ...] = (
     "unreachable",
@@ -17,6 +27,9 @@ KINDS: tuple[ErrorKind, ...] = (
     "timeout",
     "script_failed",
     "bad_output",
+    "too_large",
+    "redirected",
+    "tls_mismatch",
 )
 
 

@@ -11,6 +11,7 @@ import hashlib
 import ipaddress
 import json
 import re
+from collections.abc import Iterator
 from typing import Any
 
 from host_actions.model import (
@@ -34,9 +35,71 @@ PLUGINS_STORE = {
 PLUGIN_IIS = "ea6a5be3-f8de-4d27-a6bd-750b619b2ee2"
 PLUGIN_SCRIPT = "3bb22c70-358d-4251-86bd-11858363d913"
 
+MAX_JSON_DEPTH = 64  # ConvertTo-Json -Depth 6 inside our wrapper never nests past ~10
+MAX_JSON_VALUES = 500_000  # a host with thousands of certificates stays far below; each value costs ~50-100 B
+
 _HEX40 = re.compile(r"^[0-9a-fA-F]{40}$")
+# a whole JSON string (unrolled, so linear), or one comma or opening bracket outside strings
+_JSON_TOKENS = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[,\[{]', re.S)
+_JSON_TOKENS_B = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[,\[{]', re.S)
 _KV = re.compile(r"^\s*(?P<key>\S.*?)\s*:\s+(?P<value>\S.*?)\s*$")
 _MS_DATE = re.compile(r"^/Date\((-?\d+)\)/$")
+
+
+class JSONRefused(ValueError):
+    """JSON from a host that is not read at all: its shape would cost more than it can be worth."""
+
+
+def load_json(data: str | bytes, *, max_depth: int = MAX_JSON_DEPTH, max_values: int = MAX_JSON_VALUES) -> Any:
+    """json.loads for what a host sends, with its width and nesting held to limits.
+
+    json.loads recurses once per level (50,000 nested brackets raise RecursionError), and a few
+    MB of `[[],[],...]` become hundreds of MB of objects, so the width is checked before parsing:
+    counting commas and brackets, strings included, is an upper bound that costs no memory;
+    only past it are the tokens outside strings counted one by one. Raises JSONRefused (a
+    ValueError) with a short reason, or ValueError for JSON that is simply invalid.
+    """
+    if isinstance(data, bytes):
+        opens = data.count(b"[") + data.count(b"{")
+        upper = data.count(b",") + opens + 1
+        wide = upper > max_values and _count_to(_JSON_TOKENS_B.finditer(data), max_values) > max_values
+    else:
+        opens = data.count("[") + data.count("{")
+        upper = data.count(",") + opens + 1
+        wide = upper > max_values and _count_to(_JSON_TOKENS.finditer(data), max_values) > max_values
+    if wide:
+        raise JSONRefused(f"it holds more than {max_values:,} values")
+    try:
+        value = json.loads(data)
+    except RecursionError:
+        raise JSONRefused(f"it is nested deeper than {max_depth} levels") from None
+    if opens > max_depth and _deeper_than(value, max_depth):
+        raise JSONRefused(f"it is nested deeper than {max_depth} levels")
+    return value
+
+
+def _count_to(matches: Iterator[object], limit: int) -> int:
+    """How many values the tokens stand for (one per string, comma or opening bracket, plus
+    one), counted no further than one past `limit`."""
+    count = 1
+    for _ in matches:
+        count += 1
+        if count > limit:
+            break
+    return count
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    stack = [(value, 1)]
+    while stack:
+        current, depth = stack.pop()
+        children = current.values() if isinstance(current, dict) else current if isinstance(current, list) else None
+        if children is None:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return False
 
 
 def thumbprint_of(text: str | None) -> str | None:
@@ -271,9 +334,11 @@ def parse_renewal(path: str, text: str, scripts: list[dict[str, Any]]) -> Renewa
     digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
     file_id = re.sub(r"\.renewal\.json$", "", path.rsplit("\\", 1)[-1], flags=re.I)
     try:
-        data = json.loads(text)
+        data = load_json(text)
         if not isinstance(data, dict):
             raise ValueError("not an object")
+    except JSONRefused as exc:
+        return Renewal(file_id, path, "", (), (), None, (), (), digest, f"not read: {exc}")
     except ValueError:
         return Renewal(file_id, path, "", (), (), None, (), (), digest, "not valid JSON")
     exists = {str(s.get("path", "")).lower(): bool(s.get("exists")) for s in scripts}

@@ -28,6 +28,32 @@ class Secret(Protocol):
         ...
 
 
+SECRET_CAP = 64 * 1024  # characters; no password or token comes near it
+
+
+def checked_env_value(variable: str, *, where: str = "") -> str | None:
+    """The variable's value, None when it is unset or empty; SecretUnavailable when it cannot be
+    a secret. `where` starts each message (a config key's path).
+
+    The environment may hold bytes that are not UTF-8 (Python keeps them as lone surrogates);
+    such a value would fail much later, with a traceback, when a header or NTLM encodes it."""
+    value = os.environ.get(variable)
+    if not value:
+        return None
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise SecretUnavailable(
+            f"{where}environment variable {variable} is not UTF-8 text; set it to the secret written as UTF-8"
+        ) from None
+    if len(value) > SECRET_CAP:
+        raise SecretUnavailable(
+            f"{where}environment variable {variable} holds {len(value):,} characters, more than a secret "
+            f"may ({SECRET_CAP:,}); set it to the secret alone"
+        )
+    return value
+
+
 @dataclass(frozen=True)
 class EnvSecret:
     """A secret in one environment variable: what the simulator and tests use without a config file."""
@@ -38,7 +64,7 @@ class EnvSecret:
         return f"environment variable {self.variable}"
 
     def resolve(self) -> str:
-        value = os.environ.get(self.variable)
+        value = checked_env_value(self.variable)
         if not value:
             raise SecretUnavailable(f"environment variable {self.variable} is not set")
         return value

@@ -4,6 +4,13 @@ pywinrm has no overall timeout (its get_command_output retries WS-Man operation 
 ever), so we drive `Protocol` ourselves: one raw Receive at a time, each bounded by what is left
 of the action's deadline, then Signal + Delete when time runs out. Every call blocks, so actions
 run in worker threads (`run_in_thread`, `arun`), never on an event loop.
+
+requests only bounds each socket read, so a host that answers one byte a second, or with an
+endless chunked body, would hold a read open for ever. Each session therefore mounts its own
+HTTP adapter on pywinrm's requests session: it refuses redirects, reads the body in pieces up
+to the host's max_response_bytes, and registers every socket with a watchdog timer that shuts
+them down when the wall-clock deadline passes, which unblocks the worker thread wherever it
+waits (status line, headers, TLS records, body).
 """
 
 from __future__ import annotations
@@ -11,13 +18,17 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import json
+import contextlib
+import http.client
 import logging
 import math
 import re
+import socket
+import ssl
+import threading
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from types import TracebackType
@@ -25,6 +36,10 @@ from typing import Any, Literal, ParamSpec, TypeVar
 from urllib.parse import urlsplit
 
 import requests
+import urllib3.exceptions
+from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import ConnectionPool, HTTPConnectionPool, HTTPSConnectionPool
 from winrm import transport as winrm_transport
 from winrm.exceptions import (
     InvalidCredentialsError,
@@ -36,6 +51,7 @@ from winrm.exceptions import (
 from winrm.protocol import Protocol
 
 from host_actions.errors import HostActionError
+from host_actions.parsers import JSONRefused, load_json
 from host_actions.scripts import OUTPUT_PREFIX, Part, bootstrap_command, chunks, encode_job
 from host_actions.target import Host, SecretUnavailable
 
@@ -45,7 +61,13 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 MAX_OPERATION_TIMEOUT = 20  # WS-Man's usual default; a Receive returns at least this often
-CLEANUP_SECONDS = 5  # seconds allowed for Signal + Delete after a failure
+CLEANUP_SECONDS = 5  # for Signal + Delete: each at most this long, and all done this long after the deadline
+GRACE_SECONDS = 2.0  # past the deadline before the watchdog cuts: a Receive's own timeout may end up to ~1 s late
+POLL_FIRST = 0.05  # an empty Receive that came back at once waits this long before the next one,
+POLL_MAX = 2.0  # doubling up to this; any output resets it
+READ_SIZE = 64 * 1024  # one socket read of an answer body
+# what OpenSSL says when the bytes after a ClientHello are not TLS at all (plain HTTP, usually)
+_NOT_TLS = {"WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "UNKNOWN_PROTOCOL", "HTTP_REQUEST"}
 UTF8_CODEPAGE = 65001
 _TRANSPORTS: dict[str, Literal["basic", "certificate", "ntlm", "kerberos", "credssp"]] = {
     "basic": "basic",
@@ -82,13 +104,243 @@ class SessionStats:
 class Deadline:
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
-        self._end = time.monotonic() + seconds
+        self.end = time.monotonic() + seconds
+
+    def remaining(self) -> float:
+        return self.end - time.monotonic()
+
+    def expired(self) -> bool:
+        return self.remaining() <= 0
+
+
+class _Watchdog:
+    """The wall clock of one session, enforced from outside the thread doing the I/O.
+
+    Every socket the session's connections open is duplicated and kept here; when the current
+    deadline passes, a timer thread shuts them all down. shutdown() acts on the socket, not on
+    one descriptor, so a read blocked in another thread returns at once. Keeping our own
+    duplicate means we never shut a descriptor number the kernel has handed to someone else.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._sockets: dict[int, socket.socket] = {}
+        self._end = math.inf  # time.monotonic() at which the sockets are shut
+        self._generation = 0
+        self._timer: threading.Timer | None = None
+        self.fired = False  # the current deadline passed and the sockets were shut
+        self.ever_fired = False
+
+    def arm(self, end: float) -> None:
+        """Shut every socket at `end` (a time.monotonic() value), unless re-armed before."""
+        with self._lock:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._generation += 1
+            self._end = end
+            self.fired = False
+            timer = threading.Timer(max(0.0, end - time.monotonic()), self._fire, (self._generation,))
+            timer.daemon = True
+            self._timer = timer
+        timer.start()
 
     def remaining(self) -> float:
         return self._end - time.monotonic()
 
-    def expired(self) -> bool:
-        return self.remaining() <= 0
+    def watch(self, sock: socket.socket) -> socket.socket | None:
+        try:
+            twin = sock.dup()
+        except OSError:
+            return None
+        with self._lock:
+            self._sockets[id(twin)] = twin
+            late = self.fired
+        if late:
+            _shut(twin)
+        return twin
+
+    def release(self, twin: socket.socket | None) -> None:
+        if twin is None:
+            return
+        with self._lock:
+            self._sockets.pop(id(twin), None)
+        twin.close()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            self._generation += 1
+            twins, self._sockets = list(self._sockets.values()), {}
+        for twin in twins:
+            twin.close()
+
+    def _fire(self, generation: int) -> None:
+        with self._lock:
+            if generation != self._generation:
+                return  # re-armed (or closed) since this timer was set
+            self.fired = self.ever_fired = True
+            twins = list(self._sockets.values())
+        for twin in twins:
+            _shut(twin)
+
+
+def _shut(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):  # already closed by the peer or by urllib3
+        sock.shutdown(socket.SHUT_RDWR)
+
+
+class _WatchedHTTPConnection(HTTPConnection):
+    """A urllib3 connection whose socket the session's watchdog can shut from another thread."""
+
+    def __init__(self, *args: Any, watchdog: _Watchdog, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._watchdog = watchdog
+        self._twin: socket.socket | None = None
+
+    def _new_conn(self) -> socket.socket:
+        sock = super()._new_conn()
+        # registered before any TLS handshake: a host can stall that too
+        self._watchdog.release(self._twin)
+        self._twin = self._watchdog.watch(sock)
+        return sock
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self._watchdog.release(self._twin)
+            self._twin = None
+
+
+class _WatchedHTTPSConnection(_WatchedHTTPConnection, HTTPSConnection):
+    pass
+
+
+class _GuardedAdapter(HTTPAdapter):
+    """requests' adapter for one session: deadline-bounded, size-capped, no redirects."""
+
+    def __init__(self, watchdog: _Watchdog, host: str, max_bytes: int) -> None:
+        super().__init__(pool_connections=1, pool_maxsize=1)
+        self.watchdog = watchdog
+        self.host = host
+        self.max_bytes = max_bytes
+
+    def get_connection_with_tls_context(
+        self,
+        request: requests.PreparedRequest,
+        verify: bool | str | None,
+        proxies: Mapping[str, str] | None = None,
+        cert: tuple[str, str] | str | None = None,
+    ) -> ConnectionPool:
+        pool = super().get_connection_with_tls_context(request, verify, proxies, cert)
+        if isinstance(pool, HTTPConnectionPool) and pool.conn_kw.get("watchdog") is not self.watchdog:
+            secure = isinstance(pool, HTTPSConnectionPool)
+            pool.ConnectionCls = _WatchedHTTPSConnection if secure else _WatchedHTTPConnection
+            pool.conn_kw["watchdog"] = self.watchdog
+        return pool
+
+    def send(
+        self,
+        request: requests.PreparedRequest,
+        stream: bool = False,
+        timeout: float | tuple[float, float] | tuple[float, None] | None = None,
+        verify: bool | str = True,
+        cert: bytes | str | tuple[bytes | str, bytes | str] | None = None,
+        proxies: Mapping[str, str] | None = None,
+    ) -> requests.Response:
+        per_read = timeout[1] if isinstance(timeout, tuple) else timeout
+        wait = self._wait(per_read)
+        response = super().send(request, stream=True, timeout=(wait, wait), verify=verify, cert=cert, proxies=proxies)
+        try:
+            self._refuse_unwanted(response)
+            if not self._left_for_auth(request, response):
+                response._content = self._read_body(response, per_read)
+                response.raw.release_conn()  # back to the pool: NTLM authenticates the connection
+        except BaseException:
+            response.close()
+            raise
+        return response
+
+    def _left_for_auth(self, request: requests.PreparedRequest, response: requests.Response) -> bool:
+        """NTLM, Kerberos and CredSSP answer a 401 from a response hook that reads the server's
+        certificate off the unread response (channel binding), so such a challenge stays unread
+        here. It must declare its length, which _refuse_unwanted has held to max_bytes, so the
+        hook's own read is bounded too (and the watchdog bounds its time)."""
+        if response.status_code != 401 or not request.hooks.get("response"):
+            return False
+        if response.headers.get("Content-Length", "").strip().isdigit():
+            return True
+        raise HostActionError(
+            "auth_failed",
+            f"{self.host}: WinRM sent an authentication challenge without a Content-Length, which certops "
+            "does not read.",
+            host=self.host,
+        )
+
+    def _wait(self, per_read: float | None) -> float:
+        remaining = self.watchdog.remaining()
+        if remaining <= 0 or self.watchdog.fired:
+            raise _DeadlinePassed()
+        return max(0.05, min(remaining, per_read or MAX_OPERATION_TIMEOUT + 10))
+
+    def _refuse_unwanted(self, response: requests.Response) -> None:
+        name = self.host
+        if 300 <= response.status_code < 400:
+            # requests would re-send the SOAP body (and the Authorization header) wherever it points
+            raise HostActionError(
+                "redirected",
+                f"{name}: WinRM answered with a redirect (HTTP {response.status_code}), which certops does not "
+                "follow; set [[hosts]] address to the WinRM listener itself.",
+                host=name,
+            )
+        encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
+        if encoding not in ("", "identity"):
+            raise HostActionError(
+                "bad_output", f"{name}: WinRM sent a compressed answer, which certops does not accept.", host=name
+            )
+        length = response.headers.get("Content-Length", "")
+        if length.strip().isdigit() and int(length) > self.max_bytes:
+            raise self.too_large()
+
+    def _read_body(self, response: requests.Response, per_read: float | None) -> bytes:
+        raw = response.raw
+        pieces: list[bytes] = []
+        total = 0
+        try:
+            while True:
+                wait = self._wait(per_read)
+                connection = getattr(raw, "connection", None)
+                sock = getattr(connection, "sock", None)
+                if sock is not None:
+                    sock.settimeout(wait)  # one slow read may not outlast the deadline
+                piece = raw.read1(READ_SIZE, decode_content=False)
+                if not piece:
+                    break
+                total += len(piece)
+                if total > self.max_bytes:
+                    raise self.too_large()
+                pieces.append(piece)
+        except urllib3.exceptions.ReadTimeoutError as exc:
+            raise requests.exceptions.ReadTimeout(exc) from exc
+        except (urllib3.exceptions.HTTPError, http.client.HTTPException, OSError) as exc:
+            raise requests.exceptions.ConnectionError(exc) from exc
+        body = b"".join(pieces)
+        pieces.clear()
+        return body
+
+    def too_large(self) -> HostActionError:
+        return HostActionError(
+            "too_large",
+            f"{self.host}: WinRM sent an answer larger than {_size(self.max_bytes)} ([[hosts]] max_response_bytes) "
+            "and it was refused; check the host, or raise the limit if such answers are expected.",
+            host=self.host,
+        )
+
+
+class _DeadlinePassed(Exception):
+    """Raised inside the adapter when the wall clock has run out; becomes the session's timeout."""
 
 
 def build_protocol(host: Host) -> Protocol:
@@ -160,18 +412,25 @@ class HostSession:
         self._protocol: Protocol | None = None
         self._shell_id: str | None = None
         self._started = time.monotonic()
+        self._watchdog = _Watchdog()
 
     def __repr__(self) -> str:
         return f"HostSession(host={self.host.name!r}, action={self.action!r})"
 
     def __enter__(self) -> HostSession:
-        protocol = build_protocol(self.host)
-        self._count_round_trips(protocol)
-        self._protocol = protocol
+        self._arm_main()
         try:
-            self._shell_id = self._call(lambda: protocol.open_shell(codepage=UTF8_CODEPAGE, noprofile=True))
+            protocol = build_protocol(self.host)
+            self._guard(protocol)
+            self._count_round_trips(protocol)
+            self._protocol = protocol
+            try:
+                self._shell_id = self._call(lambda: protocol.open_shell(codepage=UTF8_CODEPAGE, noprofile=True))
+            except BaseException:
+                protocol.transport.close_session()  # no shell to delete; just drop the connection
+                raise
         except BaseException:
-            protocol.transport.close_session()  # no shell to delete; just drop the connection
+            self._watchdog.close()
             raise
         self.stats.shells += 1
         return self
@@ -182,7 +441,10 @@ class HostSession:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._close_shell()
+        try:
+            self._close_shell()
+        finally:
+            self._watchdog.close()
         log.info(
             "host action finished",
             extra={
@@ -191,6 +453,7 @@ class HostSession:
                 "ok": exc is None,
                 "round_trips": self.stats.round_trips,
                 "seconds": round(time.monotonic() - self._started, 3),
+                "cut_at_deadline": self._watchdog.ever_fired,
             },
         )
 
@@ -223,6 +486,32 @@ class HostSession:
     def _send(self, protocol: Protocol, shell_id: str, command_id: str, data: bytes, end: bool) -> None:
         self._call(lambda: protocol.send_command_input(shell_id, command_id, data, end))
 
+    def _guard(self, protocol: Protocol) -> None:
+        """Mounts this session's adapter on whichever requests session pywinrm builds. NTLM with
+        encryption sends its first request from inside build_session (setup_encryption), so the
+        adapter goes on there too, before that request."""
+        transport = protocol.transport
+        build, setup = transport.build_session, transport.setup_encryption
+        adapter = _GuardedAdapter(self._watchdog, self.host.name, self.host.max_response_bytes)
+
+        def guarded(session: requests.Session) -> requests.Session:
+            if session.adapters.get("https://") is not adapter:
+                session.mount("https://", adapter)
+                session.mount("http://", adapter)
+                session.headers["Accept-Encoding"] = "identity"
+                session.max_redirects = 0
+            return session
+
+        def setup_encryption(session: requests.Session) -> None:
+            setup(guarded(session))
+
+        def build_session() -> requests.Session:
+            return guarded(build())
+
+        # instance attributes, as with send_message below: pywinrm calls both through self
+        setattr(transport, "setup_encryption", setup_encryption)  # noqa: B010
+        setattr(transport, "build_session", build_session)  # noqa: B010
+
     def _count_round_trips(self, protocol: Protocol) -> None:
         transport = protocol.transport
         send = transport.send_message
@@ -238,6 +527,9 @@ class HostSession:
     def _receive(self, protocol: Protocol, shell_id: str, command_id: str) -> tuple[bytes, bytes, int]:
         out: list[bytes] = []
         err: list[bytes] = []
+        size = 0
+        limit = self.host.max_response_bytes
+        pause = POLL_FIRST
         while True:
             remaining = self.deadline.remaining()
             if remaining <= 0:
@@ -248,18 +540,36 @@ class HostSession:
             protocol.operation_timeout_sec = operation
             # pywinrm needs read > operation; past that, a stalled socket may eat at most ~1 s
             protocol.transport.read_timeout_sec = min(operation + 5, max(operation + 1, math.ceil(remaining) + 1))
+            asked = time.monotonic()
             try:
                 stdout, stderr, code, done = protocol.get_command_output_raw(shell_id, command_id)
             except WinRMOperationTimeoutError:
-                continue  # nothing new yet: ask again while the deadline allows
+                stdout, stderr, code, done = b"", b"", -1, False  # nothing new yet: ask again while time allows
             except BaseException as exc:
                 raise self._translate(exc) from None
             finally:
                 protocol.operation_timeout_sec = MAX_OPERATION_TIMEOUT
-            out.append(stdout)
-            err.append(stderr)
+            if stdout or stderr:
+                size += len(stdout) + len(stderr)
+                if size > limit:
+                    raise HostActionError(
+                        "too_large",
+                        f"{self.host.name}: {self.action} printed more than {_size(limit)} of output "
+                        "([[hosts]] max_response_bytes) and was stopped.",
+                        host=self.host.name,
+                    )
+                out.append(stdout)
+                err.append(stderr)
+                pause = POLL_FIRST
             if done:
                 return b"".join(out), b"".join(err), int(code)
+            if not (stdout or stderr):
+                # A Receive should wait on the host until there is output; one that comes back empty
+                # at once (a host answering "Running" for ever) would otherwise be asked in a tight loop.
+                nap = min(pause - (time.monotonic() - asked), self.deadline.remaining())
+                if nap > 0:
+                    time.sleep(nap)
+                pause = min(pause * 2, POLL_MAX)
 
     def _call(self, fn: Callable[[], T]) -> T:
         remaining = self.deadline.remaining()
@@ -275,24 +585,45 @@ class HostSession:
             raise self._translate(exc) from None
 
     def _cleanup_command(self, protocol: Protocol, shell_id: str, command_id: str) -> None:
-        protocol.transport.read_timeout_sec = CLEANUP_SECONDS
+        if not self._arm_cleanup(protocol):
+            return
         try:
             protocol.cleanup_command(shell_id, command_id)
         except Exception:  # best effort; the shell's Delete follows
             log.debug("command cleanup failed", extra={"host": self.host.name})
+        finally:
+            if not self.deadline.expired():
+                self._arm_main()  # the next command, if any, runs on the action's own clock
 
     def _close_shell(self) -> None:
         if self._protocol is None or self._shell_id is None:
             return
         protocol, shell_id = self._protocol, self._shell_id
         self._shell_id = None
-        protocol.transport.read_timeout_sec = CLEANUP_SECONDS
         try:
-            protocol.close_shell(shell_id)
+            if self._arm_cleanup(protocol):
+                protocol.close_shell(shell_id)
         except Exception:  # the host drops idle shells itself after IdleTimeOut
             log.debug("shell close failed", extra={"host": self.host.name})
         finally:
             protocol.transport.close_session()  # close_shell skips this when its POST fails
+
+    def _arm_cleanup(self, protocol: Protocol) -> bool:
+        """Each cleanup request gets at most CLEANUP_SECONDS, and all of them end CLEANUP_SECONDS
+        after the deadline at the latest, whatever the host does. False when that allowance is
+        spent (the host drops the shell itself after its IdleTimeOut)."""
+        budget = min(CLEANUP_SECONDS, self.deadline.end + CLEANUP_SECONDS - time.monotonic())
+        if budget < 0.1:
+            log.debug("no time left to clean up", extra={"host": self.host.name})
+            return False
+        self._watchdog.arm(time.monotonic() + budget)
+        protocol.transport.read_timeout_sec = max(1, math.ceil(budget))
+        return True
+
+    def _arm_main(self) -> None:
+        # the grace lets a Receive that the host holds up to the deadline answer on a healthy
+        # connection, so Signal and Delete can still use it (NTLM cannot re-seal on a new one)
+        self._watchdog.arm(self.deadline.end + GRACE_SECONDS)
 
     def _timeout(self) -> HostActionError:
         return HostActionError(
@@ -305,6 +636,8 @@ class HostSession:
         name = self.host.name
         if isinstance(exc, HostActionError):
             return exc
+        if self._watchdog.fired or isinstance(exc, _DeadlinePassed):
+            return self._timeout()  # whatever the cut socket raised, the cause is the deadline
         if isinstance(exc, InvalidCredentialsError):
             return HostActionError(
                 "auth_failed",
@@ -326,10 +659,17 @@ class HostSession:
             )
         if isinstance(exc, WinRMTransportError):
             return HostActionError("unreachable", f"{name}: WinRM answered with HTTP {exc.code}.", host=name)
+        if isinstance(exc, requests.exceptions.ConnectionError) and _not_tls(exc):
+            return HostActionError(
+                "tls_mismatch",
+                f"{name}: {_endpoint(self.host.address)} answered in plain HTTP, not TLS; check the address "
+                "(https:// is usually port 5986, http:// port 5985).",
+                host=name,
+            )
         if isinstance(exc, requests.exceptions.SSLError):
             return HostActionError(
                 "tls_failed",
-                f"{name}: the TLS connection to WinRM failed (certificate not trusted, wrong name, or TLS mismatch).",
+                f"{name}: the TLS connection to WinRM failed (certificate not trusted, or issued for another name).",
                 host=name,
             )
         if isinstance(exc, requests.exceptions.ConnectTimeout):
@@ -354,12 +694,20 @@ class HostSession:
     def _parse(self, parts: Sequence[Part], stdout: bytes, stderr: bytes, exit_code: int) -> list[PartResult]:
         name = self.host.name
         docs: list[PartResult] = []
-        for line in stdout.decode("utf-8", "replace").splitlines():
+        prefix = OUTPUT_PREFIX.encode("ascii")
+        # lines as bytes: decoding all of stdout to str first would cost up to 4 bytes a character
+        for line in stdout.splitlines():
             line = line.strip()
-            if not line.startswith(OUTPUT_PREFIX):
+            if not line.startswith(prefix):
                 continue  # stray console output (Write-Host) is not ours to judge
             try:
-                raw = json.loads(base64.b64decode(line[len(OUTPUT_PREFIX) :], validate=True))
+                raw = load_json(base64.b64decode(line[len(prefix) :], validate=True))
+            except JSONRefused as refused:
+                raise HostActionError(
+                    "bad_output",
+                    f"{name}: a script printed a document that was not read: {refused}.",
+                    host=name,
+                ) from None
             except (binascii.Error, ValueError):
                 raise HostActionError(
                     "bad_output",
@@ -409,6 +757,31 @@ def clixml_errors(stderr: bytes) -> str:
 def _short(text: str, limit: int = 300) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _size(count: int) -> str:
+    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if count >= scale:
+            return f"{count / scale:g} {unit}"
+    return f"{count} bytes"
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """The exception and everything it wraps: causes, contexts, urllib3's `reason`, requests' args."""
+    seen: set[int] = set()
+    todo = [exc]
+    while todo:
+        current = todo.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        linked = [current.__cause__, current.__context__, getattr(current, "reason", None), *current.args]
+        todo.extend(e for e in linked if isinstance(e, BaseException))
+
+
+def _not_tls(exc: BaseException) -> bool:
+    return any(isinstance(e, ssl.SSLError) and e.reason in _NOT_TLS for e in _chain(exc))
 
 
 def _endpoint(address: str) -> str:

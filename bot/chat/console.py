@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import getpass
+import io
+import logging
+import re
 import sys
 from typing import TYPE_CHECKING, TextIO
 
@@ -15,6 +18,18 @@ from bot.chat.base import DeliveryKind, Outgoing
 from commands.model import Conversation, Outcome, Press, Principal, Reply, Request
 
 _MARK = {"info": "ℹ", "ok": "✔", "warning": "⚠", "critical": "✖"}
+LINE_LIMIT = 4096  # characters; the longest command is a few dozen
+_BUTTON_NUMBER = re.compile(r"[0-9]{1,9}")  # ASCII digits only: "²".isdigit() is True, int("²") fails
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # but tab and newline
+
+log = logging.getLogger(__name__)
+
+
+class _TooLong:
+    """What _read_line returns for a line beyond LINE_LIMIT (its text is dropped unread)."""
+
+
+TOO_LONG = _TooLong()
 
 
 class ConsoleAdapter:
@@ -66,32 +81,68 @@ class ConsoleAdapter:
         return await self.post(message.reply)
 
     async def run(self) -> None:
-        """Reads commands until end of input or `quit`."""
+        """Reads commands until end of input or `quit`; nothing typed ends the process otherwise."""
         self._write("certops console: type /ssl help, `press N` for a button, quit to leave.\n")
+        if isinstance(self.stdin, io.TextIOWrapper):
+            # bytes that are not UTF-8 (a pasted Latin-1 text) become U+FFFD instead of ending the loop
+            self.stdin.reconfigure(errors="replace")
         loop = asyncio.get_running_loop()
         while True:
             self._write("> ")
-            line = await loop.run_in_executor(None, self.stdin.readline)
-            if not line:
+            line = await loop.run_in_executor(None, self._read_line)
+            if line is None:
                 break
-            if self.echo:
-                self._write(line if line.endswith("\n") else line + "\n")
-            if not await self.handle(line.strip()):
+            if self.echo and isinstance(line, str):
+                self._write(_printable(line)[:200] + "\n")
+            if not await self._handle_safely(line):
                 break
         await self.core.worker.drain()
 
+    def _read_line(self) -> str | _TooLong | None:
+        """One line, None at end of input; a line longer than LINE_LIMIT is read to its end and
+        answered as too long, so a runaway paste neither fills the memory nor runs as commands."""
+        try:
+            line = self.stdin.readline(LINE_LIMIT + 1)
+            if not line:
+                return None
+            if len(line) <= LINE_LIMIT or line.endswith("\n"):
+                return line
+            while True:
+                rest = self.stdin.readline(LINE_LIMIT)
+                if not rest or rest.endswith("\n"):
+                    break
+        except (OSError, ValueError) as exc:  # input closed under us, or bytes no decoder accepts
+            log.warning("console input ended: %s", type(exc).__name__)
+            return None
+        return TOO_LONG
+
+    async def _handle_safely(self, line: str | _TooLong) -> bool:
+        if isinstance(line, _TooLong):
+            self._write(f"That line is longer than {LINE_LIMIT:,} characters; commands are short. Type /ssl help.\n")
+            return True
+        try:
+            return await self.handle(line)
+        except Exception:
+            # the console is the bot's only way in when it has no chat: one bad line must not end it
+            log.exception("console input failed")
+            self._write("Sorry, that failed on certops's side; the log has the details. Type /ssl help.\n")
+            return True
+
     async def handle(self, line: str) -> bool:
         """One line of input; False when the user wants to leave."""
+        line = _CONTROL.sub("", line).replace("\t", " ").strip()
         if not line:
             return True
-        if line in ("quit", "exit"):
+        if line.lower() in ("quit", "exit"):
             return False
         words = line.split()
-        if words[0] == "press":
-            if len(words) != 2 or not words[1].isdigit() or int(words[1]) not in self.buttons:
-                self._write(f"No button {' '.join(words[1:]) or '?'}; the numbers are in [brackets] on the cards.\n")
+        if words[0].lower() == "press":
+            number = words[1] if len(words) == 2 and _BUTTON_NUMBER.fullmatch(words[1]) else None
+            if number is None or int(number) not in self.buttons:
+                asked = _printable(" ".join(words[1:]))[:40] or "?"
+                self._write(f"No button {asked}; the numbers are in [brackets] on the cards (type: press N).\n")
                 return True
-            token = self.buttons[int(words[1])]
+            token = self.buttons[int(number)]
             outcome = await self.core.dispatcher.press(Press(self.who, self.where, token))
         else:
             text = line.removeprefix("/ssl").strip()
@@ -102,14 +153,13 @@ class ConsoleAdapter:
     async def _deliver(self, outcome: Outcome) -> None:
         self._show(outcome.reply)
         if outcome.follow_up is not None:
-            done = asyncio.Event()
 
             async def show_later(reply: Reply) -> None:
                 self._show(reply)
-                done.set()
 
-            self.core.worker.submit(outcome.follow_up, show_later)
-            await done.wait()  # a console shows one conversation at a time
+            # a console shows one conversation at a time; the task ends after show_later ran, or
+            # with the follow-up's exception (an event set by show_later would then wait forever)
+            await self.core.worker.submit(outcome.follow_up, show_later)
 
     def _show(self, reply: Reply, note: str | None = None) -> None:
         out = [f"({note})"] if note else []
@@ -126,11 +176,16 @@ class ConsoleAdapter:
             labels.append(f"[{number}] {button.label}")
         if labels:
             out.append("  " + "   ".join(labels) + "   (type: press N)")
-        self._write("\n".join(out) + "\n")
+        # a reply may quote what a remote server sent (a certificate's name): never let it steer the terminal
+        self._write("\n".join(_CONTROL.sub("", line) for line in out) + "\n")
 
     def _write(self, text: str) -> None:
         self.stdout.write(text)
         self.stdout.flush()
+
+
+def _printable(text: str) -> str:
+    return _CONTROL.sub("", text).replace("\n", "").replace("\t", " ")
 
 
 def _login_name() -> str:

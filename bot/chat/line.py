@@ -2,7 +2,10 @@
 
 What LINE imposes, and how this adapter answers it (facts: shared/facts/chat-scheduler-probe.md §2):
 - Events only arrive at a public HTTPS webhook. Every request's X-Line-Signature (base64
-  HMAC-SHA256 of the raw body with the channel secret) is checked before anything else.
+  HMAC-SHA256 of the raw body with the channel secret) is checked before anything else
+  (`line_refusal`, strict about the header's form), then the body's shapes (`check_body`, with a
+  bound on JSON nesting): a refused request gets 401, an authentic but malformed one 400, each
+  with one short log line (method, path, remote address, reason; never the body).
 - Nothing in a signature is time-bound, so a captured request could be replayed: every event we
   act on is de-duplicated by its webhookEventId in the store, which also absorbs redeliveries.
 - Replies are free but their tokens are single-use and short-lived; pushes count against a small
@@ -18,8 +21,12 @@ The SDK ships no type information (no py.typed), so its objects are `Any` here.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import hashlib
+import hmac
 import logging
+import re
 import time
 import uuid
 from collections.abc import Awaitable, Sequence
@@ -48,11 +55,14 @@ from linebot.v3.webhooks import (  # type: ignore[import-untyped, unused-ignore]
     TextMessageContent,
     UserSource,
 )
+from multidict import CIMultiDictProxy
 
 from bot.app import Core
 from bot.chat import line_flex
 from bot.chat.base import DeliveryError, DeliveryKind, Outgoing, is_transient, parse_retry_after
 from bot.config.model import LineSettings
+from bot.core.ports import StoreRefused
+from bot.web import Malformed, TooDeep, load_json, refuse
 from commands.model import Conversation, Outcome, Press, Principal, Reply, Request
 
 log = logging.getLogger(__name__)
@@ -143,7 +153,9 @@ class LineAdapter:
         self.reply_grace = reply_grace
         self.retry_delay = retry_delay
         # Resolved once at construction so a missing secret stops the start, not the first event.
-        self._parser = WebhookParser(settings.channel_secret.resolve())
+        secret = settings.channel_secret.resolve()
+        self._secret = secret.encode()
+        self._parser = WebhookParser(secret)
         host = settings.api_url.rstrip("/") if settings.api_url else None  # None: the SDK's https://api.line.me
         self._configuration = Configuration(access_token=settings.access_token.resolve(), host=host)
         self._client: Any = None
@@ -218,19 +230,18 @@ class LineAdapter:
     # webhook ------------------------------------------------------------------------------------
 
     async def _webhook(self, request: web.Request) -> web.Response:
-        signature = request.headers.get("X-Line-Signature")
-        if not signature:
-            log.warning("refused a LINE webhook from %s: no X-Line-Signature", request.remote)
-            return web.Response(status=400, text="missing signature")
-        raw = await request.read()
+        raw = await request.read()  # bounded in size (client_max_size) and time (bot.web.WebLimits)
+        reason = line_refusal(request.headers, raw, self._secret)
+        if reason is not None:
+            return refuse(request, 401, reason, text="bad signature")
         try:
-            events = self._parser.parse(raw.decode("utf-8"), signature)
-        except InvalidSignatureError:
-            log.warning("refused a LINE webhook from %s: wrong signature", request.remote)
-            return web.Response(status=401, text="bad signature")
-        except (UnicodeDecodeError, ValueError, KeyError, TypeError):
-            log.warning("refused a LINE webhook whose body is not a LINE event list")
-            return web.Response(status=400, text="bad body")
+            text = check_body(raw)
+            # the SDK checks the signature again (it holds) and builds its event models
+            events = self._parser.parse(text, request.headers["X-Line-Signature"])
+        except Malformed as exc:
+            return refuse(request, 400, exc.reason, text="bad body")
+        except (InvalidSignatureError, ValueError, KeyError, TypeError):  # check_body should leave none
+            return refuse(request, 400, "a body the LINE SDK cannot read", text="bad body")
         for event in events:
             note_ids(event)
         events = [e for e in events if not _too_old(e)]
@@ -244,8 +255,12 @@ class LineAdapter:
     def _first_time(self, item: Inbound) -> bool:
         if item.event_id is None:
             return True  # very old events carry no id; nothing to de-duplicate on
-        if self.core.store.first_time("line", item.event_id):
-            return True
+        try:
+            if self.core.store.first_time("line", item.event_id):
+                return True
+        except StoreRefused as exc:
+            log.warning("cannot record LINE event %s: %s", item.event_id, exc.reason)
+            return True  # the dispatcher answers with the store's refusal
         log.info("ignored LINE event %s: already handled (replay or redelivery)", item.event_id)
         return False
 
@@ -450,6 +465,79 @@ class LineAdapter:
         task.add_done_callback(self._tasks.discard)
         task.add_done_callback(_log_failure)
         return task
+
+
+_SIGNATURE = re.compile("[A-Za-z0-9+/]{43}=")  # base64 of the 32 bytes of an HMAC-SHA256
+
+
+def line_refusal(headers: CIMultiDictProxy[str], body: bytes, secret: bytes) -> str | None:
+    """Why this request is not from LINE, as a fixed phrase for the log; None when its
+    X-Line-Signature holds. Nothing here can raise: the header is matched against its exact form
+    before it is compared."""
+    signatures = headers.getall("X-Line-Signature", [])
+    if not signatures or not signatures[0]:
+        return "no signature"
+    if len(signatures) > 1:
+        return "signature header repeated"
+    if not _SIGNATURE.fullmatch(signatures[0]):
+        return "malformed signature"
+    expected = base64.b64encode(hmac.new(secret, body, hashlib.sha256).digest())
+    if not hmac.compare_digest(expected, signatures[0].encode()):
+        return "wrong signature"
+    return None
+
+
+def check_body(raw: bytes) -> str:
+    """The body as text, once it is a webhook object with an event list whose events have the
+    shapes the SDK and `inbound` read; raises Malformed (a fixed reason) otherwise."""
+    try:
+        text = raw.decode("utf-8")
+        data = load_json(text)
+    except UnicodeDecodeError:
+        raise Malformed("a body that is not UTF-8") from None
+    except TooDeep:
+        raise Malformed("JSON nested too deep") from None
+    except ValueError:
+        raise Malformed("JSON that does not parse") from None
+    if not isinstance(data, dict):
+        raise Malformed("a body that is not a JSON object")
+    if "destination" in data and not isinstance(data["destination"], str):
+        raise Malformed("destination is not a string")
+    events = data.get("events")
+    if not isinstance(events, list):
+        raise Malformed("events is not a list")
+    for event in events:
+        _check_event(event)
+    return text
+
+
+_EVENT_STRINGS = ("webhookEventId", "replyToken", "mode")
+_EVENT_OBJECTS = {  # object-valued fields, and their string-valued fields
+    "source": ("type", "userId", "groupId", "roomId"),
+    "message": ("type", "id", "text"),
+    "postback": ("data",),
+    "deliveryContext": (),
+}
+
+
+def _check_event(event: object) -> None:
+    if not isinstance(event, dict):
+        raise Malformed("an event that is not an object")
+    if not isinstance(event.get("type"), str):
+        raise Malformed("an event without a string type")
+    if "timestamp" in event and (not isinstance(event["timestamp"], int) or isinstance(event["timestamp"], bool)):
+        raise Malformed("an event timestamp that is not an integer")
+    for key in _EVENT_STRINGS:
+        if event.get(key) is not None and not isinstance(event[key], str):
+            raise Malformed(f"{key} is not a string")
+    for key, strings in _EVENT_OBJECTS.items():
+        if key not in event or event[key] is None:
+            continue
+        value = event[key]
+        if not isinstance(value, dict):
+            raise Malformed(f"{key} is not an object")
+        if any(value.get(name) is not None and not isinstance(value[name], str) for name in strings):
+            raise Malformed(f"a field of {key} is not a string")
 
 
 # LINE signs no timestamp header, so a captured request could be replayed once its event id has

@@ -5,33 +5,43 @@ returns; nothing slow ever runs in it. Slow follow-ups go to core.worker and com
 chat.update of the bot's own card (response_url is limited to 5 uses in 30 minutes, so it is only
 used for answers meant for one person).
 
-In http mode every request passes Bolt's RequestVerification (HMAC signature and a 5-minute
-timestamp window over the raw body) before anything of ours runs: a forged or stale request is
-answered 401 and leaves no trace. In socket mode Slack authenticates the connection instead (the
-app-level token), and there is no HTTP route at all.
+In http mode every request is verified here before Bolt sees it (`slack_refusal`: the v0 HMAC
+signature over the raw body and a timestamp within 5 minutes, both headers parsed strictly and
+bounded), then its body is parsed the way Bolt will parse it and checked for the shapes Bolt and
+our listeners read (`parse_body`). A request that fails verification is answered 401, an
+authentic one that is malformed 400; either way one short log line (method, path, remote
+address, reason; never the body) and nothing else: no audit line, no Web API call, no traceback.
+Bolt verifies the signature again, which then always holds; its own refusal would log the whole
+body at INFO, and its loggers are kept at WARNING for that reason. In socket mode Slack
+authenticates the connection instead (the app-level token), and there is no HTTP route at all.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import hmac
 import logging
 import re
 import secrets
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl
 
 import aiohttp
 from aiohttp import web
-from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from multidict import CIMultiDictProxy
+from slack_bolt.adapter.aiohttp import to_aiohttp_response
 from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
 from slack_bolt.app.async_app import AsyncApp
 from slack_bolt.authorization import AuthorizeResult
 from slack_bolt.context.ack.async_ack import AsyncAck
 from slack_bolt.context.respond.async_respond import AsyncRespond
+from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
@@ -39,6 +49,8 @@ from slack_sdk.web.async_slack_response import AsyncSlackResponse
 from bot.chat.base import ChatSetupError, DeliveryError, DeliveryKind, Outgoing, is_transient, parse_retry_after
 from bot.chat.slack_blocks import ACTION_PREFIX, Rendered, escape, render, render_copy
 from bot.config import SlackSettings
+from bot.core.ports import StoreRefused
+from bot.web import Malformed, TooDeep, load_json, refuse
 from commands.model import Conversation, Outcome, Press, Principal, Reply, Request, Tone
 
 if TYPE_CHECKING:
@@ -46,6 +58,10 @@ if TYPE_CHECKING:
     from bot.chat.base import ChatAdapter
 
 log = logging.getLogger(__name__)
+# Bolt's own loggers: its signature check logs the whole refused body at INFO (50 unsigned 1 MB
+# requests were 50 MB of log), so they stay at WARNING whatever the root level is.
+BOLT_LOG = logging.getLogger("bot.chat.slack.bolt")
+BOLT_LOG.setLevel(logging.WARNING)
 
 EVENTS_PATH = "/slack/events"
 ACK_BUDGET = 2.0  # seconds we wait for the core before acking anyway; Slack gives up at 3
@@ -130,6 +146,7 @@ class SlackAdapter:
             token=bot_token, base_url=_with_slash(base_url), session=self._session, retry_handlers=[]
         )
         self._bot_token = bot_token
+        self._signing_secret = signing_secret.encode()
         self._auth: AuthorizeResult | None = None
         self.app = AsyncApp(
             name="certops",
@@ -137,6 +154,7 @@ class SlackAdapter:
             signing_secret=signing_secret,
             authorize=self._authorizer(),
             process_before_response=False,  # the HTTP 200 leaves as soon as ack() is called
+            logger=BOLT_LOG,  # Bolt hands its level to every logger it makes
         )
         self.app.command("/ssl")(self._on_command)
         self.app.action({"type": "block_actions", "action_id": _ACTION_ID})(self._on_press)
@@ -218,9 +236,24 @@ class SlackAdapter:
         return [web.post(EVENTS_PATH, self._handle_http)]
 
     async def _handle_http(self, request: web.Request) -> web.Response:
-        # Bolt checks the signature over the raw body it gets here, before any listener runs.
-        bolt_response = await self.app.async_dispatch(await to_bolt_request(request))
-        return await to_aiohttp_response(bolt_response)
+        raw = await request.read()  # bounded in size (client_max_size) and time (bot.web.WebLimits)
+        reason = slack_refusal(request.headers, raw, self._signing_secret, time.time())
+        if reason == "no signature" and _is_ssl_check(raw):
+            # Slack's certificate check of the URL: Bolt answers it unsigned too, with nothing
+            return web.Response(text="")
+        if reason is not None:
+            return refuse(request, 401, reason, json_body={"error": "invalid request"})
+        try:
+            text, _ = parse_body(raw, request.content_type)
+        except Malformed as exc:
+            return refuse(request, 400, exc.reason, json_body={"error": "malformed request"})
+        headers: dict[str, str | Sequence[str]] = {name.lower(): value for name, value in request.headers.items()}
+        headers["content-type"] = request.content_type  # so Bolt's parse takes the path parse_body took
+        try:
+            bolt_request = AsyncBoltRequest(body=text, query=request.query_string, headers=headers)
+        except Exception:  # parse_body should leave nothing that Bolt's context builder trips on
+            return refuse(request, 400, "a body Bolt cannot read", json_body={"error": "malformed request"})
+        return await to_aiohttp_response(await self.app.async_dispatch(bolt_request))
 
     # ChatAdapter: posts to the incident channel ---------------------------------------------
 
@@ -302,11 +335,11 @@ class SlackAdapter:
         if not await self._first_time(body.get("trigger_id")):
             await ack()  # a redelivered command: the first delivery already answered
             return
-        channel = str(body.get("channel_id") or "")
+        channel = _text(body.get("channel_id"))
         request = Request(
-            Principal("slack", body.get("user_id"), body.get("user_name")),
+            Principal("slack", _text(body.get("user_id")) or None, _text(body.get("user_name")) or None),
             Conversation("slack", channel, is_group=not channel.startswith("D")),
-            str(body.get("text") or ""),
+            _text(body.get("text")),
         )
         pending = asyncio.ensure_future(self.core.dispatcher.command(request))
         done, _ = await asyncio.wait({pending}, timeout=ACK_BUDGET)
@@ -373,19 +406,20 @@ class SlackAdapter:
         await ack()  # at once: the press may need a user group lookup before it is decided
         if not await self._first_time(body.get("trigger_id")):
             return
-        user = body.get("user") or {}
-        container = body.get("container") or {}
-        channel = str((body.get("channel") or {}).get("id") or container.get("channel_id") or "")
-        actions = body.get("actions") or [{}]
-        token = str(actions[0].get("value") or "")
+        # parse_body checked these shapes in http mode; socket mode's come from Slack unchecked
+        user = _object(body.get("user"))
+        container = _object(body.get("container"))
+        channel = _text(_object(body.get("channel")).get("id")) or _text(container.get("channel_id"))
+        actions = body.get("actions")
+        token = _text(_object(actions[0]).get("value")) if isinstance(actions, list) and actions else ""
         press = Press(
-            Principal("slack", user.get("id"), user.get("username") or user.get("name")),
+            Principal("slack", _text(user.get("id")) or None, _text(user.get("username") or user.get("name")) or None),
             Conversation("slack", channel, is_group=not channel.startswith("D")),
             token,
         )
         outcome = await self.core.dispatcher.press(press)
-        ts = container.get("message_ts")
-        if outcome.reply.private or not channel or not ts or container.get("is_ephemeral"):
+        ts = _text(container.get("message_ts"))
+        if outcome.reply.private or not channel or not ts or container.get("is_ephemeral") is True:
             # A refusal is for the presser alone; an ephemeral card can only be edited through
             # response_url.
             await self._respond(respond, outcome.reply, replace=not outcome.reply.private)
@@ -465,7 +499,11 @@ class SlackAdapter:
         (one per command or press) is handled once."""
         if not trigger_id:
             return True
-        return await asyncio.to_thread(self.core.store.first_time, "slack", f"trigger:{trigger_id}")
+        try:
+            return await asyncio.to_thread(self.core.store.first_time, "slack", f"trigger:{trigger_id}")
+        except StoreRefused as exc:
+            log.warning("cannot record Slack trigger %s: %s", trigger_id, exc.reason)
+            return True  # the dispatcher answers with the store's refusal
 
     @contextlib.contextmanager
     def _in_flight(self) -> Iterator[None]:
@@ -498,6 +536,126 @@ class SlackAdapter:
 
 
 _ACTION_ID = re.compile(f"^{re.escape(ACTION_PREFIX)}")
+
+
+# http mode: verification and body shapes -------------------------------------------------------
+
+SIGNATURE_WINDOW = 5 * 60  # seconds between Slack's timestamp and our clock, either way
+# Unix seconds in ASCII digits: int() alone takes "+17_0", Arabic-Indic digits and 5,000 digits
+_TIMESTAMP = re.compile("[0-9]{1,12}")
+_SIGNATURE = re.compile("v0=[0-9a-f]{64}")
+
+
+def slack_refusal(headers: CIMultiDictProxy[str], body: bytes, secret: bytes, now: float) -> str | None:
+    """Why this request is not from Slack, as a fixed phrase for the log; None when its v0
+    signature holds. Nothing here can raise: each header is matched against its exact form first."""
+    timestamps = headers.getall("X-Slack-Request-Timestamp", [])
+    signatures = headers.getall("X-Slack-Signature", [])
+    if not timestamps and not signatures:
+        return "no signature"
+    if len(timestamps) != 1 or len(signatures) != 1:
+        return "signature headers missing or repeated"
+    timestamp, signature = timestamps[0], signatures[0]
+    if not _TIMESTAMP.fullmatch(timestamp):
+        return "malformed timestamp"
+    if abs(now - int(timestamp)) > SIGNATURE_WINDOW:
+        return "timestamp outside the 5-minute window"
+    if not _SIGNATURE.fullmatch(signature):
+        return "malformed signature"
+    mac = hmac.new(secret, b"v0:" + timestamp.encode() + b":" + body, hashlib.sha256)
+    if not hmac.compare_digest("v0=" + mac.hexdigest(), signature):
+        return "wrong signature"
+    return None
+
+
+# Keys that Bolt's context builder and our listeners read, with the types they assume.
+_OBJECTS = ("container", "message", "previous_message", "item", "assistant_thread", "function_data", "state")
+_OBJECTS_NOT_NULL = ("view", "event")  # Bolt reads into these without looking: null would raise
+_OBJECTS_OR_IDS = ("user", "team", "enterprise", "channel")  # Bolt takes either form; null too
+_STRINGS = ("type", "command", "text", "trigger_id", "response_url", "user_id", "user_name", "channel_id",
+            "team_id", "enterprise_id", "thread_ts", "message_ts")  # fmt: skip
+_LISTS_OF_OBJECTS = ("actions", "authorizations", "response_urls")
+_NESTED = ("event", "message", "previous_message", "item", "assistant_thread")  # Bolt looks inside these
+
+
+def parse_body(raw: bytes, content_type: str) -> tuple[str, dict[str, Any]]:
+    """The body as text and as Bolt will parse it (slack_bolt.request.internals.parse_body, whose
+    choices this repeats), with every shape Bolt and our listeners rely on checked; raises
+    Malformed. JSON goes through bot.web.load_json, so no nesting depth raises RecursionError."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise Malformed("a body that is not UTF-8") from None
+    if not text:
+        return text, {}
+    try:
+        if content_type == "application/json" or text.startswith("{"):
+            data: Any = load_json(text)
+        elif "payload" in text:  # Bolt's test, on the raw text
+            payload = dict(parse_qsl(text, keep_blank_values=True)).get("payload")
+            data = {} if payload is None else load_json(payload)
+        else:
+            data = dict(parse_qsl(text, keep_blank_values=True))
+    except TooDeep:
+        raise Malformed("JSON nested too deep") from None
+    except ValueError:
+        raise Malformed("JSON that does not parse") from None
+    if not isinstance(data, dict):
+        raise Malformed("a payload that is not a JSON object")
+    _check_shapes(data)
+    if data.get("type") == "block_actions":
+        user = data.get("user")
+        if not isinstance(user, dict) or not isinstance(user.get("id"), str):
+            raise Malformed("a button press without a user object")  # Slack always sends one; it names the approver
+        actions = data.get("actions")
+        if not actions:
+            raise Malformed("a button press without actions")
+        for action in actions:
+            if not isinstance(action.get("action_id"), str):
+                raise Malformed("an action without a string action_id")
+            if any(key in action and not isinstance(action[key], str) for key in ("value", "block_id")):
+                raise Malformed("an action value or block_id that is not a string")
+    return text, data
+
+
+def _check_shapes(data: dict[str, Any]) -> None:
+    for key in _OBJECTS:
+        if data.get(key) is not None and not isinstance(data[key], dict):
+            raise Malformed(f"{key} is not an object")
+    for key in _OBJECTS_NOT_NULL:
+        if key in data and not isinstance(data[key], dict):
+            raise Malformed(f"{key} is not an object")
+    for key in _OBJECTS_OR_IDS:
+        value = data.get(key)
+        if value is not None and not isinstance(value, dict | str):
+            raise Malformed(f"{key} is not an object or an id")
+        if isinstance(value, dict) and "id" in value and not isinstance(value["id"], str):
+            raise Malformed(f"{key}.id is not a string")
+    for key in _STRINGS:
+        if data.get(key) is not None and not isinstance(data[key], str):
+            raise Malformed(f"{key} is not a string")
+    for key in _LISTS_OF_OBJECTS:
+        if key in data and not (isinstance(data[key], list) and all(isinstance(item, dict) for item in data[key])):
+            raise Malformed(f"{key} is not a list of objects")
+    if any(not isinstance(item.get("response_url"), str) for item in data.get("response_urls", [])):
+        raise Malformed("response_urls without a string response_url")  # Bolt reads the first one's
+    for key in _NESTED:
+        if isinstance(data.get(key), dict):
+            _check_shapes(data[key])  # as deep as load_json allows, no deeper
+
+
+def _is_ssl_check(raw: bytes) -> bool:
+    if len(raw) > 1024:
+        return False
+    return dict(parse_qsl(raw.decode("utf-8", "replace"))).get("ssl_check") == "1"
+
+
+def _object(value: object) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _text(value: object) -> str:
+    return value if isinstance(value, str) else ""
 
 
 def _typed(method: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
@@ -564,4 +722,4 @@ if TYPE_CHECKING:
         return adapter  # mypy checks here that SlackAdapter satisfies bot.chat.base.ChatAdapter
 
 
-__all__ = ["EVENTS_PATH", "SlackAdapter", "SlackSetupError"]
+__all__ = ["EVENTS_PATH", "SlackAdapter", "SlackSetupError", "parse_body", "slack_refusal"]

@@ -2,13 +2,41 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+
+# scheme://USERINFO@: up to the last "@" before a space or quote, so a password that holds "@"
+# or an unencoded "/" is hidden whole; and USER:PASSWORD@ without a scheme ("origins", a typo)
+_URL_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<info>[^\s\"']*)@")
+_BARE_USERINFO = re.compile(r"(?<![\w.:/*-])(?P<user>[^\s\"':/@]+):(?P<password>[^\s\"'/]*)@")
+_PORT_THEN_PATH = re.compile(r"^[^:/]*:[0-9]*/")
+
+
+def mask_credentials(text: str) -> str:
+    """'https://svc:hunter2@iis01/wsman' -> 'https://svc:***@iis01/wsman', wherever it appears.
+
+    Every config message passes through here: a URL that has a password and another problem too
+    must never be printed whole."""
+    return _BARE_USERINFO.sub(r"\g<user>:***@", _URL_USERINFO.sub(_mask_url_userinfo, text))
+
+
+def _mask_url_userinfo(match: re.Match[str]) -> str:
+    scheme, info = match["scheme"], match["info"]
+    if "/" in info and ("@" not in info.partition("/")[0]) and (":" not in info or _PORT_THEN_PATH.match(info)):
+        return match[0]  # an "@" in the path ("https://example.com:8443/@team"), not a user name
+    user, colon, _password = info.partition(":")
+    if colon:
+        return f"{scheme}{user}:***@"
+    return f"{scheme}***@"  # a lone user name may well be a token ("https://ghp_…@github.com")
 
 
 @dataclass(frozen=True)
 class ConfigIssue:
     path: str  # e.g. "sites[2].warn_days"; "" for the file as a whole
     message: str
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "message", mask_credentials(self.message))
 
     def __str__(self) -> str:
         return f"{self.path}: {self.message}" if self.path else self.message

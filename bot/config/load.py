@@ -8,13 +8,14 @@ import re
 import tomllib
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import SplitResult, quote, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 import idna
 from tzlocal.windows_tz import win_tz
 
-from bot.config.errors import ConfigError, ConfigIssue
+from bot.config import files
+from bot.config.errors import ConfigError, ConfigIssue, mask_credentials
 from bot.config.model import (
     DIGEST_AT,
     HOST_ACTIONS,
@@ -45,28 +46,29 @@ NAME_RULE = "letters, digits, '.', '_' or '-' (at most 63), starting with a lett
 TIME_OF_DAY = re.compile(r"^([01]?[0-9]|2[0-3]):([0-5][0-9])$")
 ONE_OFF_EXAMPLE = 'start = "2026-12-24T22:00:00+01:00" and end = "2026-12-26T06:00:00+01:00"'
 REPEATING_EXAMPLE = 'cron = "0 2 * * sun" and duration = "2h"'
+# far beyond what certops.toml needs ([[sites]] holding an inline table holding a list is 3),
+# far below where tomllib recurses too deep or, for dotted keys, slows down quadratically
+MAX_NESTING = 100
+MAX_KEY_PARTS = 100
+_TOML_MARK = re.compile(r"[#\"'\[\]{}.=,\n]")
+_LONG_NUMBER = re.compile(r"[0-9_]{4300,}")
 
 
 def load_config(path: str | Path) -> Config:
     source = str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(
-            source,
-            [ConfigIssue("", "file not found (copy deploy/certops.example.toml to start one)")],
-        ) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(source, [ConfigIssue("", f"cannot read the file: {exc}")]) from None
+        text = files.read_text(path, cap=files.CONFIG_CAP, what="a config file")
+    except files.FileRefused as exc:
+        if exc.missing:
+            fix = "file not found (copy deploy/certops.example.toml to start one)"
+            raise ConfigError(source, [ConfigIssue("", fix)]) from None
+        raise ConfigError(source, [ConfigIssue("", f"cannot be used as the config: {exc}")]) from None
     return parse_config(text, source, base_dir=Path(path).resolve().parent)
 
 
 def parse_config(text: str, source: str = "certops.toml", *, base_dir: Path | None = None) -> Config:
     """`base_dir`: where relative file names in the config are looked up (the config's folder)."""
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(source, [ConfigIssue("", f"not valid TOML: {exc}")]) from None
+    data = _toml(text, source)
     issues: list[ConfigIssue] = []
     root = Table(data, "", issues)
     bot = _bot(Table(root.raw("bot") or {}, "bot", issues))
@@ -83,6 +85,105 @@ def parse_config(text: str, source: str = "certops.toml", *, base_dir: Path | No
     if issues:  # nothing half-built escapes: every problem, or a whole Config
         raise ConfigError(source, issues)
     return Config(source, bot, tuple(sites), tuple(hosts), slack, line, policy, tuple(maintenance))
+
+
+def _toml(text: str, source: str) -> dict[str, Any]:
+    def refuse(message: str) -> ConfigError:
+        return ConfigError(source, [ConfigIssue("", message)])
+
+    if len(text) > files.CONFIG_CAP:
+        raise refuse(f"is {len(text):,} characters long, and a config file may be at most {files.CONFIG_CAP:,}")
+    problem = _nesting_problem(text)
+    if problem:
+        raise refuse(problem)
+    long_number = _LONG_NUMBER.search(text)
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise refuse(f"not valid TOML: {exc}") from None
+    except RecursionError:  # nesting the scan above did not see, and tomllib could not follow
+        raise refuse(
+            "not valid for certops: values are nested too deeply; no setting needs more than 3 levels"
+        ) from None
+    except ValueError as exc:  # Python refuses int() of more than 4300 digits
+        if long_number is None:
+            raise refuse(f"not valid TOML: {str(exc)[:200]}") from None
+        line = text.count("\n", 0, long_number.start()) + 1
+        raise refuse(
+            f"line {line}: a number has more than 4300 digits; no setting needs one that long, so shorten it"
+        ) from None
+
+
+def _nesting_problem(text: str) -> str | None:
+    """A quick scan of brackets and dotted keys outside strings and comments, before tomllib."""
+    few_brackets = text.count("[") + text.count("{") <= MAX_NESTING
+    if few_brackets and all(line.count(".") < MAX_KEY_PARTS for line in text.split("\n")):
+        return None  # every config anyone writes: no need to walk it (a key never spans lines)
+    depth, dots, line, at = 0, 0, 1, 0
+    while True:
+        mark = _TOML_MARK.search(text, at)
+        if mark is None:
+            return None
+        at, char = mark.start(), mark[0]
+        if char == "#":
+            at = _end_of_line(text, at)
+            continue
+        if char in "\"'":
+            end = _string_end(text, at)
+            line += text.count("\n", at, end)
+            at = end
+            continue
+        if char in "[{":
+            depth += 1
+            dots = 0
+            if depth > MAX_NESTING:
+                return (
+                    f"line {line}: values are nested more than {MAX_NESTING} deep; "
+                    "no certops setting needs more than 3 levels, so flatten them"
+                )
+        elif char in "]}":
+            depth = max(0, depth - 1)
+        elif char == ".":
+            dots += 1
+            if dots >= MAX_KEY_PARTS:
+                return (
+                    f"line {line}: a key has more than {MAX_KEY_PARTS} dotted parts; "
+                    "certops keys have at most 3 (such as chat.slack.channel), so shorten it"
+                )
+        else:  # "=", "," or a new line: a new key or value starts
+            dots = 0
+            if char == "\n":
+                line += 1
+        at += 1
+
+
+def _end_of_line(text: str, at: int) -> int:
+    end = text.find("\n", at)
+    return len(text) if end < 0 else end
+
+
+def _string_end(text: str, at: int) -> int:
+    """The index just past the string that starts at `at` (or the end of its line if unclosed)."""
+    quote = text[at]
+    basic = quote == '"'
+    if text.startswith(quote * 3, at):
+        closer, start, stop = quote * 3, at + 3, len(text)
+    else:
+        closer, start, stop = quote, at + 1, _end_of_line(text, at)
+    search = start
+    while True:
+        found = text.find(closer, search, stop)
+        if found < 0:
+            return stop
+        backslashes = 0
+        while basic and found - backslashes - 1 >= start and text[found - backslashes - 1] == "\\":
+            backslashes += 1
+        if backslashes % 2 == 0:
+            end = found + len(closer)
+            while len(closer) == 3 and end < len(text) and text[end] == quote and end - found < 5:
+                end += 1  # up to two more quotes belong to the string's content
+            return end
+        search = found + 1
 
 
 def missing_secrets(config: Config) -> list[str]:
@@ -165,14 +266,8 @@ def _heartbeat_url(t: Table) -> str | None:
     url = t.string("heartbeat_url")
     if url is None:
         return None
-    parts = urlsplit(url)
-    try:
-        parts.port  # noqa: B018 - urlsplit checks the port only when asked
-    except ValueError:
-        t.problem("heartbeat_url", f"has an invalid port: {quoted(redact_url(url))}")
-        return None
-    if "@" in parts.netloc:
-        _no_userinfo(t, "heartbeat_url", url)
+    parts = _split_url(t, "heartbeat_url", url, shown=_redacted(url))
+    if parts is None:
         return None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         # never the whole URL: its path may be the monitor's secret token
@@ -295,23 +390,31 @@ def _https_url(t: Table, url: str) -> tuple[str, int, str]:
 
 
 def split_https_url(url: str) -> tuple[str, int, str]:
-    """-> (host name as DNS spells it, port, percent-encoded path and query); ValueError says what is wrong."""
-    parts = urlsplit(url)
+    """-> (host name as DNS spells it, port, percent-encoded path and query); ValueError says what is wrong.
+
+    The messages go to chat too (/ssl check URL): a password in the URL is masked in every one."""
+    shown = mask_credentials(quoted(url))
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # an unclosed "[" of an IPv6 address
+        raise ValueError(
+            f'is not a URL that can be read (an IPv6 address goes in brackets: "https://[2001:db8::1]/"), got {shown}'
+        ) from None
+    if "@" in parts.netloc:
+        raise ValueError("must not contain a user name or password: secrets never go in the config file")
     try:
         port = 443 if parts.port is None else parts.port
     except ValueError:
         port = 0
     if not 0 < port < 65536:
-        raise ValueError(f"has an invalid port: {quoted(url)}")
-    if "@" in parts.netloc:
-        raise ValueError("must not contain a user name or password: secrets never go in the config file")
+        raise ValueError(f"has an invalid port: {shown}")
     if parts.scheme != "https" or not parts.hostname:
-        raise ValueError(f'must be an https:// address such as "https://www.example.com/", got {quoted(url)}')
+        raise ValueError(f'must be an https:// address such as "https://www.example.com/", got {shown}')
     try:
         # as DNS, SNI and certificates spell it (IDNA 2008 with UTS 46 mapping, as browsers do)
         hostname = idna.encode(parts.hostname, uts46=True).decode("ascii")
     except (idna.IDNAError, UnicodeError):
-        raise ValueError(f"has a host name that is not valid: {quoted(url)}") from None
+        raise ValueError(f"has a host name that is not valid: {shown}") from None
     path = quote(parts.path or "/", safe="/%:@!$&'()*+,;=~-._")
     if parts.query:
         path += "?" + quote(parts.query, safe="/%:@!$&'()*+,;=~-._?")
@@ -335,13 +438,16 @@ def _statuses(t: Table) -> tuple[int, ...]:
 
 
 def _existing_file(t: Table, key: str, base: Path) -> str | None:
-    """A file that must exist; a relative name is relative to the config file's folder."""
+    """A regular file that must exist; a relative name is relative to the config file's folder.
+
+    ssl and WinRM read these later with no limit of their own: a named pipe would hang them."""
     name = t.string(key)
     if name is None:
         return None
     path = base / name
-    if not path.is_file():
-        t.problem(key, f"file not found: {path}")
+    problem = files.problem_with(path, cap=files.CERT_CAP, what="a certificate or key file")
+    if problem:
+        t.problem(key, problem)
     return str(path)
 
 
@@ -354,10 +460,9 @@ def _hosts(value: Any, issues: list[ConfigIssue], base: Path) -> list[Host]:
             t.string("address", required=True, hint=' (WinRM endpoint, e.g. "https://iis01.example.com:5986/wsman")')
             or ""
         )
-        scheme = urlsplit(address).scheme if address else ""
-        if address:
-            _no_userinfo(t, "address", address)
-        if address and (scheme not in ("http", "https") or not urlsplit(address).hostname):
+        parts = _split_url(t, "address", address) if address else None
+        scheme = parts.scheme if parts else ""
+        if parts and (scheme not in ("http", "https") or not parts.hostname):
             t.problem("address", f"must be an http:// or https:// WinRM URL ending in /wsman, got {quoted(address)}")
         transport = t.choice("transport", TRANSPORTS, "ntlm")
         allow_basic = t.boolean("allow_insecure_basic", False)
@@ -421,17 +526,46 @@ def _wacs_path(t: Table) -> str:
     return path
 
 
-def _no_userinfo(t: Table, key: str, url: str) -> None:
-    if "@" in urlsplit(url).netloc:
+def _redacted(url: str) -> str:
+    """redact_url() that never raises: an unreadable URL keeps its scheme and host part only."""
+    try:
+        return redact_url(url)
+    except ValueError:
+        head = "/".join(url.split("/", 3)[:3])
+        return f"{head}/…" if len(head) < len(url) else head
+
+
+def _split_url(t: Table, key: str, url: str, *, shown: str | None = None) -> SplitResult | None:
+    """The URL's parts, or None after one problem: not a URL, a user name or password, a bad port.
+
+    `shown`: what messages quote of the URL (its password is masked in any case)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # an unclosed "[" of an IPv6 address
+        t.problem(
+            key,
+            "is not a URL that can be read (an IPv6 address goes in brackets, such as "
+            f'"https://[2001:db8::1]/"), got {quoted(shown or url)}',
+        )
+        return None
+    if "@" in parts.netloc:
         t.problem(key, "must not contain a user name or password: secrets never go in the config file")
+        return None
+    try:
+        parts.port  # noqa: B018 - urlsplit checks the port only when asked
+    except ValueError:
+        t.problem(key, f"has an invalid port: {quoted(shown or url)}")
+        return None
+    return parts
 
 
 def _api_url(t: Table) -> str | None:
     url = t.string("api_url")
-    if url is not None and urlsplit(url).scheme not in ("http", "https"):
+    if url is None:
+        return None
+    parts = _split_url(t, "api_url", url)
+    if parts is not None and (parts.scheme not in ("http", "https") or not parts.hostname):
         t.problem("api_url", f"must be an http:// or https:// URL, got {quoted(url)}")
-    elif url is not None:
-        _no_userinfo(t, "api_url", url)
     return url
 
 

@@ -7,14 +7,22 @@ every problem in the file is reported in one go. `finish()` rejects the keys nob
 from __future__ import annotations
 
 import difflib
+import os
 import re
 from collections.abc import Iterable
 from typing import Any
 
+from bot.config import files
 from bot.config.errors import ConfigIssue
 from bot.config.secrets import SecretRef
 
-_DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+# at most 9 digits a part: no duration needs more, and int() of thousands of digits is refused or slow
+_DURATION = re.compile(r"^(?:(\d{1,9})d)?(?:(\d{1,9})h)?(?:(\d{1,9})m)?(?:(\d{1,9})s)?$")
+_QUOTE_AT_MOST = 80  # characters of a value shown in a message
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# what Slack, LINE, GitHub, GitLab, OpenAI, AWS and JWTs put in front of their secrets
+_TOKEN_PREFIX = re.compile(r"^(xox[a-z]-|xapp-|ghp_|gho_|ghs_|github_pat_|glpat-|sk-|AKIA|eyJ|Bearer\s)", re.I)
 
 
 def parse_duration(text: str) -> float | None:
@@ -27,15 +35,46 @@ def parse_duration(text: str) -> float | None:
 
 
 def quoted(value: Any) -> str:
+    """A value as a message shows it: short, on one line, with no control characters."""
     if isinstance(value, str):
-        return f'"{value}"'
+        return f'"{_shown(value)}"'
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, dict):
         return "a table"
     if isinstance(value, list):
         return "a list"
-    return str(value)
+    if isinstance(value, int) and abs(value) >= 10**30:
+        return f"a number of {len(str(abs(value)))} digits"  # TOML allows 4300; no message needs them
+    return _shown(str(value))
+
+
+def _shown(text: str) -> str:
+    text = _CONTROL.sub(lambda m: f"\\x{ord(m[0]):02x}", text)
+    if len(text) > _QUOTE_AT_MOST:
+        return f"{text[: _QUOTE_AT_MOST - 20]}… ({len(text):,} characters)"
+    return text
+
+
+def looks_like_a_token(value: str, *, file_name: bool = False) -> bool:
+    """A secret pasted where the name of the variable or file that holds it belongs.
+
+    Variable names are words (CERTOPS_SLACK_BOT_TOKEN); tokens are long runs of letters and
+    digits with no word breaks, or carry a vendor's prefix. `file_name`: the value names a file,
+    so one that exists, or has an extension ("iis01-password-2024.txt"), is taken as a name."""
+    text = value.strip()
+    if file_name and (("." in text and not _TOKEN_PREFIX.match(text)) or os.path.lexists(text)):
+        return False
+    if _TOKEN_PREFIX.match(text):
+        return True
+    if re.search(r"[\s/\\]", text):
+        return False  # a path, or a sentence
+    if text.isupper() and ENV_NAME.fullmatch(text):
+        return False  # SLACKBOTTOKEN2024 is a shouting name; generated secrets mix cases or are hex
+    letters_and_digits = bool(re.search(r"[A-Za-z]", text)) and bool(re.search(r"[0-9]", text))
+    if len(text) >= 16 and letters_and_digits and "_" not in text:
+        return True
+    return len(text) >= 20 and bool(re.search(r"[+=:.-]", text)) and letters_and_digits
 
 
 class Table:
@@ -87,7 +126,7 @@ class Table:
             return default
         if value < minimum or (maximum is not None and value > maximum):
             upper = f" and at most {maximum}" if maximum is not None else ""
-            self.problem(key, f"must be at least {minimum}{upper} {unit}, got {value}{hint}")
+            self.problem(key, f"must be at least {minimum}{upper} {unit}, got {quoted(value)}{hint}")
             return default
         return value
 
@@ -107,8 +146,11 @@ class Table:
             return default
         if isinstance(value, bool):
             amount = None
-        elif isinstance(value, int | float):
-            amount = float(value)
+        elif isinstance(value, int):
+            # float() of a number with hundreds of digits overflows; anything this big is out of range
+            amount = float(value) if abs(value) <= 10**15 else float("inf")
+        elif isinstance(value, float):
+            amount = value
         elif isinstance(value, str):
             amount = parse_duration(value)
         else:
@@ -160,9 +202,11 @@ class Table:
         return result
 
     def secret(self, base: str, *, required: bool, why: str = "") -> SecretRef | None:
-        """`<base>_env` or `<base>_file`: where a secret lives. Never the secret itself."""
-        env = self.raw(f"{base}_env")
-        file = self.raw(f"{base}_file")
+        """`<base>_env` or `<base>_file`: where a secret lives. Never the secret itself, and no
+        message ever shows what was written there if it could be the secret."""
+        env_key, file_key = f"{base}_env", f"{base}_file"
+        env = self.raw(env_key)
+        file = self.raw(file_key)
         if base in self.data:
             self.seen.add(base)
             self.problem(
@@ -171,22 +215,49 @@ class Table:
                 f'or {base}_file = "/path/to/file"',
             )
             return None
-        for key, value in ((f"{base}_env", env), (f"{base}_file", file)):
+        for key, value in ((env_key, env), (file_key, file)):
             if value is not None and (not isinstance(value, str) or not value.strip()):
                 self.problem(key, f"must be a non-empty text in quotes, got {quoted(value)}")
                 return None
         if env and file:
-            self.problem(f"{base}_env", f"set {base}_env or {base}_file, not both")
+            self.problem(env_key, f"set {env_key} or {file_key}, not both")
             return None
         if env:
-            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", env):
-                self.problem(f"{base}_env", f"must be an environment variable name, got {quoted(env)}")
+            env = env.strip()
+            if looks_like_a_token(env):
+                self.problem(
+                    env_key,
+                    "this looks like a token; give the name of a variable that holds it, "
+                    f'such as {env_key} = "CERTOPS_{base.upper()}" (the value is not shown here)',
+                )
                 return None
-            return SecretRef(self.key_path(f"{base}_env"), env=env)
+            if not ENV_NAME.fullmatch(env):
+                self.problem(
+                    env_key,
+                    "must be the name of an environment variable: letters, digits and _, not starting "
+                    f'with a digit, such as "CERTOPS_{base.upper()}" (what is written there is not shown, '
+                    "in case it is the secret itself)",
+                )
+                return None
+            return SecretRef(self.key_path(env_key), env=env)
         if file:
-            return SecretRef(self.key_path(f"{base}_file"), file=file)
+            file = file.strip()
+            if looks_like_a_token(file, file_name=True):
+                self.problem(
+                    file_key,
+                    "this looks like a token; give the path of a file that holds it, "
+                    f'such as {file_key} = "/run/secrets/{base}" (the value is not shown here)',
+                )
+                return None
+            # a file that does not exist yet is for check-config's secrets step; a pipe, a device
+            # or a /proc file is never a secret file, on any machine
+            problem = files.problem_with(file, cap=files.SECRET_CAP, what="a secret file", must_exist=False)
+            if problem:
+                self.problem(file_key, problem)
+                return None
+            return SecretRef(self.key_path(file_key), file=file)
         if required:
-            self.problem(f"{base}_env", f"is required{why} (or {base}_file)")
+            self.problem(env_key, f"is required{why} (or {file_key})")
         return None
 
     def finish(self) -> None:

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
-from host_actions.target import SecretUnavailable
+from bot.config import files
+from host_actions.target import SecretUnavailable, checked_env_value
 
 __all__ = ["SecretRef", "SecretUnavailable"]
 
@@ -29,12 +29,12 @@ class SecretRef:
 
     def resolve(self) -> str:
         if self.env:
-            value = os.environ.get(self.env)
+            value = checked_env_value(self.env, where=f"{self.key_path}: ")
             if value:
                 return value
             file_var = os.environ.get(f"{self.env}_FILE")
             if file_var:
-                return _read_secret_file(self.key_path, file_var)
+                return _read_secret_file(self.key_path, file_var, via=f"{self.env}_FILE")
             raise SecretUnavailable(
                 f"{self.key_path}: environment variable {self.env} is not set "
                 f"(set it, or set {self.env}_FILE to a file that holds the secret)"
@@ -43,13 +43,13 @@ class SecretRef:
         return _read_secret_file(self.key_path, self.file)
 
 
-def _read_secret_file(key_path: str, file_name: str) -> str:
+def _read_secret_file(key_path: str, file_name: str, via: str = "") -> str:
+    """`via`: the variable that named the file, when it was not the config."""
+    named = f"{via} names a file that cannot be used: " if via else ""
     try:
-        value = Path(file_name).read_text(encoding="utf-8").strip()
-    except OSError as exc:
-        raise SecretUnavailable(
-            f"{key_path}: cannot read secret file {file_name} ({exc.strerror or type(exc).__name__})"
-        ) from None
+        value = files.read_text(file_name, cap=files.SECRET_CAP, what="a secret file").strip()
+    except files.FileRefused as exc:
+        raise SecretUnavailable(f"{key_path}: {named}{exc}") from None
     if not value:
-        raise SecretUnavailable(f"{key_path}: secret file {file_name} is empty")
+        raise SecretUnavailable(f"{key_path}: secret file {file_name} is empty; write the secret in it")
     return value

@@ -2,6 +2,9 @@
 
 Checked again at every press: the presser may approve this action, the button has not expired,
 the incident is still open, and nobody ran it already. Every decision goes to the audit log.
+
+Approvals count people, not identities: [policy.people] says which Slack and LINE ids are one
+person, so one person holding two approver ids cannot satisfy a two-person rule alone.
 """
 
 from __future__ import annotations
@@ -17,6 +20,9 @@ from bot.core.ports import StorePort
 from bot.probe.certinfo import parse_iso_utc
 
 GroupMembers = Callable[[str], Awaitable[set[str]]]  # Slack user group id -> member user ids
+# the requester of the bot's own proposals (an incident's first diagnosis, a scheduled host
+# check); a person's requester is always "platform:id", so nobody in chat can pass for it
+BOT = "certops"
 
 
 @dataclass(frozen=True)
@@ -37,6 +43,13 @@ class Approvals:
 
     def approvers_for(self, action: str) -> tuple[str, ...]:
         return self.policy.action_approvers.get(action, self.policy.approvers)
+
+    def may_supersede(self, requester: str, action: str) -> bool:
+        """Whether a new proposal from `requester` may replace the button waiting for `action`:
+        the bot's own, or one from somebody listed as an approver of it. Synchronous (the store
+        asks it inside a transaction), so membership of a slack-group: entry does not count here;
+        such an approver's proposal keeps the waiting button, which they can still press."""
+        return requester == BOT or requester in self.approvers_for(action)
 
     async def may_approve(self, who: Principal, action: str) -> bool:
         key = who.key
@@ -107,11 +120,24 @@ class Approvals:
                 return Decision(False, f"{incident.id} is already resolved; nothing to do.", request)
         approvals = store.add_approval(token, actor)
         needed = 2 if request.action in self.policy.two_person else 1
-        if len(approvals) < needed:
-            store.audit(actor, "approve", subject, "waiting", f"{len(approvals)} of {needed} approvals")
+        people: dict[str, str] = {}  # person -> the identity they first approved with
+        for identity in approvals:
+            people.setdefault(self.policy.person(identity), identity)
+        if len(people) < needed:
+            person = self.policy.person(actor)
+            earlier = people[person]
+            if earlier != actor:
+                store.audit(actor, "approve", subject, "refused", f"the same person as {earlier} ({person})")
+                return Decision(
+                    False,
+                    f"Sorry, {earlier} already approved this and [policy.people] says that is you too ({person}); "
+                    f"{request.action} needs a second, different person.",
+                    request,
+                )
+            store.audit(actor, "approve", subject, "waiting", f"{len(people)} of {needed} approvals")
             return Decision(
                 False,
-                f"Approved by {who.describe()} ({len(approvals)} of {needed}); waiting for a different approver.",
+                f"Approved by {who.describe()} ({len(people)} of {needed}); waiting for a different approver.",
                 request,
             )
         started = store.start_request(token)
@@ -124,10 +150,9 @@ class Approvals:
             store.audit(actor, "approve", subject, "refused", "already claimed")
             latest = store.request(token) or request
             return Decision(False, _not_pending(latest), latest)
-        store.audit(actor, "approve", subject, "approved", f"approvers: {', '.join(approvals)}")
-        return Decision(
-            True, f"Approved by {', '.join(approvals)}. Running {request.action} on {request.host}…", request
-        )
+        by = ", ".join(people.values())
+        store.audit(actor, "approve", subject, "approved", f"approvers: {by}")
+        return Decision(True, f"Approved by {by}. Running {request.action} on {request.host}…", request)
 
 
 def _not_pending(request: ActionRequest) -> str:

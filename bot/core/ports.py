@@ -30,6 +30,16 @@ from bot.core.model import (
 from bot.probe import ProbeResult
 
 
+class StoreRefused(Exception):
+    """The store could not write (a full disk, a read-only or damaged file). Raised by any store
+    backend; `reason` is a short phrase for chat ("the disk is full"). Other exceptions from a
+    store are certops's own faults."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
 class ResultsPort(Protocol):
     def save_results(self, site: str, results: Sequence[ProbeResult]) -> None:
         """Replaces the site's latest results (one per path probed: public, each origin)."""
@@ -104,7 +114,9 @@ class RequestsPort(Protocol):
         requested_by: str,
         ttl: float,
     ) -> ActionRequest:
-        """A new pending request; a pending one for exactly the same thing is superseded."""
+        """A new pending request; a pending one for exactly the same thing is superseded, unless
+        the store's supersede rule (`may_supersede(requested_by, action)`, wired by bot.app)
+        refuses this requester: then the pending, unexpired request is returned instead."""
 
     def request(self, token: str) -> ActionRequest | None: ...
 

@@ -1,15 +1,35 @@
-"""Reads a certificate off the wire into the facts we judge and show: thumbprints, names, dates."""
+"""Reads a certificate off the wire into the facts we judge and show: thumbprints, names, dates.
+
+The certificate comes from the server we are judging, so it is read tolerantly: a name that
+cryptography refuses (a subjectAltName with invalid UTF-8, a subject with an undecodable
+string) is decoded by hand with the bad bytes escaped, and reported as a malformation, so the
+probe can still say which certificate was served. Every text field is escaped for printing
+(see text.printable): a common name with ANSI escapes must not reach a terminal raw.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import ipaddress
+from collections.abc import Iterator
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 
 from bot.probe.model import CertificateInfo
+from bot.probe.text import printable
+
+MAX_NAME = 256  # characters of one name shown; a 64 KiB common name says nothing more
+
+
+class UnreadableCertificate(ValueError):
+    """Not even the dates or the names' structure can be read: only the thumbprints are known."""
+
+    def __init__(self, der: bytes, reason: str) -> None:
+        super().__init__(reason)
+        self.sha1 = hashlib.sha1(der, usedforsecurity=False).hexdigest().upper()
+        self.reason = reason
 
 
 def iso_utc(moment: dt.datetime) -> str:
@@ -23,34 +43,76 @@ def parse_iso_utc(text: str) -> dt.datetime:
 
 
 def read_certificate(der: bytes, now: dt.datetime, chain_length: int | None = None) -> CertificateInfo:
-    cert = x509.load_der_x509_certificate(der)
-    return CertificateInfo(
-        sha1=cert.fingerprint(hashes.SHA1()).hex().upper(),  # noqa: S303 - Windows thumbprints are SHA-1
-        sha256=cert.fingerprint(hashes.SHA256()).hex().upper(),
-        subject=cert.subject.rfc4514_string(),
-        sans=tuple(_sans(cert)),
-        issuer=cert.issuer.rfc4514_string(),
-        serial=format(cert.serial_number, "X"),
-        not_before=iso_utc(cert.not_valid_before_utc),
-        not_after=iso_utc(cert.not_valid_after_utc),
-        days_left=int((cert.not_valid_after_utc - now).total_seconds() // 86400),
+    return inspect_certificate(der, now, chain_length)[0]
+
+
+def inspect_certificate(
+    der: bytes, now: dt.datetime, chain_length: int | None = None
+) -> tuple[CertificateInfo, list[str]]:
+    """-> (the facts, what is malformed in it: sentences, empty for a well-formed certificate).
+    Raises UnreadableCertificate when the certificate cannot be parsed at all."""
+    try:
+        cert = x509.load_der_x509_certificate(der)
+        not_before, not_after = cert.not_valid_before_utc, cert.not_valid_after_utc
+        serial = format(cert.serial_number, "X")
+    except ValueError as exc:
+        raise UnreadableCertificate(der, str(exc)) from None
+    malformed: list[str] = []
+    subject = _name(cert, "subject", malformed)
+    issuer = _name(cert, "issuer", malformed)
+    sans = _sans(cert, malformed)
+    info = CertificateInfo(
+        sha1=hashlib.sha1(der, usedforsecurity=False).hexdigest().upper(),  # Windows thumbprints are SHA-1
+        sha256=hashlib.sha256(der).hexdigest().upper(),
+        subject=subject,
+        sans=tuple(sans),
+        issuer=issuer,
+        serial=serial,
+        not_before=iso_utc(not_before),
+        not_after=iso_utc(not_after),
+        days_left=int((not_after - now).total_seconds() // 86400),
         key_type=_key_type(cert),
         chain_length=chain_length,
     )
+    return info, malformed
 
 
-def _sans(cert: x509.Certificate) -> list[str]:
+def _name(cert: x509.Certificate, which: str, malformed: list[str]) -> str:
+    try:
+        name: x509.Name = getattr(cert, which)
+        return printable(name.rfc4514_string(), MAX_NAME)
+    except ValueError:
+        pass
+    tbs = _tbs_fields(cert.tbs_certificate_bytes)
+    index = 2 if which == "issuer" else 4  # serial, signature, issuer, validity, subject
+    raw = tbs[index] if tbs is not None and len(tbs) > index else None
+    shown = _decode_name(raw) if raw is not None else None
+    malformed.append(f"its {which} holds a string that is not valid for its type")
+    return printable(shown if shown is not None else "(unreadable)", MAX_NAME)
+
+
+def _sans(cert: x509.Certificate, malformed: list[str]) -> list[str]:
     try:
         ext = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
         return []
-    names: list[str] = list(ext.get_values_for_type(x509.DNSName))
+    except ValueError:
+        raw = _raw_sans(cert.tbs_certificate_bytes)
+        if raw is None:
+            malformed.append("its extensions cannot be parsed")
+            return []
+        malformed.append("its subjectAltName holds a name that is not plain ASCII, which browsers refuse")
+        return [printable(n, MAX_NAME) for n in raw]
+    names: list[str] = [printable(n, MAX_NAME) for n in ext.get_values_for_type(x509.DNSName)]
     names += [str(ip) for ip in ext.get_values_for_type(x509.IPAddress)]
     return names
 
 
 def _key_type(cert: x509.Certificate) -> str:
-    key = cert.public_key()
+    try:
+        key = cert.public_key()
+    except (ValueError, TypeError):  # cryptography raises both for keys it cannot load
+        return "unknown"
     if isinstance(key, rsa.RSAPublicKey):
         return f"RSA {key.key_size}"
     if isinstance(key, ec.EllipticCurvePublicKey):
@@ -87,3 +149,90 @@ def matches_hostname(sans: tuple[str, ...], hostname: str) -> bool:
             if label and rest == pattern[2:] and rest.count(".") >= 1:
                 return True
     return False
+
+
+# --- a small, bounds-checked DER reader for the parts cryptography refuses ---------------------
+
+_SAN_OID = bytes.fromhex("551d11")  # 2.5.29.17
+_NAME_OIDS = {
+    bytes.fromhex("550403"): "CN",
+    bytes.fromhex("55040a"): "O",
+    bytes.fromhex("55040b"): "OU",
+    bytes.fromhex("550406"): "C",
+    bytes.fromhex("550407"): "L",
+    bytes.fromhex("550408"): "ST",
+}
+
+
+def _tlvs(data: bytes) -> Iterator[tuple[int, bytes]]:
+    """(tag, contents) of each DER element in `data`; stops at the first malformed length."""
+    at = 0
+    while at + 2 <= len(data):
+        tag, first = data[at], data[at + 1]
+        at += 2
+        if first < 0x80:
+            size = first
+        else:
+            count = first & 0x7F
+            if count == 0 or count > 4 or at + count > len(data):
+                return
+            size = int.from_bytes(data[at : at + count], "big")
+            at += count
+        if at + size > len(data):
+            return
+        yield tag, data[at : at + size]
+        at += size
+
+
+def _tbs_fields(tbs: bytes) -> list[bytes] | None:
+    outer = next(_tlvs(tbs), None)
+    if outer is None or outer[0] != 0x30:
+        return None
+    fields = [contents for tag, contents in _tlvs(outer[1]) if tag != 0xA0]  # without the version
+    return fields or None
+
+
+def _decode_name(name: bytes) -> str | None:
+    parts: list[str] = []
+    for _set_tag, rdn in _tlvs(name):
+        for _seq_tag, attribute in _tlvs(rdn):
+            items = list(_tlvs(attribute))
+            if len(items) != 2:
+                return None
+            (_oid_tag, oid), (value_tag, value) = items
+            label = _NAME_OIDS.get(oid, "OID." + oid.hex())
+            parts.append(f"{label}={_decode_string(value_tag, value)}")
+    return ",".join(reversed(parts))  # RFC 4514 order: the last RDN first
+
+
+def _decode_string(tag: int, value: bytes) -> str:
+    if tag == 0x1E:  # BMPString
+        return value.decode("utf-16-be", "backslashreplace")
+    return value.decode("utf-8", "backslashreplace")
+
+
+def _raw_sans(tbs: bytes) -> list[str] | None:
+    outer = next(_tlvs(tbs), None)
+    if outer is None:
+        return None
+    extensions = next((contents for tag, contents in _tlvs(outer[1]) if tag == 0xA3), None)
+    if extensions is None:
+        return None
+    sequence = next(_tlvs(extensions), None)
+    if sequence is None:
+        return None
+    for _tag, extension in _tlvs(sequence[1]):
+        items = list(_tlvs(extension))
+        if not items or items[0] != (0x06, _SAN_OID):
+            continue
+        general_names = next(_tlvs(items[-1][1]), None)
+        if general_names is None:
+            return None
+        names: list[str] = []
+        for tag, value in _tlvs(general_names[1]):
+            if tag == 0x82:  # dNSName, an IA5String: escape what is not ASCII
+                names.append(value.decode("ascii", "backslashreplace"))
+            elif tag == 0x87 and len(value) in (4, 16):  # iPAddress
+                names.append(str(ipaddress.ip_address(value)))
+        return names
+    return None

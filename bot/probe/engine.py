@@ -5,6 +5,15 @@ another site's certificate.
 
 Built on asyncio streams rather than an HTTP client library: a probe needs control of each phase
 (to name what failed) and costs about half as much CPU this way (see bench/probe_throughput.py).
+TLS runs through tlsio.TLSStream, which counts what the server sends, so a server that streams
+records forever is named within a few hundred KiB instead of burning CPU until the timeout.
+
+Redirects: a 3xx within the probed site (https, same host and port) is a good answer; one to
+another site or to http:// is `redirect_elsewhere`, naming where it points. With
+`follow_redirects`, up to MAX_REDIRECTS hops are followed, each on a fresh connection: within the
+site to the same address (an origin probe stays on its origin), to another site only from a
+public probe and only as a browser would go there (its own DNS, SNI and certificate, checked);
+the final answer is then judged for status and keyword.
 """
 
 from __future__ import annotations
@@ -14,15 +23,20 @@ import datetime as dt
 import functools
 import ipaddress
 import logging
+import re
 import socket
 import ssl
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
+from urllib.parse import quote, urljoin, urlsplit
+
+import idna
 
 from bot.probe import failures
-from bot.probe.certinfo import iso_utc, matches_hostname, read_certificate
+from bot.probe.certinfo import UnreadableCertificate, inspect_certificate, iso_utc, matches_hostname
 from bot.probe.http1 import Answer, HTTPProtocolError, build_request, read_answer
 from bot.probe.model import (
     PROBLEM_CODES,
@@ -34,6 +48,8 @@ from bot.probe.model import (
     Severity,
     TLSInfo,
 )
+from bot.probe.text import printable
+from bot.probe.tlsio import TLSFlood, TLSStream
 
 log = logging.getLogger(__name__)
 
@@ -112,10 +128,77 @@ class _Failed(Exception):
 
 
 PROBE_ERROR = "certops could not complete this probe (see the bot's log)"
+MAX_REDIRECTS = 5
+_REDIRECTS = (301, 302, 303, 307, 308)
+_AGE = re.compile(r"[0-9]{1,18}")
 
 
 def problem(code: str, message: str, severity: Severity | None = None) -> Problem:
-    return Problem(code, severity or PROBLEM_CODES[code], message)
+    # an unregistered code is a bug of ours, but it must not turn the target's failure into ours
+    return Problem(code, severity or PROBLEM_CODES.get(code, Severity.CRITICAL), message)
+
+
+@dataclass(frozen=True)
+class _Place:
+    """Where a request goes: scheme, host (lower-case), port, and the path with its query."""
+
+    scheme: str
+    host: str
+    port: int
+    path: str
+
+    @property
+    def key(self) -> tuple[str, str, int, str]:
+        return (self.scheme, self.host.lower(), self.port, self.path)
+
+    @property
+    def shown(self) -> str:
+        """For messages: no user info, the query cut (it may carry a session token), escaped."""
+        default = 443 if self.scheme == "https" else 80
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        netloc = host if self.port == default else f"{host}:{self.port}"
+        path, query, _ = self.path.partition("?")
+        return printable(f"{self.scheme}://{netloc}{path}{'?…' if query else ''}", 200)
+
+    def same_origin(self, other: _Place) -> bool:
+        return self.key[:3] == other.key[:3]
+
+    @staticmethod
+    def of_location(location: str, base: _Place) -> _Place | None:
+        """The absolute place a Location header points to, or None when it is no usable URL."""
+        try:
+            parts = urlsplit(urljoin(f"{base.scheme}://{_netloc(base.host, base.port)}{base.path}", location.strip()))
+            port = parts.port
+        except ValueError:
+            return None
+        host = _dns_name(parts.hostname or "")
+        if parts.scheme not in ("http", "https") or host is None:
+            return None
+        path = quote(parts.path or "/", safe=_PATH_SAFE)
+        if parts.query:
+            path += "?" + quote(parts.query, safe=_PATH_SAFE + "?")
+        default = 443 if parts.scheme == "https" else 80
+        return _Place(parts.scheme, host, port or default, path)
+
+
+# what may stay as it is in a path sent on the request line; anything else is percent-encoded,
+# so a Location with spaces, CR/LF or non-ASCII cannot split or break our request
+_PATH_SAFE = "/%:@!$&'()*+,;=~-._"
+
+
+def _dns_name(host: str) -> str | None:
+    """A Location's host as DNS, SNI and the Host header spell it; None when it is not a name."""
+    host = host.rstrip(".")
+    if _is_ip(host):
+        return host
+    try:
+        return idna.encode(host, uts46=True).decode("ascii")
+    except (idna.IDNAError, UnicodeError):
+        return None
+
+
+def _netloc(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 class _Probe:
@@ -130,6 +213,7 @@ class _Probe:
         self.certificate: CertificateInfo | None = None
         self.tls: TLSInfo | None = None
         self.http: HTTPInfo | None = None
+        self._elapsed_ms = 0.0
 
     def add(self, code: str, message: str, severity: Severity | None = None) -> None:
         self.problems.append(problem(code, message, severity))
@@ -147,79 +231,105 @@ class _Probe:
     async def _run(self) -> None:
         target = self.target
         host = target.connect_host or target.hostname
+        self.address = await self._resolve(host, self.port)
         try:
-            async with asyncio.timeout_at(self.deadline):
-                self.address = await self.resolver.resolve(host, self.port)
-        except TimeoutError:
-            raise _Failed("dns_error", f"looking up {host} took longer than {target.timeout:g} s") from None
-        except OSError as exc:
-            raise _Failed("dns_error", f"{host}: {failures.describe_connect_error(exc)[1]}") from None
-
-        try:
-            reader, writer = await self._session(verifying_context(target.ca_file))
+            stream = await self._session(verifying_context(target.ca_file))
         except ssl.SSLCertVerificationError as exc:
             await self._judge_unverified(exc)
             return
         try:
-            self._judge_certificate(writer, verify_error=None)
-            await self._exchange(reader, writer)
+            self._judge_certificate(stream, verify_error=None)
+            await self._exchange(stream)
         finally:
-            writer.transport.abort()
+            stream.abort()
 
-    async def _session(self, ctx: ssl.SSLContext) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        """A fresh TCP connection and TLS handshake; raises _Failed or SSLCertVerificationError."""
-        assert self.address is not None
+    async def _resolve(self, host: str, port: int) -> str:
         try:
             async with asyncio.timeout_at(self.deadline):
-                reader, writer = await asyncio.open_connection(self.address, self.port)
+                return await self.resolver.resolve(host, port)
+        except TimeoutError:
+            raise _Failed("dns_error", f"looking up {host} took longer than {self.target.timeout:g} s") from None
+        except OSError as exc:
+            raise _Failed("dns_error", f"{host}: {failures.describe_connect_error(exc)[1]}") from None
+
+    async def _session(
+        self, ctx: ssl.SSLContext, address: str | None = None, port: int | None = None, hostname: str | None = None
+    ) -> TLSStream:
+        """A fresh TCP connection and TLS handshake; raises _Failed or SSLCertVerificationError."""
+        address = address or self.address
+        port = port or self.port
+        assert address is not None
+        try:
+            async with asyncio.timeout_at(self.deadline):
+                reader, writer = await asyncio.open_connection(address, port)
         except (OSError, TimeoutError) as exc:
             code, message = failures.describe_connect_error(exc)
-            raise _Failed(code, f"{self.address}:{self.port}: {message}") from None
+            shown = f"[{address}]" if ":" in address else address
+            raise _Failed(code, f"{shown}:{port}: {message}") from None
+        stream = TLSStream(reader, writer, ctx, hostname or self.target.hostname)
         try:
             async with asyncio.timeout_at(self.deadline):
-                await writer.start_tls(ctx, server_hostname=self.target.hostname)
+                await stream.handshake()
         except asyncio.CancelledError:
-            writer.transport.abort()
+            stream.abort()
             raise
         except Exception as exc:
-            writer.transport.abort()
+            stream.abort()
             verify_error = failures.find_verify_error(exc)
             if verify_error is not None:
                 raise verify_error from None
             code, message = failures.describe_handshake_error(exc)
             raise _Failed(code, message) from None
-        return reader, writer
+        return stream
 
-    def _judge_certificate(
-        self, writer: asyncio.StreamWriter, verify_error: ssl.SSLCertVerificationError | None
-    ) -> None:
-        sslobj: ssl.SSLObject = writer.get_extra_info("ssl_object")
-        der = sslobj.getpeercert(binary_form=True)
+    def _judge_certificate(self, stream: TLSStream, verify_error: ssl.SSLCertVerificationError | None) -> None:
+        sslobj = stream.sslobj
         cipher = sslobj.cipher()
         self.tls = TLSInfo(sslobj.version() or "unknown", cipher[0] if cipher else "unknown")
+        self.certificate, found = self._certificate_problems(stream, self.target.hostname, verify_error)
+        self.problems += found
+
+    def _certificate_problems(
+        self, stream: TLSStream, hostname: str, verify_error: ssl.SSLCertVerificationError | None
+    ) -> tuple[CertificateInfo | None, list[Problem]]:
+        """What is wrong with the certificate `stream` was served, for `hostname`."""
+        sslobj = stream.sslobj
+        der = sslobj.getpeercert(binary_form=True)
         if not der:
-            self.add("tls_protocol_error", "the server sent no certificate")
-            return
+            return None, [problem("tls_protocol_error", "the server sent no certificate")]
         chain_length = _chain_length(sslobj) if verify_error is not None else None
-        cert = read_certificate(der, self.now, chain_length)
-        self.certificate = cert
+        try:
+            cert, malformed = inspect_certificate(der, self.now, chain_length)
+        except UnreadableCertificate as exc:
+            return None, [
+                problem("cert_malformed", f"the certificate {exc.sha1} cannot be parsed: {printable(exc.reason, 200)}")
+            ]
         target = self.target
+        found: list[Problem] = []
+        if malformed:
+            found.append(problem("cert_malformed", f"the certificate is malformed: {'; '.join(malformed)}"))
 
         not_after = dt.datetime.fromisoformat(cert.not_after)
         not_before = dt.datetime.fromisoformat(cert.not_before)
         if self.now >= not_after:
-            self.add("cert_expired", f"certificate expired on {cert.not_after[:10]} ({_days(-cert.days_left)} ago)")
+            found.append(
+                problem("cert_expired", f"certificate expired on {cert.not_after[:10]} ({_days(-cert.days_left)} ago)")
+            )
         elif self.now < not_before:
-            self.add("cert_not_yet_valid", f"certificate is valid only from {cert.not_before}")
+            found.append(problem("cert_not_yet_valid", f"certificate is valid only from {cert.not_before}"))
         elif cert.days_left < target.warn_days:
             severity = Severity.CRITICAL if cert.days_left < target.crit_days else Severity.WARNING
-            self.add(
-                "cert_expiring", f"certificate expires in {_days(cert.days_left)} ({cert.not_after[:10]})", severity
+            found.append(
+                problem(
+                    "cert_expiring",
+                    f"certificate expires in {_days(cert.days_left)} ({cert.not_after[:10]})",
+                    severity,
+                )
             )
 
-        if not matches_hostname(cert.sans, target.hostname):
+        if not matches_hostname(cert.sans, hostname):
             names = ", ".join(cert.sans[:5]) or cert.subject
-            self.add("cert_hostname_mismatch", f"certificate is for {names}, not {target.hostname}")
+            found.append(problem("cert_hostname_mismatch", f"certificate is for {names}, not {hostname}"))
 
         if verify_error is not None:
             code = verify_error.verify_code
@@ -230,69 +340,200 @@ class _Probe:
                     "(missing intermediate or unknown CA)"
                 )
             if reason:
-                self.add("cert_untrusted", f"{reason}; issuer {cert.issuer}")
-            elif not any(p.code in ("cert_expired", "cert_not_yet_valid") for p in self.problems):
+                found.append(problem("cert_untrusted", f"{reason}; issuer {cert.issuer}"))
+            elif not any(p.code in ("cert_expired", "cert_not_yet_valid") for p in found):
                 # OpenSSL saw a date problem our clock does not: still never call a failed check OK
-                self.add("cert_untrusted", f"verification failed: {verify_error.verify_message}")
+                found.append(problem("cert_untrusted", f"verification failed: {verify_error.verify_message}"))
+        return cert, found
 
     async def _judge_unverified(self, verify_error: ssl.SSLCertVerificationError) -> None:
         try:
-            _reader, writer = await self._session(reading_context())
+            stream = await self._session(reading_context())
         except (_Failed, ssl.SSLError):
             self.add("cert_untrusted", f"certificate failed verification: {verify_error.verify_message}")
             return
         try:
-            self._judge_certificate(writer, verify_error)
+            self._judge_certificate(stream, verify_error)
         finally:
-            writer.transport.abort()
+            stream.abort()
 
-    async def _exchange(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _exchange(self, stream: TLSStream) -> None:
         target = self.target
         method = "GET" if target.keyword else "HEAD"
-        started = time.perf_counter()
-        answer = await self._request(reader, writer, method)
-        if method == "HEAD" and answer.status in (405, 501):
-            method = "GET"  # HEAD refused: ask again, on a fresh connection as always
-            writer.transport.abort()
+        home = _Place("https", target.hostname, target.port, target.path)
+        place = home
+        answer, method = await self._ask(stream, method, place, self._reopen_home)
+        asked = {place.key}
+        followed: list[str] = []
+        # set once a problem about the redirect is reported: that answer is not judged again
+        reported = False
+        while answer.status in _REDIRECTS:
+            location = answer.headers.get("location")
+            nxt = _Place.of_location(location, place) if location is not None else None
+            if nxt is not None:
+                self._record(answer, method, followed, location=nxt.shown)
+            if target.expect_status and not target.follow_redirects:
+                break  # the operator listed the right statuses: expect_status alone judges the answer
+            if location is None:
+                self.add("http_status", f"HTTP {answer.status} redirects, but there is no Location header")
+                reported = True
+                break
+            if nxt is None:
+                self.add(
+                    "http_error",
+                    f"HTTP {answer.status} redirects to '{printable(location, 120)}', which is not a usable URL",
+                )
+                reported = True
+                break
+            reported = True
+            if nxt.key in asked:
+                self.add(
+                    "redirect_loop", f"HTTP {answer.status} redirects back to {nxt.shown}, which was asked already"
+                )
+                break
+            if nxt.scheme != "https":
+                self.add("redirect_elsewhere", f"HTTP {answer.status} redirects to plain HTTP: {nxt.shown}")
+                break
+            if not target.follow_redirects:
+                if nxt.same_origin(home):
+                    reported = False  # a redirect within the site is a good answer by default
+                else:
+                    self.add(
+                        "redirect_elsewhere",
+                        f"HTTP {answer.status} redirects to another site: {nxt.shown} "
+                        "(not followed; follow_redirects = true follows and checks it)",
+                    )
+                break
+            if len(followed) == MAX_REDIRECTS:
+                self.add(
+                    "too_many_redirects",
+                    f"more than {MAX_REDIRECTS} redirects; the last one, to {nxt.shown}, was not followed",
+                )
+                break
+            if not nxt.same_origin(home) and target.connect_host is not None:
+                self.add(
+                    "redirect_elsewhere",
+                    f"HTTP {answer.status} redirects to another site: {nxt.shown} "
+                    "(not followed: a probe of an origin address stays on that address)",
+                )
+                break
+            asked.add(nxt.key)
+            followed.append(nxt.shown)
             try:
-                reader, writer = await self._session(verifying_context(target.ca_file))
-            except ssl.SSLCertVerificationError as exc:
-                raise _Failed("cert_untrusted", f"certificate failed verification: {exc.verify_message}") from None
-            started = time.perf_counter()
-            try:
-                answer = await self._request(reader, writer, method)
-            finally:
-                writer.transport.abort()
-        elapsed_ms = (time.perf_counter() - started) * 1000
-        cache = {k: answer.headers[k] for k in CACHE_HEADERS if k in answer.headers}
-        self.http = HTTPInfo(answer.status, method, elapsed_ms, cache)
+                hop = await self._hop(nxt, method, same=nxt.same_origin(home))
+            except _Failed as failed:
+                raise _Failed(failed.code, f"after the redirect to {nxt.shown}: {failed.message}") from None
+            if hop is None:
+                break  # the other site's certificate is bad: reported, and a browser stops there too
+            answer, method = hop
+            self._record(answer, method, followed)
+            place = nxt
+            reported = False
 
         expected = target.expect_status
-        if (answer.status not in expected) if expected else not 200 <= answer.status < 400:
+        if reported:
+            pass
+        elif (answer.status not in expected) if expected else not 200 <= answer.status < 400:
             wanted = ", ".join(map(str, expected)) if expected else "2xx or 3xx"
             severity = Severity.CRITICAL if answer.status >= 500 else Severity.WARNING
-            self.add("http_status", f"HTTP {answer.status} (expected {wanted})", severity)
+            location = self.http.location if self.http is not None else None
+            pointed = f" to {location}" if location else ""
+            self.add("http_status", f"HTTP {answer.status}{pointed} (expected {wanted})", severity)
         elif target.keyword and target.keyword.encode() not in answer.body:
             self.add("keyword_missing", f'the page does not contain "{target.keyword}"')
-        if _from_cache(answer):
-            seen = ", ".join(f"{k}: {v}" for k, v in cache.items())
+        if _from_cache(answer) and self.http is not None:
+            seen = ", ".join(f"{k}: {v}" for k, v in self.http.cache.items())
             self.add(
                 "served_from_cache",
                 f"answered from a CDN cache ({seen}); the origin may be down without it showing here",
             )
 
-    async def _request(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, method: str) -> Answer:
+    async def _reopen_home(self) -> TLSStream:
+        try:
+            return await self._session(verifying_context(self.target.ca_file))
+        except ssl.SSLCertVerificationError as exc:
+            raise _Failed("cert_untrusted", f"certificate failed verification: {exc.verify_message}") from None
+
+    async def _hop(self, place: _Place, method: str, *, same: bool) -> tuple[Answer, str] | None:
+        """Ask `place` on a fresh connection: the probed address when it is the probed site; else
+        the other site's own address, name and certificate, checked as a browser would."""
+        if same:
+            return await self._ask(await self._reopen_home(), method, place, self._reopen_home)
+        address = await self._resolve(place.host, place.port)
+        ctx = verifying_context(self.target.ca_file)
+        prefix = f"after the redirect to {place.shown}: "
+        try:
+            stream = await self._session(ctx, address, place.port, place.host)
+        except ssl.SSLCertVerificationError as exc:
+            self.problems += [
+                replace(p, message=prefix + p.message) for p in await self._read_elsewhere(place, address, exc)
+            ]
+            return None
+        _cert, found = self._certificate_problems(stream, place.host, None)
+        self.problems += [replace(p, message=prefix + p.message) for p in found]
+        if any(p.severity is Severity.CRITICAL for p in found):
+            stream.abort()
+            return None
+
+        async def reopen() -> TLSStream:
+            try:
+                return await self._session(ctx, address, place.port, place.host)
+            except ssl.SSLCertVerificationError as exc:
+                raise _Failed("cert_untrusted", f"certificate failed verification: {exc.verify_message}") from None
+
+        return await self._ask(stream, method, place, reopen)
+
+    async def _read_elsewhere(self, place: _Place, address: str, error: ssl.SSLCertVerificationError) -> list[Problem]:
+        try:
+            stream = await self._session(reading_context(), address, place.port, place.host)
+        except (_Failed, ssl.SSLError):
+            return [problem("cert_untrusted", f"certificate failed verification: {error.verify_message}")]
+        try:
+            return self._certificate_problems(stream, place.host, error)[1]
+        finally:
+            stream.abort()
+
+    async def _ask(
+        self, stream: TLSStream, method: str, place: _Place, reopen: Callable[[], Awaitable[TLSStream]]
+    ) -> tuple[Answer, str]:
+        """One request and its answer (recorded); a refused HEAD is asked again with GET, on a
+        fresh connection as always."""
+        try:
+            started = time.perf_counter()
+            answer = await self._request(stream, method, place)
+        finally:
+            stream.abort()
+        if method == "HEAD" and answer.status in (405, 501):
+            method = "GET"
+            stream = await reopen()
+            try:
+                started = time.perf_counter()
+                answer = await self._request(stream, method, place)
+            finally:
+                stream.abort()
+        self._elapsed_ms = (time.perf_counter() - started) * 1000
+        self._record(answer, method, [])
+        return answer, method
+
+    def _record(self, answer: Answer, method: str, followed: list[str], location: str | None = None) -> None:
+        cache = {k: printable(answer.headers[k], 200) for k in CACHE_HEADERS if k in answer.headers}
+        redirects = tuple(followed) if followed else (self.http.redirects if self.http else ())
+        self.http = HTTPInfo(answer.status, method, self._elapsed_ms, cache, location, redirects)
+
+    async def _request(self, stream: TLSStream, method: str, place: _Place) -> Answer:
         target = self.target
         try:
             async with asyncio.timeout_at(self.deadline):
-                writer.write(build_request(method, target.hostname, target.port, target.path))
-                return await read_answer(reader, want_body=bool(target.keyword), method=method)
+                stream.write(build_request(method, place.host, place.port, place.path))
+                return await read_answer(stream, want_body=bool(target.keyword), method=method)
         except TimeoutError:
             raise _Failed(
                 "http_timeout", f"no HTTP answer within {target.timeout:g} s after the TLS handshake"
             ) from None
         except HTTPProtocolError as exc:
             raise _Failed("http_error", str(exc)) from None
+        except TLSFlood as exc:
+            raise _Failed("tls_protocol_error", str(exc)) from None
         except (OSError, ssl.SSLError) as exc:
             raise _Failed(
                 "http_error", f"connection lost while waiting for the HTTP answer ({type(exc).__name__})"
@@ -335,7 +576,7 @@ def _from_cache(answer: Answer) -> bool:
         if any(word in value for word in _CACHE_HIT_WORDS):
             return True
     age = headers.get("age", "").strip()
-    return age.isdigit() and int(age) > 0
+    return bool(_AGE.fullmatch(age)) and int(age) > 0  # a garbled Age claims nothing
 
 
 async def probe(

@@ -7,9 +7,12 @@ all surface as the same class), so we walk the cause chain down to the OS or SSL
 from __future__ import annotations
 
 import errno
+import os
 import socket
 import ssl
 from collections.abc import Iterator
+
+from bot.probe.tlsio import TLSFlood
 
 # OpenSSL verify codes (X509_V_ERR_*) that mean "the chain does not lead to a trusted root"
 _UNTRUSTED_REASONS = {
@@ -59,7 +62,8 @@ def alert_name(reason: str) -> str | None:
 
 
 def describe_connect_error(exc: BaseException) -> tuple[str, str]:
-    """-> (code, message) for a failed TCP connect."""
+    """-> (code, message) for a failed TCP connect. Total: any exception gets a named code, so a
+    way of being down we did not foresee is still reported as the target's failure, not ours."""
     for err in causes(exc):
         if isinstance(err, socket.gaierror):
             return "dns_error", f"name does not resolve ({err.strerror or err})"
@@ -67,16 +71,21 @@ def describe_connect_error(exc: BaseException) -> tuple[str, str]:
             return "connect_refused", "connection refused: nothing listens on that port"
         if isinstance(err, TimeoutError):
             return "connect_timeout", "no answer to the TCP connection attempt"
-        if isinstance(err, OSError) and err.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH):
-            return "connect_error", f"no route to the address ({err.strerror})"
+        if isinstance(err, OSError) and err.errno == errno.ENETUNREACH:
+            return "network_unreachable", "network is unreachable: no route from here to the address's network"
+        if isinstance(err, OSError) and err.errno == errno.EHOSTUNREACH:
+            return "host_unreachable", "host is unreachable: the network answers, the host does not (down, or filtered)"
         if isinstance(err, OSError) and err.errno is not None:
-            return "connect_error", f"connection failed: {err.strerror or err}"
+            name = errno.errorcode.get(err.errno, f"errno {err.errno}")
+            return "connect_error", f"connection failed: {err.strerror or os.strerror(err.errno)} ({name})"
     return "connect_error", f"connection failed ({type(exc).__name__})"
 
 
 def describe_handshake_error(exc: BaseException) -> tuple[str, str]:
     """-> (code, message) for a TLS handshake that failed for a reason other than the certificate."""
     for err in causes(exc):
+        if isinstance(err, TLSFlood):
+            return "tls_protocol_error", str(err)
         if isinstance(err, TimeoutError):
             return "tls_handshake_timeout", "the server accepted the connection but never completed the TLS handshake"
         if isinstance(err, ssl.SSLEOFError | ssl.SSLZeroReturnError):

@@ -1,20 +1,43 @@
 """Just enough HTTP/1.1 for a probe: one request per connection, the answer's head, and the body
-when a keyword is checked."""
+when a keyword is checked.
+
+Everything here reads bytes a possibly hostile server chose, so every length is bounded before
+it is used, numbers are ASCII digits of bounded length (str.isdigit accepts superscripts and
+int() refuses more than 4300 digits), and whatever does not parse is an HTTPProtocolError with a
+sentence for the operator, never another exception.
+"""
 
 from __future__ import annotations
 
-import asyncio
+import re
 from dataclasses import dataclass
+from typing import Protocol
 
 from bot import __version__
+from bot.probe.text import from_wire, printable
 
-MAX_HEAD = 64 * 1024
+MAX_HEAD = 64 * 1024  # one answer's status line and header fields
+MAX_FIELDS = 256
+MAX_INTERIM = 10  # 1xx answers (100 Continue, 103 Early Hints) before the real one
+MAX_CHUNK_LINE = 1024
 MAX_BODY = 2 * 1024 * 1024  # a keyword past the first 2 MiB is not looked for
 USER_AGENT = f"certops/{__version__} (TLS probe)"
+
+_STATUS_LINE = re.compile(rb"HTTP/[0-9]\.[0-9] ([0-9]{3})(?:[ \t](.*))?", re.DOTALL)
+_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]{1,15}")  # 15 hex digits: more than MAX_BODY ever needs
+_DIGITS = re.compile(r"[0-9]{1,18}")
+_OWS = b" \t"
 
 
 class HTTPProtocolError(Exception):
     pass
+
+
+class Source(Protocol):
+    """Where the answer's bytes come from: a TLSStream, or an asyncio.StreamReader in tests."""
+
+    async def read(self, n: int) -> bytes: ...
 
 
 @dataclass(frozen=True)
@@ -34,77 +57,183 @@ def build_request(method: str, hostname: str, port: int, path: str) -> bytes:
     ).encode("ascii")
 
 
-async def read_answer(reader: asyncio.StreamReader, *, want_body: bool, method: str) -> Answer:
+async def read_answer(source: Source, *, want_body: bool, method: str) -> Answer:
+    buffer = _Buffer(source)
+    interim = 0
     while True:
-        answer = await _read_head(reader)
+        answer = await _read_head(buffer, first=interim == 0)
+        if answer.status == 101:
+            raise HTTPProtocolError("the server switched protocols (101) although the probe did not ask it to")
         if not 100 <= answer.status < 200:
-            break  # 1xx answers (103 Early Hints...) come before the real one
+            break
+        interim += 1  # 1xx answers (103 Early Hints...) come before the real one
+        if interim > MAX_INTERIM:
+            raise HTTPProtocolError(f"the server sent more than {MAX_INTERIM} interim (1xx) answers and no real one")
     if want_body and method != "HEAD" and answer.status not in (204, 304):
-        return Answer(answer.status, answer.headers, await _read_body(reader, answer.headers))
+        return Answer(answer.status, answer.headers, await _read_body(buffer, answer.headers))
     return answer
 
 
-async def _read_head(reader: asyncio.StreamReader) -> Answer:
-    try:
-        head = await reader.readuntil(b"\r\n\r\n")
-    except asyncio.LimitOverrunError:
-        raise HTTPProtocolError("the answer's header is larger than 64 KiB") from None
-    except asyncio.IncompleteReadError as exc:
-        if not exc.partial:
-            raise HTTPProtocolError("the server closed the connection without answering") from None
-        raise HTTPProtocolError("the server closed the connection in the middle of its answer") from None
-    lines = head.decode("latin-1").split("\r\n")
-    parts = lines[0].split(" ", 2)
-    if len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdigit():
-        raise HTTPProtocolError(f"not an HTTP answer: {lines[0][:60]!r}")
-    headers: dict[str, str] = {}
-    for line in lines[1:]:
+def content_length(headers: dict[str, str]) -> int | None:
+    """The Content-Length, or None when there is none; HTTPProtocolError when it is not a number
+    or repeated with different values."""
+    raw = headers.get("content-length")
+    if raw is None:
+        return None
+    values = {v.strip() for v in raw.split(",")}
+    for value in values:
+        if not _DIGITS.fullmatch(value):
+            raise HTTPProtocolError(f"the Content-Length header is not a number: '{printable(raw, 60)}'")
+    if len(values) > 1:
+        raise HTTPProtocolError(f"the answer has conflicting Content-Length headers: '{printable(raw, 60)}'")
+    return int(values.pop())
+
+
+class _Buffer:
+    def __init__(self, source: Source) -> None:
+        self._source = source
+        self._data = bytearray()
+        self._eof = False
+
+    async def _fill(self) -> bool:
+        if self._eof:
+            return False
+        chunk = await self._source.read(64 * 1024)
+        if not chunk:
+            self._eof = True
+            return False
+        self._data += chunk
+        return True
+
+    async def line(self, limit: int) -> bytes | None:
+        """The next line with its LF; what is left, without one, at the end of the stream;
+        None when it would be longer than `limit` bytes."""
+        scanned = 0
+        while True:
+            end = self._data.find(b"\n", scanned)
+            if end >= 0:
+                if end + 1 > limit:
+                    return None
+                line = bytes(self._data[: end + 1])
+                del self._data[: end + 1]
+                return line
+            if len(self._data) > limit:
+                return None
+            scanned = len(self._data)
+            if not await self._fill():
+                rest = bytes(self._data)
+                self._data.clear()
+                return rest
+
+    async def exactly(self, n: int) -> bytes:
+        """`n` bytes, or fewer if the stream ends first."""
+        while len(self._data) < n and await self._fill():
+            pass
+        out = bytes(self._data[:n])
+        del self._data[:n]
+        return out
+
+    async def some(self, n: int) -> bytes:
+        if not self._data and not await self._fill():
+            return b""
+        out = bytes(self._data[:n])
+        del self._data[:n]
+        return out
+
+
+async def _read_head(buffer: _Buffer, *, first: bool) -> Answer:
+    remaining = MAX_HEAD
+    too_large = f"the answer's header is larger than {MAX_HEAD // 1024} KiB"
+
+    async def next_line(started: bool) -> bytes:
+        nonlocal remaining
+        line = await buffer.line(remaining)
+        if line is None:
+            raise HTTPProtocolError(too_large)
+        remaining -= len(line)
+        if not line.endswith(b"\n"):
+            if not line and not started and first:
+                raise HTTPProtocolError("the server closed the connection without answering")
+            raise HTTPProtocolError("the server closed the connection in the middle of its answer")
+        return line[:-2] if line.endswith(b"\r\n") else line[:-1]
+
+    status_line = await next_line(started=False)
+    match = _STATUS_LINE.fullmatch(status_line)
+    if match is None:
+        if status_line.startswith(b"HTTP/"):
+            raise HTTPProtocolError(
+                f"malformed status line '{from_wire(status_line, 60)}': the status code must be three ASCII digits"
+            )
+        raise HTTPProtocolError(f"not an HTTP answer: '{from_wire(status_line, 60)}'")
+    status = int(match.group(1))
+    if not 100 <= status <= 599:
+        raise HTTPProtocolError(f"status code {status} is outside 100-599")
+
+    fields: list[list[bytes]] = []
+    while True:
+        line = await next_line(started=True)
         if not line:
+            break
+        if line[:1] in (b" ", b"\t"):
+            if not fields:
+                raise HTTPProtocolError(f"malformed header line: '{from_wire(line, 60)}'")
+            fields[-1][1] += b" " + line.strip(_OWS)  # obsolete line folding: a space, says RFC 9112
             continue
-        name, sep, value = line.partition(":")
-        if not sep:
-            raise HTTPProtocolError(f"malformed header line: {line[:60]!r}")
-        key = name.strip().lower()
-        headers[key] = f"{headers[key]}, {value.strip()}" if key in headers else value.strip()
-    return Answer(int(parts[1]), headers, b"")
+        name, sep, value = line.partition(b":")
+        name = name.rstrip(_OWS)
+        if not sep or not _TOKEN.fullmatch(name):
+            raise HTTPProtocolError(f"malformed header line: '{from_wire(line, 60)}'")
+        if b"\r" in value or b"\0" in value:
+            raise HTTPProtocolError(f"control character in header '{from_wire(name, 40)}'")
+        fields.append([name, value.strip(_OWS)])
+        if len(fields) > MAX_FIELDS:
+            raise HTTPProtocolError(f"the answer has more than {MAX_FIELDS} header fields")
+
+    headers: dict[str, str] = {}
+    for raw_name, raw_value in fields:
+        key, text = raw_name.decode("ascii").lower(), raw_value.decode("latin-1")
+        headers[key] = f"{headers[key]}, {text}" if key in headers else text
+    return Answer(status, headers, b"")
 
 
-async def _read_body(reader: asyncio.StreamReader, headers: dict[str, str]) -> bytes:
-    if "chunked" in headers.get("transfer-encoding", "").lower():
-        return await _read_chunked(reader)
-    length = headers.get("content-length")
-    if length is not None and length.strip().isdigit():
-        try:
-            return await reader.readexactly(min(int(length), MAX_BODY))
-        except asyncio.IncompleteReadError as exc:
-            return exc.partial
+async def _read_body(buffer: _Buffer, headers: dict[str, str]) -> bytes:
+    codings = [c.strip().lower() for c in headers.get("transfer-encoding", "").split(",") if c.strip()]
+    if codings and codings[-1] == "chunked":
+        return await _read_chunked(buffer)
+    if not codings:  # with another transfer coding the body ends when the server closes (RFC 9112)
+        length = content_length(headers)
+        if length is not None:
+            return await buffer.exactly(min(length, MAX_BODY))
     body = bytearray()
     while len(body) < MAX_BODY:  # no length given: the body ends when the server closes
-        chunk = await reader.read(MAX_BODY - len(body))
+        chunk = await buffer.some(MAX_BODY - len(body))
         if not chunk:
             break
         body += chunk
     return bytes(body)
 
 
-async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
+async def _read_chunked(buffer: _Buffer) -> bytes:
     body = bytearray()
     while len(body) < MAX_BODY:
-        size_line = await reader.readline()
-        if not size_line:
-            break
-        try:
-            size = int(size_line.split(b";")[0].strip(), 16)
-        except ValueError:
-            raise HTTPProtocolError("malformed chunked body") from None
+        size_line = await buffer.line(MAX_CHUNK_LINE)
+        if size_line is None:
+            raise HTTPProtocolError(f"malformed chunked body: a chunk-size line is longer than {MAX_CHUNK_LINE} bytes")
+        if not size_line.endswith(b"\n"):
+            break  # the server closed early: judge what arrived
+        digits = size_line.split(b";", 1)[0].strip(b" \t\r\n")
+        if not _CHUNK_SIZE.fullmatch(digits):
+            raise HTTPProtocolError(f"malformed chunked body: chunk size '{from_wire(digits, 40)}' is not hexadecimal")
+        size = int(digits, 16)
         if size == 0:
             break
-        try:
-            body += await reader.readexactly(min(size, MAX_BODY - len(body)))
-            if len(body) >= MAX_BODY:
-                break
-            await reader.readexactly(2)
-        except asyncio.IncompleteReadError as exc:
-            body += exc.partial
+        data = await buffer.exactly(min(size, MAX_BODY - len(body)))
+        body += data
+        if len(body) >= MAX_BODY or len(data) < size:
+            break
+        end = await buffer.line(MAX_CHUNK_LINE)
+        if end is None or end.strip(b"\r\n"):
+            raise HTTPProtocolError("malformed chunked body: a chunk is longer than its size says")
+        if not end:
             break
     return bytes(body[:MAX_BODY])

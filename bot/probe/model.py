@@ -35,6 +35,9 @@ PROBLEM_CODES: dict[str, Severity] = {
     "dns_error": Severity.CRITICAL,
     "connect_refused": Severity.CRITICAL,
     "connect_timeout": Severity.CRITICAL,
+    "network_unreachable": Severity.CRITICAL,  # ENETUNREACH: no route to the address's network
+    "host_unreachable": Severity.CRITICAL,  # EHOSTUNREACH: the network is there, the host does not answer
+    "connect_error": Severity.CRITICAL,  # any other failed TCP connect, named by its errno
     "tls_handshake_reset": Severity.CRITICAL,
     "tls_handshake_timeout": Severity.CRITICAL,
     "tls_alert": Severity.CRITICAL,
@@ -43,11 +46,15 @@ PROBLEM_CODES: dict[str, Severity] = {
     "cert_not_yet_valid": Severity.CRITICAL,
     "cert_hostname_mismatch": Severity.CRITICAL,
     "cert_untrusted": Severity.CRITICAL,
+    "cert_malformed": Severity.CRITICAL,  # a field browsers refuse to parse (e.g. a non-ASCII SAN)
     "cert_expiring": Severity.WARNING,  # critical inside crit_days
     "http_status": Severity.WARNING,  # critical for 5xx
     "http_timeout": Severity.CRITICAL,
     "http_error": Severity.CRITICAL,  # connection lost or garbled answer after the handshake
     "keyword_missing": Severity.CRITICAL,
+    "redirect_elsewhere": Severity.WARNING,  # a redirect to another host, port or to http://, not followed
+    "redirect_loop": Severity.CRITICAL,  # a redirect back to a URL already asked for
+    "too_many_redirects": Severity.WARNING,  # follow_redirects gave up after MAX_REDIRECTS hops, unjudged
     "served_from_cache": Severity.WARNING,
     "probe_error": Severity.CRITICAL,  # our own failure; the status is then "unknown"
 }
@@ -81,6 +88,7 @@ class ProbeTarget:
     crit_days: int = 7
     timeout: float = 10.0
     ca_file: str | None = None
+    follow_redirects: bool = False  # follow up to MAX_REDIRECTS redirects and judge the final answer
 
 
 @dataclass(frozen=True)
@@ -125,6 +133,8 @@ class HTTPInfo:
     method: str
     elapsed_ms: float
     cache: dict[str, str] = field(default_factory=dict)  # cache headers seen, lower-case names
+    location: str | None = None  # the final answer's Location header, absolute, escaped for printing
+    redirects: tuple[str, ...] = ()  # the URLs followed to reach the final answer, in order
 
 
 @dataclass(frozen=True)
@@ -167,6 +177,8 @@ class ProbeResult:
                     "method": self.http.method,
                     "elapsed_ms": round(self.http.elapsed_ms, 1),
                     "cache": dict(self.http.cache),
+                    "location": self.http.location,
+                    "redirects": list(self.http.redirects),
                 }
                 if self.http
                 else None
@@ -205,7 +217,14 @@ def result_from_json(data: dict[str, Any]) -> ProbeResult:
         ),
         tls=TLSInfo(str(tls["version"]), str(tls["cipher"])) if isinstance(tls, dict) else None,
         http=(
-            HTTPInfo(int(http["status"]), str(http["method"]), float(http["elapsed_ms"]), dict(http.get("cache") or {}))
+            HTTPInfo(
+                int(http["status"]),
+                str(http["method"]),
+                float(http["elapsed_ms"]),
+                dict(http.get("cache") or {}),
+                str(http["location"]) if http.get("location") is not None else None,
+                tuple(str(u) for u in http.get("redirects") or ()),
+            )
             if isinstance(http, dict)
             else None
         ),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from bot.probe.model import ProbeResult
+from bot.probe.text import printable
 
 _LABEL = {"ok": "OK", "warning": "WARNING", "critical": "CRITICAL", "unknown": "UNKNOWN"}
 
@@ -12,7 +13,7 @@ def where(result: ProbeResult) -> str:
     port = target.connect_port or target.port
     address = result.address or target.connect_host or target.hostname
     shown = f"[{address}]" if ":" in address else address
-    return f"{target.hostname} via {target.via} {shown}:{port}"
+    return printable(f"{target.hostname} via {target.via} {shown}:{port}")
 
 
 def render_line(result: ProbeResult) -> str:
@@ -22,8 +23,12 @@ def render_line(result: ProbeResult) -> str:
         parts.append(
             f"cert {cert.sha1[:4]}…{cert.sha1[-4:]} {cert.days_left} day{'' if cert.days_left == 1 else 's'} left"
         )
-    if result.http is not None:
-        parts.append(f"HTTP {result.http.status} in {result.http.elapsed_ms:.0f} ms")
+    http = result.http
+    if http is not None:
+        hops = len(http.redirects)
+        after = f" after {hops} redirect{'' if hops == 1 else 's'}" if hops else ""
+        parts.append(f"HTTP {http.status} in {http.elapsed_ms:.0f} ms{after}")
     if result.problems:
         parts.append("; ".join(p.message for p in result.problems))
-    return " | ".join(parts)
+    # messages are escaped where they are made; a result read back from an older store may not be
+    return printable(" | ".join(parts))

@@ -28,6 +28,7 @@ def site_targets(site: Site) -> list[ProbeTarget]:
         crit_days=site.crit_days,
         timeout=site.timeout,
         ca_file=site.ca_file,
+        follow_redirects=site.follow_redirects,
     )
     targets = [public]
     for origin in site.origins:
@@ -62,6 +63,7 @@ def url_target(
     crit_days: int,
     timeout: float,
     ca_file: str | None,
+    follow_redirects: bool = False,
 ) -> ProbeTarget:
     url = text if "://" in text else f"https://{text}"
     try:
@@ -80,4 +82,5 @@ def url_target(
         crit_days=crit_days,
         timeout=timeout,
         ca_file=ca_file,
+        follow_redirects=follow_redirects,
     )

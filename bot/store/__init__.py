@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 
 from bot.core.model import ActionRequest
-from bot.store.errors import StoreBusy, StoreError
+from bot.store.errors import StoreBusy, StoreDamaged, StoreError, StoreFull, StoreWriteFailed
 from bot.store.location import resolved_database_path
 from bot.store.sql import SqlStore
 from bot.store.times import iso, parse_iso, utcnow
@@ -31,7 +31,10 @@ __all__ = [
     "SqlStore",
     "Store",
     "StoreBusy",
+    "StoreDamaged",
     "StoreError",
+    "StoreFull",
+    "StoreWriteFailed",
     "iso",
     "open_store",
     "parse_iso",

@@ -12,7 +12,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
 from bot.store import dialect
-from bot.store.errors import StoreError
+from bot.store.errors import StoreDamaged, StoreError, StoreWriteFailed, translated
 from bot.store.location import claim_ownership, locate
 from bot.store.migrate import upgrade
 
@@ -24,6 +24,7 @@ class Database:
     def __init__(self, database: str | os.PathLike[str]) -> None:
         location = locate(database)
         self._closed = False
+        self._write_problem: str | None = None
         self.name = location.name
         self.url = location.url
         owner = claim_ownership(location)
@@ -37,6 +38,9 @@ class Database:
         try:
             with self._write() as connection:
                 upgrade(connection, self.name)
+        except (StoreWriteFailed, StoreDamaged) as error:
+            self.close()
+            raise StoreError(f"cannot open {self.name}: {error.reason}") from error
         except DBAPIError as error:
             self.close()
             raise StoreError(f"cannot open {self.name}: {error.orig}") from None
@@ -51,6 +55,12 @@ class Database:
         if self._release is not None:
             self._release()
 
+    def write_problem(self) -> str | None:
+        """Why the last write failed, as /healthz says it ("the database cannot be written (the
+        disk is full)"); None once a write has succeeded again."""
+        problem = self._write_problem
+        return f"the database cannot be written ({problem})" if problem else None
+
     def _check_open(self) -> None:
         if self._closed:
             raise StoreError(f"{self.name} was closed; certops is stopping")
@@ -59,13 +69,28 @@ class Database:
     def _read(self) -> Iterator[Connection]:
         """One consistent snapshot for the queries of one call."""
         self._check_open()
-        with self._serial, self._engine.connect() as connection, connection.begin():
-            yield connection
+        try:
+            with self._serial, self._engine.connect() as connection, connection.begin():
+                yield connection
+        except DBAPIError as error:
+            failure = translated(self.name, error)
+            if failure is None:
+                raise
+            raise failure from error
 
     @contextmanager
     def _write(self) -> Iterator[Connection]:
         """A transaction that holds the write lock from its first statement (see dialect.WRITE):
         a compare-and-set reads and writes without anyone writing in between."""
         self._check_open()
-        with self._serial, self._writer.connect() as connection, connection.begin():
-            yield connection
+        try:
+            with self._serial, self._writer.connect() as connection, connection.begin():
+                yield connection
+        except DBAPIError as error:
+            failure = translated(self.name, error)
+            if failure is None:
+                raise
+            if isinstance(failure, StoreWriteFailed):
+                self._write_problem = failure.reason  # until a write succeeds again
+            raise failure from error
+        self._write_problem = None

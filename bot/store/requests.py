@@ -1,11 +1,18 @@
 """Action requests and their approvals: a proposal turns into a run once, and never while the
-same action is already running on the host."""
+same action is already running on the host.
+
+A new proposal for exactly the same thing replaces the waiting button, but only when its
+requester may do that (`may_supersede`, wired to the approvers policy by bot.app): otherwise
+anyone in the channel could void the button an approver is about to press. Then the waiting
+request itself is returned, so the newer card shows the very same, still valid, button.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
 import secrets
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import Row, func, select
@@ -22,7 +29,14 @@ _RUNNING = RequestState.RUNNING.value
 INTERRUPTED = "interrupted: certops stopped while it ran"
 
 
+# (requested_by, action) -> whether that requester's new proposal may replace a waiting one
+SupersedeRule = Callable[[str, str], bool]
+
+
 class RequestsStore(Database):
+    # unset, anyone may (the port's original contract); a pure in-memory check, never a lookup
+    may_supersede: SupersedeRule | None = None
+
     def create_request(
         self,
         *,
@@ -35,23 +49,32 @@ class RequestsStore(Database):
         requested_by: str,
         ttl: float,
     ) -> ActionRequest:
+        """A new pending request; a pending one for exactly the same thing is superseded when
+        `may_supersede` allows this requester, and returned instead of a new one when it does not
+        (unless it has expired: a dead button is replaced whoever asks)."""
         token = secrets.token_urlsafe(12)
         # stored to the microsecond so that "oldest first" holds within a second; shown to the second
         now = dt.datetime.now(dt.UTC)
         args_json = json.dumps(list(args))
+        rule = self.may_supersede
+        replaces = rule is None or rule(requested_by, action)
+        same = (
+            action_requests.c.host == host,
+            action_requests.c.action == action,
+            action_requests.c.args_json == args_json,
+            func.coalesce(action_requests.c.site, "") == (site or ""),
+            action_requests.c.state == _PENDING,
+        )
         with self._write() as connection:
-            # a new proposal for exactly the same thing replaces the old button
-            connection.execute(
-                action_requests.update()
-                .where(
-                    action_requests.c.host == host,
-                    action_requests.c.action == action,
-                    action_requests.c.args_json == args_json,
-                    func.coalesce(action_requests.c.site, "") == (site or ""),
-                    action_requests.c.state == _PENDING,
-                )
-                .values(state=RequestState.SUPERSEDED.value)
-            )
+            if not replaces:
+                waiting = connection.execute(
+                    select(action_requests)
+                    .where(*same, action_requests.c.expires_at > now)
+                    .order_by(action_requests.c.created_at.desc(), action_requests.c.token.desc())
+                ).first()
+                if waiting is not None:
+                    return _request(waiting)
+            connection.execute(action_requests.update().where(*same).values(state=RequestState.SUPERSEDED.value))
             connection.execute(
                 action_requests.insert().values(
                     token=token,

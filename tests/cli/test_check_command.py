@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import io
 import json
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +15,10 @@ import pytest
 
 from bot.cli import _run_probes, main
 from bot.probe.targets import parse_resolve, url_target
+from tests.fakes.hostile_targets import HostileServers, hostile, leaf_with
 from tests.fakes.tls import Behaviour, Lab
+
+__all__ = ["hostile"]  # the fixture, imported for pytest to find
 
 HOST = "www.example.test"
 
@@ -177,3 +182,76 @@ def test_a_terminal_sees_a_progress_count_that_is_wiped_before_the_results(lab: 
     assert "\rprobed 1/2" in screen.getvalue()
     assert "\rprobed 2/2" in screen.getvalue()
     assert screen.getvalue().endswith("\r")
+
+
+# --- hostile and unreachable targets: a named problem, never exit 3 -------------------------
+
+
+def test_an_unreachable_network_exits_critical_with_a_named_problem(capsys: pytest.CaptureFixture[str]) -> None:
+    # Linux refuses a TCP connect to a multicast address with ENETUNREACH before sending a packet
+    with socket.socket() as sock:
+        found = sock.connect_ex(("224.0.0.1", 9))
+    if found != errno.ENETUNREACH:
+        pytest.skip(f"this system answers a TCP connect to multicast with errno {found}, not ENETUNREACH")
+    code, out, _ = check(capsys, f"https://{HOST}:9/", "--resolve", f"{HOST}:9:224.0.0.1", "--timeout", "2", "--json")
+    [item] = json.loads(out)
+    assert code == 2
+    assert [p["code"] for p in item["problems"]] == ["network_unreachable"]
+    assert item["status"] == "critical"
+
+
+def test_a_certificate_name_with_terminal_escapes_is_printed_escaped(
+    hostile: HostileServers, capsys: pytest.CaptureFixture[str]
+) -> None:
+    leaf = leaf_with(hostile.ca, common_name="\x1b[2J\x1b[8mhidden\nOK fake", dns_names=("\x1b[2Jx.test",))
+    server = hostile.http(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", leaf=leaf)
+    args = [f"https://{HOST}:{server.port}/", *resolve(server.port), "--ca-file", hostile.ca_file]
+
+    code, out, _ = check(capsys, *args)
+    assert code == 2  # the name does not match
+    assert "\x1b" not in out
+    assert len(out.strip().splitlines()) == 1
+    assert "\\x1b[2Jx.test" in out
+
+    code, out, _ = check(capsys, *args, "--json")
+    [item] = json.loads(out)
+    assert item["certificate"]["subject"] == "CN=\\x1b[2J\\x1b[8mhidden\\x0aOK fake"
+
+
+def test_a_malformed_http_answer_exits_critical_with_a_sentence(
+    hostile: HostileServers, capsys: pytest.CaptureFixture[str]
+) -> None:
+    server = hostile.http("HTTP/1.1 2\u00b900 OK\r\n\r\n".encode())
+    code, out, _ = check(capsys, f"https://{HOST}:{server.port}/", *resolve(server.port), "--ca-file", hostile.ca_file)
+    assert code == 2
+    assert out.startswith("CRITICAL")
+    assert "the status code must be three ASCII digits" in out
+
+
+def test_a_redirect_to_another_site_exits_with_a_warning_that_names_it(
+    hostile: HostileServers, capsys: pytest.CaptureFixture[str]
+) -> None:
+    server = hostile.http(b"HTTP/1.1 302 Found\r\nLocation: https://elsewhere.test/x\r\nContent-Length: 0\r\n\r\n")
+    code, out, _ = check(capsys, f"https://{HOST}:{server.port}/", *resolve(server.port), "--ca-file", hostile.ca_file)
+    assert code == 1
+    assert out.startswith("WARNING")
+    assert "redirects to another site: https://elsewhere.test/x" in out
+
+
+def test_follow_redirects_in_the_config_judges_the_final_page(
+    hostile: HostileServers, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    moved = b"HTTP/1.1 301 Moved\r\nLocation: /home\r\nContent-Length: 0\r\n\r\n"
+    page = b"HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\nWelcome"
+    server = hostile.routes({"/": moved, "/home": page}, leaf=hostile.ca.issue("localhost"))
+    config = tmp_path / "certops.toml"
+    config.write_text(
+        f'[[sites]]\nname = "www"\nurl = "https://localhost:{server.port}/"\nca_file = "{hostile.ca_file}"\n'
+        'timeout = 3\nkeyword = "Welcome"\nfollow_redirects = true\n'
+    )
+    code, out, _ = check(capsys, "-c", str(config), "--json")
+    [item] = json.loads(out)
+    assert code == 0, item["problems"]
+    assert item["http"]["status"] == 200
+    assert item["http"]["redirects"] == [f"https://localhost:{server.port}/home"]
+    assert [h.split(b" ")[1] for h in server.seen()] == [b"/", b"/home"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import time
 from pathlib import Path
 
 import pytest
@@ -49,3 +51,51 @@ def test_an_invalid_config_exits_2_and_lists_each_problem(tmp_path: Path, capsys
         '  sites[0].warn_days: must be a whole number of days, got "ten"',
         "  sites[0].colour: unknown key",
     ]
+
+
+def test_a_named_pipe_as_the_config_exits_2_at_once_with_one_sentence(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pipe = tmp_path / "certops.toml"
+    os.mkfifo(pipe)  # nobody ever writes to it: reading it would wait forever
+    started = time.monotonic()
+    assert main(["check-config", "-c", str(pipe)]) == 2
+    assert time.monotonic() - started < 5
+    assert capsys.readouterr().err.splitlines() == [
+        f"{pipe}: 1 problem",
+        f"  cannot be used as the config: {pipe} is a named pipe (FIFO), not a regular file; "
+        "give the path of a regular file",
+    ]
+
+
+def test_a_secret_file_under_proc_is_refused_even_when_secrets_are_not_checked(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "certops.toml"
+    path.write_text(
+        '[[hosts]]\nname = "iis01"\naddress = "https://iis01.example.com:5986/wsman"\nusername = "svc"\n'
+        'password_file = "/proc/self/environ"\n'
+    )
+    assert main(["check-config", "-c", str(path), "--no-secrets"]) == 2
+    assert capsys.readouterr().err.splitlines()[1:] == [
+        "  hosts[0].password_file: /proc/self/environ is one of the system's own files (under /proc or /sys), "
+        "not a regular file; give the path of a regular file"
+    ]
+
+
+def test_a_pasted_token_and_a_url_password_never_reach_the_output(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    token, password = "xoxb-1234567890-0987654321-AbCdEfGhIjKlMnOp", "Hunter2-S3cret"
+    path = tmp_path / "certops.toml"
+    path.write_text(
+        f'[bot]\nheartbeat_url = "hc-ping.com:{password}@x/1"\n'
+        f'[chat.slack]\nchannel = "C1"\nbot_token_env = "{token}"\napp_token_env = "CERTOPS_SLACK_APP_TOKEN"\n'
+        f'api_url = "ftp://u:{password}@slack.example"\n'
+    )
+    assert main(["check-config", "-c", str(path)]) == 2
+    captured = capsys.readouterr()
+    output = captured.out + captured.err
+    assert token not in output
+    assert password not in output
+    assert "chat.slack.bot_token_env: this looks like a token; give the name of a variable that holds it" in output

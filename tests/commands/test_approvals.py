@@ -184,15 +184,15 @@ def test_buttons_for_different_targets_of_one_action_all_stay_valid(
         core = core_for(lab, tmp_path, sim)
         first = core.store.create_request(
             incident_id=None, site=None, host="iis01", action="retire-task", args=("\\A",),
-            target="\\A", requested_by="x", ttl=60,
+            target="\\A", requested_by="slack:UAPPROVER1", ttl=60,
         )  # fmt: skip
         second = core.store.create_request(
             incident_id=None, site=None, host="iis01", action="retire-task", args=("\\B",),
-            target="\\B", requested_by="x", ttl=60,
+            target="\\B", requested_by="slack:UAPPROVER1", ttl=60,
         )  # fmt: skip
         again = core.store.create_request(
             incident_id=None, site=None, host="iis01", action="retire-task", args=("\\B",),
-            target="\\B", requested_by="x", ttl=60,
+            target="\\B", requested_by="slack:UAPPROVER1", ttl=60,
         )  # fmt: skip
         states = [core.store.request(r.token).state for r in (first, second, again)]  # type: ignore[union-attr]
         assert states == ["pending", "superseded", "pending"]

@@ -34,7 +34,7 @@ def test_a_missing_secret_says_where_it_looked(monkeypatch: pytest.MonkeyPatch) 
 
 
 def test_an_unreadable_or_empty_secret_file_is_named_but_not_shown(tmp_path: Path) -> None:
-    with pytest.raises(SecretUnavailable, match="cannot read secret file"):
+    with pytest.raises(SecretUnavailable, match="file not found"):
         SecretRef("k", file=str(tmp_path / "absent")).resolve()
     (tmp_path / "empty").write_text("  \n")
     with pytest.raises(SecretUnavailable, match="is empty"):

@@ -16,6 +16,7 @@ from host_actions.inventory import inventory
 from host_actions.scripts import COMMAND_LINE_LIMIT, Part, bootstrap_command
 from host_actions.simulator import Faults
 from host_actions.winrm_client import HostSession, arun, clixml_errors, run_in_thread
+from tests.fakes.tls import Lab
 from tests.host_actions.conftest import SimFactory, with_timeout
 
 
@@ -171,13 +172,12 @@ def test_an_unreachable_host_is_unreachable(monkeypatch: pytest.MonkeyPatch) -> 
     assert caught.value.message == f"gone: cannot connect to WinRM at 127.0.0.1:{port}."
 
 
-def test_a_tls_failure_is_tls_failed(make_sim: SimFactory) -> None:
-    # an https:// URL to the plain-HTTP simulator fails in the TLS handshake
+def test_an_https_address_answered_in_plain_http_is_a_tls_mismatch(make_sim: SimFactory) -> None:
     _sim, host = make_sim()
     tls_host = replace(host, address=host.address.replace("http://", "https://"))
     with pytest.raises(HostActionError) as caught:
         inventory(tls_host)
-    assert caught.value.kind == "tls_failed"
+    assert caught.value.kind == "tls_mismatch"
 
 
 def test_basic_over_plain_http_is_refused_without_any_traffic(make_sim: SimFactory) -> None:
@@ -231,3 +231,13 @@ def test_a_transport_whose_library_is_missing_is_named_without_traffic(
         "iis-sim: transport kerberos needs pykerberos, which is not installed (pip install 'pywinrm[kerberos]')."
     )
     assert sim.requests == []
+
+
+def test_a_tls_listener_with_a_certificate_we_do_not_trust_is_tls_failed(make_sim: SimFactory, lab: Lab) -> None:
+    # a real TLS listener whose certificate comes from a CA the host entry does not name
+    _sim, host = make_sim()
+    endpoint = lab.serve("iis01.example.test")
+    tls_host = replace(host, address=f"https://127.0.0.1:{endpoint.port}/wsman", timeout=5)
+    with pytest.raises(HostActionError) as caught:
+        inventory(tls_host)
+    assert caught.value.kind == "tls_failed"

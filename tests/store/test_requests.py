@@ -58,6 +58,32 @@ def test_a_new_proposal_for_exactly_the_same_thing_supersedes_the_pending_one(st
     assert store.request(other_host.token).state is PENDING  # type: ignore[union-attr]
 
 
+def test_a_requester_the_supersede_rule_refuses_gets_the_waiting_request_back(store: SqlStore) -> None:
+    store.may_supersede = lambda requester, action: requester == "slack:U1"
+    waiting = propose(store, "r1")
+    again = store.create_request(
+        incident_id="INC-0001", site="www", host="iis01", action="renew", args=("r1",),
+        target="renew r1", requested_by="slack:UBYSTANDER", ttl=600,
+    )  # fmt: skip
+    assert again == waiting
+    assert [r.state for r in store.requests_for("INC-0001")] == [PENDING]
+    replaced = propose(store, "r1")  # slack:U1 may
+    assert store.request(waiting.token).state is RequestState.SUPERSEDED  # type: ignore[union-attr]
+    assert replaced.state is PENDING
+
+
+def test_an_expired_waiting_request_is_replaced_whoever_asks(store: SqlStore) -> None:
+    store.may_supersede = lambda requester, action: False
+    dead = store.create_request(
+        incident_id="INC-0001", site="www", host="iis01", action="renew", args=("r1",),
+        target="renew r1", requested_by="slack:U1", ttl=-1,
+    )  # fmt: skip
+    fresh = propose(store, "r1")
+    assert fresh.token != dead.token
+    assert store.request(dead.token).state is RequestState.SUPERSEDED  # type: ignore[union-attr]
+    assert fresh.state is PENDING
+
+
 def test_requests_for_an_incident_are_listed_oldest_first(store: SqlStore) -> None:
     first = propose(store, "r1")
     second = propose(store, "r2")

@@ -192,8 +192,8 @@ def test_an_unsigned_webhook_is_refused_and_leaves_no_trace(tmp_path: Path, monk
     async def scenario() -> None:
         async with line_bot(tmp_path, monkeypatch) as bot:
             body = json.dumps({"destination": "U", "events": [text_event("/ssl help")]}).encode()
-            assert await bot.post(body, None) == 400
-            assert await bot.post(body, "") == 400
+            assert await bot.post(body, None) == 401
+            assert await bot.post(body, "") == 401
             await bot.settle()
             assert bot.api.calls == []
             assert bot.audit() == []

@@ -1,6 +1,6 @@
-"""Bolt verifies every http-mode request (HMAC-SHA256 over the raw body, 5-minute timestamp
-window) before anything of certops runs: a refused request leaves no audit line and makes no
-Web API call."""
+"""certops verifies every http-mode request (HMAC-SHA256 over the raw body, 5-minute timestamp
+window) before Bolt or anything else runs: a refused request leaves no audit line and makes no
+Web API call. test_hostile_requests.py tries the malformed headers and bodies."""
 
 from __future__ import annotations
 
