@@ -64,6 +64,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warn-days", type=int, default=21, help="warn when fewer days are left (default 21)")
     p.add_argument("--crit-days", type=int, default=7, help="critical when fewer days are left (default 7)")
     p.add_argument("--timeout", type=float, default=10.0, help="seconds per probe (default 10)")
+    p.add_argument(
+        "--follow-redirects",
+        action="store_true",
+        help="follow up to 5 redirects and judge the final answer (with -c: [[sites]] follow_redirects)",
+    )
     p.add_argument("--concurrency", type=int, help="probes at once (default 50, or [bot] probe_concurrency)")
     p.add_argument("--json", action="store_true", help="print a JSON array (schema: docs/probe-json.md)")
     p.set_defaults(handler=cmd_check)
@@ -157,6 +162,7 @@ def cmd_check(args: argparse.Namespace) -> int:
                     crit_days=args.crit_days,
                     timeout=args.timeout,
                     ca_file=args.ca_file,
+                    follow_redirects=args.follow_redirects,
                 )
                 for u in args.urls
             ]

@@ -7,7 +7,7 @@ from bot.probe import ProbeResult
 from commands.common import TONE_OF_STATUS, admit, describe, find_site, status_of
 from commands.context import Context
 from commands.model import Outcome, Reply, Request, Tone
-from commands.registry import UsageError, command
+from commands.registry import UsageError, command, shown
 
 
 @command("check", "check <site|url>", min_args=1, max_args=1)
@@ -30,7 +30,7 @@ async def check(ctx: Context, request: Request, args: list[str]) -> Outcome:
     try:
         hostname, _port, _path = split_https_url(arg)
     except ValueError as exc:
-        raise UsageError(f"{arg}: {exc}") from None
+        raise UsageError(f"{shown(arg)}: {exc}") from None
     # an arbitrary address would let anyone in the channel map internal hosts and ports
     if not await ctx.approvals.may_approve(request.who, "check"):
         raise UsageError("Only approvers may check an address that is not a configured site.")

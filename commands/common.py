@@ -11,7 +11,7 @@ from bot.core.describe import ICON, describe
 from bot.probe import ProbeResult, Status, worst_status
 from commands.context import Context
 from commands.model import Principal, Tone
-from commands.registry import UsageError
+from commands.registry import UsageError, shown
 
 T = TypeVar("T")
 __all__ = ["ICON", "describe"]  # the commands take them from here
@@ -45,7 +45,7 @@ def find_host(ctx: Context, name: str) -> Host:
 def _named(name: str, kind: str, found: T | None, known: list[str]) -> T:
     if found is None:
         listed = ", ".join(known) or "none"
-        raise UsageError(f'No {kind} named "{name}".{did_you_mean(name, known)} {kind.capitalize()}s: {listed}.')
+        raise UsageError(f'No {kind} named "{shown(name)}".{did_you_mean(name, known)} {kind.capitalize()}s: {listed}.')
     return found
 
 

@@ -20,7 +20,7 @@ from commands import ack, audit, check, heal, help, mute, renew, status  # noqa:
 from commands.context import Context
 from commands.model import FollowUp, Outcome, Press, Reply, Request, Tone
 from commands.proposals import run_request
-from commands.registry import COMMANDS, UsageError
+from commands.registry import COMMANDS, UsageError, shown
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ class CommandDispatcher:
             )
             if spec is None:
                 hint = did_you_mean(words[0], list(COMMANDS))
-                raise UsageError(f"There is no /ssl {words[0]}.{hint} Try /ssl help.")
+                raise UsageError(f"There is no /ssl {shown(words[0])}.{hint} Try /ssl help.")
             args = words[1:]
             if not spec.min_args <= len(args) <= spec.max_args:
                 raise UsageError(f"Usage: /ssl {spec.usage}")

@@ -7,7 +7,7 @@ from bot.config.reader import parse_duration
 from commands.common import find_site
 from commands.context import Context
 from commands.model import Outcome, Reply, Request, Tone
-from commands.registry import UsageError, command
+from commands.registry import UsageError, command, shown
 
 MAX_MUTE = 7 * 86400
 
@@ -18,7 +18,7 @@ async def mute(ctx: Context, request: Request, args: list[str]) -> Outcome:
     site = find_site(ctx, args[0])
     seconds = parse_duration(args[1])
     if seconds is None or not 60 <= seconds <= MAX_MUTE:
-        raise UsageError(f'"{args[1]}" is not a duration from 1m to 7d, such as 30m, 2h or 1d.')
+        raise UsageError(f'"{shown(args[1])}" is not a duration from 1m to 7d, such as 30m, 2h or 1d.')
     who = request.who.key or request.who.describe()
     if not await ctx.approvals.may_approve(request.who, "mute"):
         await asyncio.to_thread(ctx.store.audit, who, "mute", site.name, "refused", "not an approver")

@@ -16,6 +16,13 @@ class UsageError(Exception):
     """The command was typed wrong; the message says how to type it."""
 
 
+def shown(typed: str, limit: int = 60) -> str:
+    """What someone typed, fit to quote back: control characters escaped, long text cut, so an
+    answer never carries a 4,000-character argument or a terminal escape."""
+    text = "".join(c if c.isprintable() else ascii(c)[1:-1] for c in typed)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 @dataclass(frozen=True)
 class Command:
     name: str

@@ -4,7 +4,7 @@ from commands.common import admit, find_host, host_of
 from commands.context import Context, FindingView
 from commands.model import Outcome, Reply, Request, Tone
 from commands.proposals import offer
-from commands.registry import UsageError, command
+from commands.registry import UsageError, command, shown
 from host_actions.errors import HostActionError
 
 
@@ -14,7 +14,7 @@ async def renew(ctx: Context, request: Request, args: list[str]) -> Outcome:
     name = args[0]
     site = ctx.config.site(name)
     if site is None and ctx.config.host(name) is None:
-        raise UsageError(f'"{name}" is neither a site nor a host. Try /ssl status for the names.')
+        raise UsageError(f'"{shown(name)}" is neither a site nor a host. Try /ssl status for the names.')
     host = host_of(ctx, site) if site else find_host(ctx, name)
     await admit(ctx, request.who, host.name, "renew")
 

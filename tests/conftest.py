@@ -1,4 +1,5 @@
+from tests.fakes.hostile_targets import hostile
 from tests.fakes.iis import iis
 from tests.fakes.tls import lab
 
-__all__ = ["iis", "lab"]
+__all__ = ["hostile", "iis", "lab"]

@@ -15,10 +15,8 @@ import pytest
 
 from bot.cli import _run_probes, main
 from bot.probe.targets import parse_resolve, url_target
-from tests.fakes.hostile_targets import HostileServers, hostile, leaf_with
+from tests.fakes.hostile_targets import HostileServers, leaf_with
 from tests.fakes.tls import Behaviour, Lab
-
-__all__ = ["hostile"]  # the fixture, imported for pytest to find
 
 HOST = "www.example.test"
 
@@ -255,3 +253,17 @@ def test_follow_redirects_in_the_config_judges_the_final_page(
     assert item["http"]["status"] == 200
     assert item["http"]["redirects"] == [f"https://localhost:{server.port}/home"]
     assert [h.split(b" ")[1] for h in server.seen()] == [b"/", b"/home"]
+
+
+def test_follow_redirects_on_the_command_line_judges_the_final_page(
+    hostile: HostileServers, capsys: pytest.CaptureFixture[str]
+) -> None:
+    moved = b"HTTP/1.1 302 Found\r\nLocation: /home\r\nContent-Length: 0\r\n\r\n"
+    missing = b"HTTP/1.1 404 Not Found\r\nContent-Length: 4\r\n\r\ngone"
+    server = hostile.routes({"/": moved, "/home": missing})
+    url = f"https://{HOST}:{server.port}/"
+    code, _out, _ = check(capsys, url, *resolve(server.port), "--ca-file", hostile.ca_file)
+    assert code == 0  # unfollowed, a redirect within the site is fine
+    code, out, _ = check(capsys, url, *resolve(server.port), "--ca-file", hostile.ca_file, "--follow-redirects")
+    assert (code, out.split()[0]) == (1, "WARNING"), out
+    assert "HTTP 404" in out

@@ -28,11 +28,8 @@ from tests.fakes.hostile_targets import (
     Target,
     endless,
     endless_hello_requests,
-    hostile,
     leaf_with,
 )
-
-__all__ = ["hostile"]  # the fixture, imported for pytest to find
 
 OTHER = "other.example.test"
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
