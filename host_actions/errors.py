@@ -6,7 +6,7 @@ headers and sometimes response bodies into their messages, and none of that belo
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 ErrorKind = Literal[
     "unreachable",
@@ -20,17 +20,7 @@ ErrorKind = Literal[
     "tls_mismatch",  # an https:// address answered in plain HTTP (or the other way round)
 ]
 
-KINDS: tuple[ErrorKind, ...] = (
-    "unreachable",
-    "auth_failed",
-    "tls_failed",
-    "timeout",
-    "script_failed",
-    "bad_output",
-    "too_large",
-    "redirected",
-    "tls_mismatch",
-)
+KINDS: tuple[ErrorKind, ...] = get_args(ErrorKind)
 
 
 class HostActionError(Exception):

@@ -628,22 +628,8 @@ def _policy(t: Table) -> Policy:
         auto_heal=_actions(t, "auto_heal"),
         button_ttl=t.seconds("button_ttl", 1800.0, minimum=60, maximum=86400),
         people=_people(t),
-        rate_per_person=t.whole(
-            "rate_per_person",
-            6,
-            unit="commands per minute",
-            minimum=1,
-            maximum=1000,
-            hint=" (commands that reach a host, per person)",
-        ),
-        rate_per_host=t.whole(
-            "rate_per_host",
-            20,
-            unit="commands per minute",
-            minimum=1,
-            maximum=1000,
-            hint=" (commands that reach one host, whoever asks)",
-        ),
+        rate_per_person=_per_minute(t, "rate_per_person", 6, "per person"),
+        rate_per_host=_per_minute(t, "rate_per_host", 20, "to one host, whoever asks"),
     )
     for action in policy.two_person:
         if action in policy.auto_heal:
@@ -654,6 +640,11 @@ def _policy(t: Table) -> Policy:
             t.problem("two_person", f"{action} needs two different approvers, but only {len(people)} may approve it")
     t.finish()
     return policy
+
+
+def _per_minute(t: Table, key: str, default: int, whom: str) -> int:
+    hint = f" (commands that reach a host, {whom})"
+    return t.whole(key, default, unit="commands per minute", minimum=1, maximum=1000, hint=hint)
 
 
 def _people(t: Table) -> dict[str, str]:

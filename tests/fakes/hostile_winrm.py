@@ -35,7 +35,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from host_actions.simulator import HostModel, WinRMSimulator
 from host_actions.simulator.ntlm import ConnectionAuth
@@ -58,21 +58,7 @@ Mode = Literal[
     "redirect",
     "plain_http_on_tls",
 ]
-MODES: tuple[Mode, ...] = (
-    "trickle",
-    "slow_body",
-    "endless",
-    "huge",
-    "huge_chunked",
-    "compressed",
-    "running_forever",
-    "output_flood",
-    "deep_json",
-    "wide_json",
-    "xml_bomb",
-    "redirect",
-    "plain_http_on_tls",
-)
+MODES: tuple[Mode, ...] = get_args(Mode)
 LIMIT_SECONDS = 10.0  # no hostile answer lasts longer, whatever the client does
 DEEP = 50_000  # the nesting that makes json.loads raise RecursionError
 WIDE = 600_000  # values in one document: a few MB of JSON, a hundred MB of Python objects
