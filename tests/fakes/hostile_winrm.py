@@ -31,6 +31,7 @@ import contextlib
 import gzip
 import re
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -64,6 +65,13 @@ DEEP = 50_000  # the nesting that makes json.loads raise RecursionError
 WIDE = 600_000  # values in one document: a few MB of JSON, a hundred MB of Python objects
 PIECE = 1 << 20  # bytes per write of a big answer
 _ACTION = re.compile(rb"<[^>]*Action[^>]*>\s*([^<\s]+)\s*</")
+
+
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # the client hanging up on a hostile answer is the expected end, not a fault to print
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
 
 class HostileWinRM:
@@ -220,7 +228,7 @@ class HostileWinRM:
     # -- internals ---------------------------------------------------------------------------
 
     def _serve(self, handler: type[BaseHTTPRequestHandler]) -> int:
-        server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        server = _QuietServer(("127.0.0.1", 0), handler)
         server.daemon_threads = True
         self._servers.append(server)
         self._spawn(server.serve_forever, 0.05)
