@@ -36,7 +36,7 @@ from typing import NamedTuple
 
 from bot.chat.base import DeliveryError, DeliveryKind, Destination, Outgoing
 from bot.core.model import MessageKind, OutboxMessage
-from bot.core.ports import OutboxPort
+from bot.core.ports import OutboxPort, StoreRefused
 from commands.model import Reply
 
 log = logging.getLogger(__name__)
@@ -193,6 +193,10 @@ class OutboxWorker:
             try:
                 busy = await self._once(platform, from_loop=True)
                 failing = False
+            except StoreRefused as exc:  # a full disk is not a bug: one line per streak, no traceback
+                if not failing:
+                    log.warning("outbox: the %s loop cannot mark the outbox: %s", platform, exc.reason)
+                failing, busy = True, False
             except Exception:  # the store itself failed: look again later, with one traceback per streak
                 if not failing:
                     log.exception("outbox: the %s loop could not read or mark the outbox", platform)

@@ -25,13 +25,16 @@ from apscheduler.triggers.interval import IntervalTrigger
 from bot.config import Config
 from bot.core.actions import ActionFlows
 from bot.core.incidents import IncidentCore, Observation
+from bot.core.ports import StoreRefused
 from bot.core.services import HostRunner, Prober
+from bot.logs import Throttle
 from bot.metrics import Metrics
 from bot.probe.engine import failed_probe
 from bot.probe.targets import site_targets
 from host_actions.errors import HostActionError
 
 log = logging.getLogger(__name__)
+_REFUSALS = Throttle(log, interval=60.0)
 
 JOBS_PER_BATCH = 200
 TICK_SECONDS = 15.0  # renotifications and the end of mute and maintenance windows
@@ -155,6 +158,8 @@ class Watcher:
         except asyncio.CancelledError:
             # only at shutdown, after stop() gave it time: the round is abandoned, nothing half-written
             log.info("a scheduled job was stopped while it ran")
+        except StoreRefused as exc:
+            _REFUSALS.warning("store-refused", "a scheduled job could not save its work: %s", exc.reason)
         except Exception:
             log.exception("a scheduled job failed; it runs again at its next time")
         finally:
@@ -191,6 +196,10 @@ class Watcher:
         self.metrics.observe_probes(results)
         try:
             observation = await asyncio.to_thread(self.incidents.observe, site, results)
+        except StoreRefused as exc:
+            # every site of every round would say the same thing: one line a minute, with a count
+            _REFUSALS.warning("store-refused", "probe results are not recorded: %s", exc.reason)
+            return None
         except Exception:
             log.exception("recording the probes of %s failed", name)
             return None
