@@ -146,6 +146,15 @@ def cmd_check(args: argparse.Namespace) -> int:
     if args.timeout <= 0:
         print("certops check: --timeout must be more than 0 seconds.", file=sys.stderr)
         return EXIT_UNKNOWN
+    if args.ca_file is not None:
+        # read now, with the config's bounded reader: a named pipe or a device must not hang
+        # the probes or end in a traceback
+        from bot.probe.trust import ca_file_problem
+
+        problem = ca_file_problem(args.ca_file)
+        if problem:
+            print(f"certops check: --ca-file: {problem}", file=sys.stderr)
+            return EXIT_UNKNOWN
     concurrency = args.concurrency
     try:
         if args.config:

@@ -32,13 +32,27 @@ class UnreadableCertificate(ValueError):
         self.reason = reason
 
 
+_FIRST = dt.datetime.min.replace(tzinfo=dt.UTC)
+_LAST = dt.datetime.max.replace(microsecond=0, tzinfo=dt.UTC)
+
+
 def iso_utc(moment: dt.datetime) -> str:
-    """The short form every result, card and request shows: 2025-01-31T09:00:00Z."""
-    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """The short form every result, card and request shows: 2025-01-31T09:00:00Z.
+
+    Always four digits of year (strftime's %Y writes year 51 as "51", which no ISO reader takes
+    back), and never an exception: a certificate may say it is valid from year 51 or until
+    9999-12-31, and a time that would leave years 1-9999 once moved to UTC is written as the
+    nearest moment that can be written."""
+    try:
+        at = moment.astimezone(dt.UTC)
+    except (OverflowError, ValueError, OSError):  # past year 9999 or before year 1 in UTC
+        at = _LAST if moment.year > 5000 else _FIRST
+    return f"{at.year:04d}-{at.month:02d}-{at.day:02d}T{at.hour:02d}:{at.minute:02d}:{at.second:02d}Z"
 
 
 def parse_iso_utc(text: str) -> dt.datetime:
-    """Reads iso_utc's form (and any ISO 8601 time with an offset)."""
+    """Reads iso_utc's form (and any ISO 8601 time with an offset); ValueError for anything else.
+    parse_iso_utc(iso_utc(t)) == t for every aware t in UTC years 1-9999, to the second."""
     return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 

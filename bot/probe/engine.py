@@ -36,7 +36,7 @@ from urllib.parse import quote, urljoin, urlsplit
 import idna
 
 from bot.probe import failures
-from bot.probe.certinfo import UnreadableCertificate, inspect_certificate, iso_utc, matches_hostname
+from bot.probe.certinfo import UnreadableCertificate, inspect_certificate, iso_utc, matches_hostname, parse_iso_utc
 from bot.probe.http1 import Answer, HTTPProtocolError, build_request, read_answer
 from bot.probe.model import (
     PROBLEM_CODES,
@@ -50,6 +50,7 @@ from bot.probe.model import (
 )
 from bot.probe.text import printable
 from bot.probe.tlsio import TLSFlood, TLSStream
+from bot.probe.trust import TrustUnavailable, verifying_context
 
 log = logging.getLogger(__name__)
 
@@ -98,16 +99,6 @@ def _is_ip(host: str) -> bool:
     except ValueError:
         return False
     return True
-
-
-@functools.lru_cache(maxsize=64)
-def verifying_context(ca_file: str | None) -> ssl.SSLContext:
-    # One context per trust configuration, shared by every probe: building a default context
-    # loads the whole system store, which would make each probe 20-30 times dearer.
-    ctx = ssl.create_default_context(cafile=ca_file)
-    ctx.check_hostname = False  # names are matched by us, so a wrong name still yields the certificate
-    ctx.set_alpn_protocols(["http/1.1"])
-    return ctx
 
 
 @functools.lru_cache(maxsize=1)
@@ -164,19 +155,34 @@ class _Place:
         return self.key[:3] == other.key[:3]
 
     @staticmethod
-    def of_location(location: str, base: _Place) -> _Place | None:
-        """The absolute place a Location header points to, or None when it is no usable URL."""
+    def of_location(location: bytes, base: _Place) -> _Place | None:
+        """The absolute place a Location header (its bytes as sent) points to, or None when it is
+        no usable URL.
+
+        The bytes are read as UTF-8, any byte that is not UTF-8 kept as it is (surrogateescape),
+        so the path sent is the server's own bytes percent-encoded: /café sent in UTF-8 is asked
+        as /caf%C3%A9, never double-encoded. A host is turned into the A-labels DNS, SNI and Host use."""
+        text = location.decode("utf-8", "surrogateescape").strip().replace("\t", "")
+        # browsers read a backslash before the query as "/": "https://a\@b/" stays on a, so do we
+        before, mark, query = text.partition("?")
+        text = before.replace("\\", "/") + mark + query
         try:
-            parts = urlsplit(urljoin(f"{base.scheme}://{_netloc(base.host, base.port)}{base.path}", location.strip()))
+            parts = urlsplit(urljoin(f"{base.scheme}://{_netloc(base.host, base.port)}{base.path}", text))
             port = parts.port
+            hostname = parts.hostname or ""
         except ValueError:
             return None
-        host = _dns_name(parts.hostname or "")
+        if port == 0:
+            return None  # no server listens on port 0: ":0" is not "the default port"
+        if "[" in parts.netloc.rpartition("@")[2]:
+            host = _ipv6(hostname)  # brackets hold an IPv6 address, nothing else (no IPvFuture)
+        else:
+            host = _dns_name(hostname) if ":" not in hostname else None
         if parts.scheme not in ("http", "https") or host is None:
             return None
-        path = quote(parts.path or "/", safe=_PATH_SAFE)
+        path = quote(parts.path or "/", safe=_PATH_SAFE, errors="surrogateescape")
         if parts.query:
-            path += "?" + quote(parts.query, safe=_PATH_SAFE + "?")
+            path += "?" + quote(parts.query, safe=_PATH_SAFE + "?", errors="surrogateescape")
         default = 443 if parts.scheme == "https" else 80
         return _Place(parts.scheme, host, port or default, path)
 
@@ -187,13 +193,22 @@ _PATH_SAFE = "/%:@!$&'()*+,;=~-._"
 
 
 def _dns_name(host: str) -> str | None:
-    """A Location's host as DNS, SNI and the Host header spell it; None when it is not a name."""
+    """A Location's host as DNS, SNI and the Host header spell it (A-labels: évil.test is
+    xn--vil-9la.test); None when it is not a name."""
     host = host.rstrip(".")
     if _is_ip(host):
         return host
     try:
         return idna.encode(host, uts46=True).decode("ascii")
-    except (idna.IDNAError, UnicodeError):
+    except (idna.IDNAError, UnicodeError, ValueError):
+        return None
+
+
+def _ipv6(host: str) -> str | None:
+    """The IPv6 address in a Location's brackets, or None (an IPvFuture such as [v1.x], a zone)."""
+    try:
+        return str(ipaddress.IPv6Address(host)) if "%" not in host else None
+    except ValueError:
         return None
 
 
@@ -213,6 +228,7 @@ class _Probe:
         self.certificate: CertificateInfo | None = None
         self.tls: TLSInfo | None = None
         self.http: HTTPInfo | None = None
+        self.context: ssl.SSLContext | None = None  # the verifying context, once the CA file is read
         self._elapsed_ms = 0.0
 
     def add(self, code: str, message: str, severity: Severity | None = None) -> None:
@@ -230,10 +246,11 @@ class _Probe:
 
     async def _run(self) -> None:
         target = self.target
+        self.context = await self._trust()
         host = target.connect_host or target.hostname
         self.address = await self._resolve(host, self.port)
         try:
-            stream = await self._session(verifying_context(target.ca_file))
+            stream = await self._session(self.context)
         except ssl.SSLCertVerificationError as exc:
             await self._judge_unverified(exc)
             return
@@ -242,6 +259,21 @@ class _Probe:
             await self._exchange(stream)
         finally:
             stream.abort()
+
+    async def _trust(self) -> ssl.SSLContext:
+        """The verifying context for the target's CA file, read off the loop within the probe's time."""
+        ca_file = self.target.ca_file
+        what = f"reading the CA file {printable(ca_file, 200)}" if ca_file else "loading the system's CA store"
+        try:
+            async with asyncio.timeout_at(self.deadline):
+                return await verifying_context(ca_file)
+        except TimeoutError:
+            raise _Failed(
+                "ca_file_unreadable",
+                f"cannot verify certificates: {what} took longer than {self.target.timeout:g} s",
+            ) from None
+        except TrustUnavailable as exc:
+            raise _Failed("ca_file_unreadable", f"cannot verify certificates: {exc}") from None
 
     async def _resolve(self, host: str, port: int) -> str:
         try:
@@ -309,8 +341,8 @@ class _Probe:
         if malformed:
             found.append(problem("cert_malformed", f"the certificate is malformed: {'; '.join(malformed)}"))
 
-        not_after = dt.datetime.fromisoformat(cert.not_after)
-        not_before = dt.datetime.fromisoformat(cert.not_before)
+        not_after = parse_iso_utc(cert.not_after)  # iso_utc's form, four-digit year and all
+        not_before = parse_iso_utc(cert.not_before)
         if self.now >= not_after:
             found.append(
                 problem("cert_expired", f"certificate expired on {cert.not_after[:10]} ({_days(-cert.days_left)} ago)")
@@ -369,7 +401,8 @@ class _Probe:
         reported = False
         while answer.status in _REDIRECTS:
             location = answer.headers.get("location")
-            nxt = _Place.of_location(location, place) if location is not None else None
+            raw_location = answer.raw_headers.get("location")
+            nxt = _Place.of_location(raw_location, place) if raw_location is not None else None
             if nxt is not None:
                 self._record(answer, method, followed, location=nxt.shown)
             if target.expect_status and not target.follow_redirects:
@@ -449,8 +482,9 @@ class _Probe:
             )
 
     async def _reopen_home(self) -> TLSStream:
+        assert self.context is not None
         try:
-            return await self._session(verifying_context(self.target.ca_file))
+            return await self._session(self.context)
         except ssl.SSLCertVerificationError as exc:
             raise _Failed("cert_untrusted", f"certificate failed verification: {exc.verify_message}") from None
 
@@ -460,7 +494,8 @@ class _Probe:
         if same:
             return await self._ask(await self._reopen_home(), method, place, self._reopen_home)
         address = await self._resolve(place.host, place.port)
-        ctx = verifying_context(self.target.ca_file)
+        ctx = self.context
+        assert ctx is not None
         prefix = f"after the redirect to {place.shown}: "
         try:
             stream = await self._session(ctx, address, place.port, place.host)
@@ -527,6 +562,12 @@ class _Probe:
                 stream.write(build_request(method, place.host, place.port, place.path))
                 return await read_answer(stream, want_body=bool(target.keyword), method=method)
         except TimeoutError:
+            if stream.delivered:
+                raise _Failed(
+                    "http_timeout",
+                    f"the answer began to arrive but did not finish within {target.timeout:g} s "
+                    f"({stream.delivered:,} bytes received)",
+                ) from None
             raise _Failed(
                 "http_timeout", f"no HTTP answer within {target.timeout:g} s after the TLS handshake"
             ) from None

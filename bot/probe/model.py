@@ -56,6 +56,7 @@ PROBLEM_CODES: dict[str, Severity] = {
     "redirect_loop": Severity.CRITICAL,  # a redirect back to a URL already asked for
     "too_many_redirects": Severity.WARNING,  # follow_redirects gave up after MAX_REDIRECTS hops, unjudged
     "served_from_cache": Severity.WARNING,
+    "ca_file_unreadable": Severity.CRITICAL,  # the CA file to verify against cannot be read: nothing was probed
     "probe_error": Severity.CRITICAL,  # our own failure; the status is then "unknown"
 }
 

@@ -90,6 +90,11 @@ class TLSStream:
             self._delivered += len(data)
             return data
 
+    @property
+    def delivered(self) -> int:
+        """Application bytes handed to the caller so far: more than 0 once an answer began."""
+        return self._delivered
+
     def abort(self) -> None:
         self._writer.transport.abort()
 

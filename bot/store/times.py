@@ -22,7 +22,8 @@ def to_db(moment: dt.datetime) -> str:
     (2025-01-31T09:00:00.000000Z). A naive datetime is a bug upstream: refused, not guessed."""
     if moment.tzinfo is None or moment.utcoffset() is None:
         raise ValueError(f"the store takes timezone-aware datetimes, not {moment!r}")
-    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    utc = moment.astimezone(dt.UTC)
+    return f"{utc.year:04d}-{utc:%m-%dT%H:%M:%S.%f}Z"  # %Y leaves years before 1000 unpadded
 
 
 def from_db(text: str) -> dt.datetime:

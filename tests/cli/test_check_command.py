@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import io
 import json
+import os
 import socket
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -267,3 +270,44 @@ def test_follow_redirects_on_the_command_line_judges_the_final_page(
     code, out, _ = check(capsys, url, *resolve(server.port), "--ca-file", hostile.ca_file, "--follow-redirects")
     assert (code, out.split()[0]) == (1, "WARNING"), out
     assert "HTTP 404" in out
+
+
+def ca_files(tmp_path: Path) -> dict[str, Path]:
+    fifo = tmp_path / "ca.fifo"
+    os.mkfifo(fifo)
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "notes.txt").write_text("no certificate here\n")
+    return {
+        "a named pipe": fifo,
+        "a folder": tmp_path / "folder",
+        "a character device": Path("/dev/zero"),
+        "a system file": Path("/proc/self/environ"),
+        "a file without a certificate": tmp_path / "notes.txt",
+    }
+
+
+@pytest.mark.parametrize(
+    "kind", ["a named pipe", "a folder", "a character device", "a system file", "a file without a certificate"]
+)
+def test_a_ca_file_that_cannot_be_used_exits_3_with_one_sentence(
+    lab: Lab, tmp_path: Path, capsys: pytest.CaptureFixture[str], kind: str
+) -> None:
+    path = ca_files(tmp_path)[kind]
+    endpoint = lab.serve()
+    argv = ["check", f"https://{HOST}:{endpoint.port}/", *resolve(endpoint.port), "--ca-file", str(path)]
+    outcome: list[int] = []
+    worker = threading.Thread(target=lambda: outcome.append(main(argv)), daemon=True)
+    worker.start()
+    worker.join(5.0)
+    if worker.is_alive():  # the old way: ssl waited for a writer to the pipe, forever
+        with contextlib.suppress(OSError):
+            os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
+        worker.join(5.0)
+        pytest.fail("certops check --ca-file was still running after 5 s")
+    out, err = capsys.readouterr()
+    assert outcome == [3]
+    assert out == ""
+    assert err.startswith(f"certops check: --ca-file: {path}")
+    assert len(err.strip().splitlines()) == 1  # one sentence, no traceback
+    assert "Traceback" not in err
+    assert endpoint.requests == []  # refused before anything was probed

@@ -219,6 +219,19 @@ def endless(piece: bytes, first: bytes = b"") -> Callable[[], Iterator[bytes]]:
     return pieces
 
 
+def stalling(first: bytes) -> Callable[[], Iterator[bytes]]:
+    """An answer that sends `first` and then nothing more, holding the connection open until the
+    prober hangs up (or the connection's deadline): an answer that began and never finished."""
+
+    def pieces() -> Iterator[bytes]:
+        yield first
+        while True:
+            time.sleep(0.05)
+            yield b""  # _send checks for the end between pieces
+
+    return pieces
+
+
 def endless_hello_requests() -> Iterator[bytes]:
     """Plaintext TLS records full of HelloRequest messages, forever. A client in the middle of its
     handshake must skip a HelloRequest (RFC 5246 7.4.1.1) and OpenSSL does, so nothing in OpenSSL
@@ -238,9 +251,12 @@ def leaf_with(
     common_name: str,
     dns_names: tuple[str, ...],
     replace: dict[bytes, bytes] | None = None,
+    not_before: dt.datetime | None = None,
+    not_after: dt.datetime | None = None,
 ) -> Leaf:
     """A leaf from `ca` whose DER has `replace` applied (same lengths) and is signed again:
-    the way to get bytes no certificate library would write, such as invalid UTF-8 in a SAN."""
+    the way to get bytes no certificate library would write, such as invalid UTF-8 in a SAN, or
+    a date before 1950 (write it from 2050 on, a GeneralizedTime, and replace its year)."""
     key = ec.generate_private_key(ec.SECP256R1())
     now = dt.datetime.now(dt.UTC)
     cert = (
@@ -249,8 +265,8 @@ def leaf_with(
         .issuer_name(ca.cert.subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(days=30))
-        .not_valid_after(now + dt.timedelta(days=60))
+        .not_valid_before(not_before or now - dt.timedelta(days=30))
+        .not_valid_after(not_after or now + dt.timedelta(days=60))
         .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in dns_names]), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), False)

@@ -23,12 +23,14 @@ from bot.probe.report import render_line
 from bot.probe.text import printable
 from bot.testbed.pki import MiniCA
 from tests.fakes.hostile_targets import (
+    CONNECTION_SECONDS,
     HOST,
     HostileServers,
     Target,
     endless,
     endless_hello_requests,
     leaf_with,
+    stalling,
 )
 
 OTHER = "other.example.test"
@@ -86,6 +88,12 @@ MALFORMED = [
     ("300 header fields", b"HTTP/1.1 200 OK\r\n" + b"X-A: 1\r\n" * 300 + b"\r\n", "more than 256 header fields"),
     ("a 101 nobody asked for", b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\n\r\n", "switched protocols"),
     ("a close in the middle of the head", b"HTTP/1.1 200 OK\r\nContent-", "in the middle of its answer"),
+    ("a body shorter than its Content-Length", b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nok",
+     "in the middle of its answer (after 2 of the 100 bytes"),
+    ("a chunked body cut before its last chunk", CHUNKED + b"2\r\nok\r\n", "in the middle of its answer"),
+    ("a chunked body cut inside a chunk", CHUNKED + b"9\r\nok", "in the middle of its answer"),
+    ("a NUL in a folded header line", b"HTTP/1.1 200 OK\r\nX-A: a\r\n \x00b\r\n\r\nok", "control character"),
+    ("a CR in a folded header line", b"HTTP/1.1 200 OK\r\nX-A: a\r\n b\rc\r\n\r\nok", "control character"),
     ("a close before any answer", b"", "without answering"),
 ]  # fmt: skip
 
@@ -115,6 +123,32 @@ def test_an_endless_header_is_cut_at_64_kib(hostile: HostileServers) -> None:
     result = probe_of(hostile, hostile.http(endless(b"a", first=b"HTTP/1.1 200 OK\r\nX-Long: ")), timeout=5.0)
     assert codes(result) == ["http_error"]
     assert "larger than 64 KiB" in result.problems[0].message
+
+
+def test_a_chunk_size_with_leading_zeros_is_read_as_its_value(hostile: HostileServers) -> None:
+    answer = CHUNKED + b"00000000000000002\r\nok\r\n0000000000000000000\r\n\r\n"
+    assert codes(probe_of(hostile, hostile.http(answer), keyword="ok")) == []
+
+
+def test_an_endless_stream_of_one_byte_chunks_is_cut_by_counting_its_chunks(hostile: HostileServers) -> None:
+    target = hostile.http(endless(b"1\r\na\r\n", first=CHUNKED))
+    timeout = CONNECTION_SECONDS - 1  # the probe's timeout comes before the server's own end
+    result = probe_of(hostile, target, keyword="zz", timeout=timeout)
+    assert codes(result) == ["http_error"]  # not http_timeout: it stopped at a count, not a clock
+    assert "more than 100,000 chunks" in result.problems[0].message
+
+
+def test_an_answer_that_stops_arriving_midway_is_said_to_have_begun(hostile: HostileServers) -> None:
+    target = hostile.http(stalling(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nok"))
+    result = probe_of(hostile, target, keyword="ok", timeout=1.0)
+    assert codes(result) == ["http_timeout"]
+    assert "the answer began to arrive but did not finish within 1 s" in result.problems[0].message
+
+
+def test_an_answer_that_never_begins_is_no_http_answer(hostile: HostileServers) -> None:
+    result = probe_of(hostile, hostile.http(stalling(b"")), timeout=1.0)
+    assert codes(result) == ["http_timeout"]
+    assert "no HTTP answer within 1 s" in result.problems[0].message
 
 
 def test_an_endless_body_is_read_up_to_its_cap_and_then_judged(hostile: HostileServers) -> None:
@@ -155,6 +189,49 @@ def test_an_endless_stream_of_handshake_records_is_cut_early(hostile: HostileSer
 
 
 # --- certificates with hostile text ----------------------------------------------------------
+
+
+def dated(servers: HostileServers, not_before: str, not_after: str) -> Target:
+    """A server whose certificate has these dates, written as GeneralizedTime (YYYYMMDDHHMMSSZ)
+    even before 1950, which no certificate library writes: each is set from 2050 on and then
+    replaced by its bytes."""
+    stand_in = {
+        "not_before": dt.datetime(2050, 1, 1, tzinfo=dt.UTC),
+        "not_after": dt.datetime(2098, 1, 1, tzinfo=dt.UTC),
+    }
+    replace = {
+        b"20500101000000Z": not_before.encode(),
+        b"20980101000000Z": not_after.encode(),
+    }
+    leaf = leaf_with(servers.ca, common_name=HOST, dns_names=(HOST,), replace=replace, **stand_in)
+    return servers.http(OK, leaf=leaf)
+
+
+@pytest.mark.parametrize("not_after", ["00510101000000Z", "09991231235959Z"], ids=["year 51", "year 999"])
+def test_a_certificate_that_expired_before_year_1000_is_cert_expired(hostile: HostileServers, not_after: str) -> None:
+    result = probe_of(hostile, dated(hostile, "00500101000000Z", not_after))
+    assert codes(result) == ["cert_expired"]
+    assert result.certificate is not None
+    assert result.certificate.not_after == f"{not_after[:4]}-{not_after[4:6]}-{not_after[6:8]}T" + (
+        f"{not_after[8:10]}:{not_after[10:12]}:{not_after[12:14]}Z"
+    )
+    assert f"expired on {result.certificate.not_after[:10]}" in result.problems[0].message
+
+
+def test_a_certificate_valid_from_year_51_to_9999_is_judged_by_its_dates(hostile: HostileServers) -> None:
+    result = probe_of(hostile, dated(hostile, "00510101000000Z", "99991231235959Z"))
+    assert codes(result) == []
+    assert result.certificate is not None
+    assert (result.certificate.not_before, result.certificate.not_after) == (
+        "0051-01-01T00:00:00Z",
+        "9999-12-31T23:59:59Z",
+    )
+
+
+def test_a_certificate_not_valid_before_year_9999_is_cert_not_yet_valid(hostile: HostileServers) -> None:
+    result = probe_of(hostile, dated(hostile, "99990101000000Z", "99991231235959Z"))
+    assert codes(result) == ["cert_not_yet_valid"]
+    assert "9999-01-01T00:00:00Z" in result.problems[0].message
 
 
 def invalid_utf8_san(servers: HostileServers, *also: str) -> Target:
@@ -271,6 +348,13 @@ def test_a_redirect_to_another_host_is_a_warning_that_says_where(hostile: Hostil
     assert result.status is Status.WARNING
 
 
+def test_a_backslash_in_a_location_is_read_as_a_browser_reads_it(hostile: HostileServers) -> None:
+    # "/\evil.test/x" is "//evil.test/x" to a browser: another host, not a path on this one
+    result = probe_of(hostile, hostile.http(redirect("/\\evil.test/x")))
+    assert [p.code for p in result.problems] == ["redirect_elsewhere"]
+    assert "https://evil.test/x" in result.problems[0].message
+
+
 def test_a_redirect_to_plain_http_is_a_warning(hostile: HostileServers) -> None:
     result = probe_of(hostile, hostile.http(redirect(f"http://{HOST}/")))
     assert codes(result) == ["redirect_elsewhere"]
@@ -294,6 +378,77 @@ def test_a_location_that_is_no_url_is_http_error(hostile: HostileServers) -> Non
     assert codes(result) == ["http_error"]
     assert "\x1b" not in result.problems[0].message
     assert "not a usable URL" in result.problems[0].message
+
+
+def raw_redirect(location: bytes, status: int = 302) -> bytes:
+    return b"HTTP/1.1 %d Moved\r\nLocation: %s\r\nContent-Length: 0\r\n\r\n" % (status, location)
+
+
+@pytest.mark.parametrize(
+    "location",
+    [
+        b"https://www.example.test:0/",
+        b"https://[v1.x]/",
+        b"https://[vF.anything]:443/",
+        b"https://[::1%25eth0]/",
+        b"https://[not-an-address]/",
+        b"https://www.ex\xc3\xa9mple.test\xff/",
+    ],
+    ids=["port 0", "IPvFuture", "IPvFuture with a port", "an IPv6 zone", "a name in brackets", "invalid UTF-8 host"],
+)
+def test_a_location_with_an_impossible_host_or_port_is_no_usable_url(hostile: HostileServers, location: bytes) -> None:
+    for follow in (False, True):
+        result = probe_of(hostile, hostile.http(raw_redirect(location)), follow_redirects=follow)
+        assert codes(result) == ["http_error"], location
+        assert "not a usable URL" in result.problems[0].message
+
+
+def test_a_location_folded_onto_a_line_with_a_nul_is_refused(hostile: HostileServers) -> None:
+    answer = (
+        b"HTTP/1.1 301 Moved\r\nLocation: https://www.example.test/a\r\n \x00\x1b[31mX\r\nContent-Length: 0\r\n\r\n"
+    )
+    result = probe_of(hostile, hostile.http(answer))
+    assert codes(result) == ["http_error"]
+    assert "control character in header 'Location'" in result.problems[0].message
+
+
+@pytest.mark.parametrize(
+    ("location", "asked"),
+    [
+        (b"/caf\xc3\xa9?q=\xc3\xa9", b"/caf%C3%A9?q=%C3%A9"),  # UTF-8: each byte encoded once
+        (b"/caf\xe9", b"/caf%E9"),  # not UTF-8: the server's own byte, encoded
+        (b"/\xe2\x82\xac%20x", b"/%E2%82%AC%20x"),  # what was encoded already stays as it is
+    ],
+    ids=["UTF-8", "Latin-1", "mixed"],
+)
+def test_a_location_with_non_ascii_bytes_is_asked_for_with_those_bytes_percent_encoded(
+    hostile: HostileServers, location: bytes, asked: bytes
+) -> None:
+    target = hostile.routes({"/": raw_redirect(location), asked.decode(): OK})
+    result = probe_of(hostile, target, follow_redirects=True, keyword="ok")
+    assert codes(result) == []
+    assert target.seen()[1].split(b" ")[1] == asked
+
+
+IDN = "xn--vil-9la.test"  # évil.test in A-labels (UTS 46)
+
+
+def test_a_location_to_a_utf8_idn_host_names_it_in_a_labels_not_mojibake(hostile: HostileServers) -> None:
+    result = probe_of(hostile, hostile.http(raw_redirect("https://évil.test/login".encode())))
+    assert codes(result) == ["redirect_elsewhere"]
+    assert f"https://{IDN}/login" in result.problems[0].message
+    assert "Ã" not in result.problems[0].message
+
+
+def test_a_followed_redirect_to_a_utf8_idn_host_goes_there_by_its_a_labels(hostile: HostileServers) -> None:
+    other = hostile.http(OK, leaf=hostile.ca.issue(IDN))
+    start = hostile.http(raw_redirect(f"https://évil.test:{other.port}/".encode()))
+    resolver = StaticResolver({HOST: "127.0.0.1", IDN: "127.0.0.1"})
+    result = probe_of(hostile, start, connect_host=None, resolver=resolver, follow_redirects=True)
+    assert codes(result) == []
+    assert result.http is not None
+    assert result.http.redirects == (f"https://{IDN}:{other.port}/",)
+    assert f"Host: {IDN}:{other.port}\r\n".encode() in other.seen()[0] + b"\r\n"
 
 
 def test_an_expected_redirect_is_accepted_wherever_it_points(hostile: HostileServers) -> None:

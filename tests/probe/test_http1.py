@@ -83,3 +83,33 @@ def test_a_body_without_length_arriving_in_pieces_is_read_to_the_end() -> None:
         return answer
 
     assert asyncio.run(go()).body == b"first part, then the keyword"
+
+
+def test_chunks_with_long_extensions_are_cut_by_the_bytes_their_framing_takes() -> None:
+    # 4,000 one-byte chunks of about 1 KiB each: few enough chunks, but 4 MiB of framing for 4 KB
+    chunk = b"1;" + b"x" * 1000 + b"\r\na\r\n"
+    with pytest.raises(HTTPProtocolError, match="chunked body is larger than 4,160 KiB with its framing"):
+        read(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + chunk * 5000 + b"0\r\n\r\n")
+
+
+def test_more_than_100_000_chunks_are_refused_however_small() -> None:
+    with pytest.raises(HTTPProtocolError, match="more than 100,000 chunks"):
+        read(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + b"1\r\na\r\n" * 100_001 + b"0\r\n\r\n")
+
+
+def test_100_000_chunks_are_still_read() -> None:
+    answer = read(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + b"1\r\na\r\n" * 100_000 + b"0\r\n\r\n")
+    assert answer.body == b"a" * 100_000
+
+
+def test_a_body_of_2_mib_in_ordinary_chunks_is_read_up_to_its_cap() -> None:
+    chunk = b"4000\r\n" + b"y" * 0x4000 + b"\r\n"
+    answer = read(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + chunk * 200 + b"0\r\n\r\n")
+    assert len(answer.body) == 2 * 1024 * 1024
+
+
+def test_header_values_are_read_as_utf8_where_they_are_utf8_and_kept_as_sent() -> None:
+    answer = read(b"HTTP/1.1 302 Found\r\nLocation: /caf\xc3\xa9\r\nX-Old: caf\xe9\r\nContent-Length: 0\r\n\r\n")
+    assert (answer.headers["location"], answer.headers["x-old"]) == ("/caf\u00e9", "caf\u00e9")
+    assert answer.raw_headers["location"] == b"/caf\xc3\xa9"
+    assert answer.raw_headers["x-old"] == b"caf\xe9"
