@@ -43,12 +43,17 @@ def human_size(size: int) -> str:
     return f"{size} bytes"
 
 
-def read_text(path: str | os.PathLike[str], *, cap: int, what: str, deadline: float = DEADLINE) -> str:
-    """The whole file as UTF-8 text (a leading byte-order mark is dropped); FileRefused otherwise.
-
-    `what` names the file in messages, e.g. "a config file" or "a secret file"."""
+def read_bytes(path: str | os.PathLike[str], *, cap: int, what: str, deadline: float = DEADLINE) -> bytes:
+    """The whole file, if it is a regular file within `cap` that answers within `deadline`;
+    FileRefused otherwise. `what` names the file in messages, e.g. "a config file"."""
     name = os.fspath(path)
-    data = within(deadline, lambda: _read_bytes(name, cap, what), f"{_short(name)} did not answer within {deadline:g}s")
+    return within(deadline, lambda: _read_bytes(name, cap, what), f"{_short(name)} did not answer within {deadline:g}s")
+
+
+def read_text(path: str | os.PathLike[str], *, cap: int, what: str, deadline: float = DEADLINE) -> str:
+    """The whole file as UTF-8 text (a leading byte-order mark is dropped); FileRefused otherwise."""
+    name = os.fspath(path)
+    data = read_bytes(name, cap=cap, what=what, deadline=deadline)
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:

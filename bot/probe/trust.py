@@ -76,7 +76,8 @@ def load_ca_file(path: str, deadline: float = files.DEADLINE) -> ssl.SSLContext:
     if problem:
         raise TrustUnavailable(problem)
     try:
-        text = files.read_text(name, cap=files.CERT_CAP, what=WHAT, deadline=deadline)
+        # PEM blocks are ASCII; a bundle's comments may be in any encoding, as OpenSSL allows
+        text = files.read_bytes(name, cap=files.CERT_CAP, what=WHAT, deadline=deadline).decode("latin-1")
     except files.FileRefused as exc:
         raise TrustUnavailable(str(exc)) from None
     ctx = _context_from(text, shown)

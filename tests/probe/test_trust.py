@@ -66,7 +66,7 @@ def unusable_files(tmp_path: Path) -> dict[str, Path]:
     os.mkfifo(fifo)
     (tmp_path / "empty.pem").write_bytes(b"")
     (tmp_path / "text.pem").write_text("not a certificate\n")
-    (tmp_path / "latin1.pem").write_bytes(b"# Issuer: caf\xe9\n")
+    (tmp_path / "latin1.pem").write_bytes(b"# Issuer: caf\xe9\n")  # no certificate in it
     (tmp_path / "garbled.pem").write_text("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")
     (tmp_path / "folder").mkdir()
     return {
@@ -90,7 +90,7 @@ KINDS = {
     "no file": "file not found",
     "an empty file": "holds no PEM certificate",
     "a text file": "holds no PEM certificate",
-    "a file that is not UTF-8": "is not UTF-8 text",
+    "a file that is not UTF-8": "holds no PEM certificate",
     "a garbled certificate": "OpenSSL cannot read",
 }
 
@@ -122,6 +122,12 @@ def test_a_ca_file_replaced_on_disk_is_read_again(hostile: HostileServers, tmp_p
 
 def test_one_version_of_a_ca_file_is_built_into_a_context_once(hostile: HostileServers) -> None:
     assert load_ca_file(hostile.ca_file) is load_ca_file(hostile.ca_file)
+
+
+def test_a_bundle_with_latin1_comments_is_trusted_as_openssl_trusts_it(hostile: HostileServers, tmp_path: Path) -> None:
+    bundle = tmp_path / "bundle.pem"
+    bundle.write_bytes(b"# \xc9metteur : racine de test\n" + hostile.ca.cert_pem)
+    assert [p.code for p in probe_with(hostile.http(OK), str(bundle)).problems] == []
 
 
 def test_a_bundle_with_utf8_comments_between_its_certificates_is_trusted(
