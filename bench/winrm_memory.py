@@ -78,6 +78,7 @@ def _measure(mode: str, label: str, client: str, root: Path, args: argparse.Name
             "client": client,
             "url": server.url,
             "user": server.sim.username,
+            "transport": server.host_config().transport,
             "timeout": args.timeout,
             "root": str(root),
         }
@@ -135,10 +136,10 @@ def _child(job: dict[str, Any]) -> None:
     host = Host(
         name="hostile",
         address=job["url"],
-        transport="basic",
+        transport=job["transport"],
         username=job["user"],
         password=EnvSecret(PASSWORD_ENV),
-        allow_insecure_basic=True,
+        allow_insecure_basic=job["transport"] == "basic",
         verify_tls=False,
         timeout=float(job["timeout"]),
     )
@@ -147,7 +148,7 @@ def _child(job: dict[str, Any]) -> None:
         if job["client"] == "pywinrm":
             protocol = Protocol(
                 endpoint=job["url"],
-                transport="basic",
+                transport=job["transport"],
                 username=job["user"],
                 password=os.environ[PASSWORD_ENV],
                 server_cert_validation="ignore",

@@ -11,8 +11,16 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from host_actions.audit import audit_all
-from host_actions.model import Certificate, Inventory, Renewal, SiteBinding, SslBinding, to_jsonable
-from host_actions.parsers import PLUGIN_IIS
+from host_actions.model import (
+    Certificate,
+    Inventory,
+    Renewal,
+    ScheduledTask,
+    SiteBinding,
+    SslBinding,
+    to_jsonable,
+)
+from host_actions.parsers import PLUGIN_IIS, task_result
 
 Severity = Literal["critical", "warning", "info"]
 OVERDUE_GRACE = dt.timedelta(days=2)  # the daily task had two chances after the due date
@@ -32,6 +40,9 @@ FINDING_CODES = (
     "legacy_task_failing",
     "legacy_task_missing_target",
     "iis_unreadable",  # beyond the issue's list: IIS's configuration could not be read
+    "tasks_unreadable",  # the scheduled tasks, or some of them, could not be read
+    "renewals_unreadable",  # win-acme's renewal folder, or part of it, could not be read
+    "certops_check_failing",  # certops's own hourly check (Layer 2) reports a problem
 )
 
 
@@ -97,6 +108,16 @@ def diagnose(
     if inv.iis_available:
         findings += _bindings(inv)
         findings += _coverage(inv)
+        if inv.iis_errors:
+            findings.append(
+                Finding(
+                    "iis_unreadable",
+                    "warning",
+                    f"Part of IIS's configuration could not be read, so {len(inv.iis_errors)} site(s) or "
+                    f"binding(s) were not checked: {inv.iis_errors[0]}.",
+                    {"errors": list(inv.iis_errors), "partial": True},
+                )
+            )
     else:
         # without IIS's view every binding rule would misfire; say that instead
         findings.append(
@@ -112,7 +133,41 @@ def diagnose(
         findings += _served(inv, probe)
     findings += _renewals(inv, now, overdue_grace)
     findings += _tasks(inv)
+    findings += _unreadable(inv)
     return findings
+
+
+def _unreadable(inv: Inventory) -> list[Finding]:
+    """One part of the host that could not be read is a finding; the rest is still judged."""
+    out = []
+    if not inv.tasks_available or inv.tasks_errors:
+        what = (
+            "Scheduled tasks could not be read" if not inv.tasks_available else "Some scheduled tasks could not be read"
+        )
+        out.append(
+            Finding(
+                "tasks_unreadable",
+                "warning",
+                f"{what}, so they were not audited" + (f": {inv.tasks_errors[0]}." if inv.tasks_errors else "."),
+                {"errors": list(inv.tasks_errors), "partial": inv.tasks_available},
+            )
+        )
+    if not inv.renewals_available or inv.renewals_errors:
+        what = (
+            "win-acme's renewals could not be read"
+            if not inv.renewals_available
+            else "Part of win-acme's folder could not be read"
+        )
+        out.append(
+            Finding(
+                "renewals_unreadable",
+                "warning",
+                f"{what}, so some renewals may not have been checked"
+                + (f": {inv.renewals_errors[0]}." if inv.renewals_errors else "."),
+                {"errors": list(inv.renewals_errors), "partial": inv.renewals_available},
+            )
+        )
+    return out
 
 
 def hostnames(inv: Inventory) -> list[str]:
@@ -129,25 +184,36 @@ def _keys(inv: Inventory) -> list[Finding]:
         if newest is None or newest.usable or newest.thumbprint in seen:
             continue
         seen.add(newest.thumbprint)
-        repairable = newest.key_status in ("missing_keyset", "no_key_provider_info", "error")
+        # certutil -repairstore relinks to the key that matches the certificate, when one exists
+        repairable = newest.key_status in ("missing_keyset", "no_key_provider_info", "error", "key_mismatch")
         detail = {
+            "ok": "",
             "missing_keyset": "its key link points at a key that is missing (Missing stored keyset)",
             "no_key_provider_info": "it has no link to a private key (no key provider information)",
             "access_denied": "its private key cannot be opened (access denied)",
             "error": f"its private key cannot be used ({newest.key_hresult or 'unknown error'})",
+            "key_mismatch": "its key link points at an existing key that is not this certificate's key",
+            "user_key": "its private key is in a user's key store, where IIS cannot use it; re-import it "
+            "into the machine store",
+            "key_unopenable": "its key container exists but cannot be opened "
+            f"({newest.key_hresult or 'unknown error'}); check the key file's permissions",
         }[newest.key_status]
+        who = f" (tested as {newest.as_identity})" if newest.as_identity else ""
         out.append(
             Finding(
                 "newest_cert_key_unusable",
                 "critical",
                 f"The newest certificate for {name} ({_short(newest.thumbprint)}, in {newest.store}) "
-                f"cannot be used for TLS: {detail}.",
+                f"cannot be used for TLS: {detail}{who}.",
                 {
                     "thumbprint": newest.thumbprint,
                     "store": newest.store,
                     "key_status": newest.key_status,
                     "hresult": newest.key_hresult,
                     "names": list(newest.names),
+                    "as_identity": newest.as_identity,
+                    "key_source": newest.key_source,
+                    "winrm_key_status": newest.winrm_key_status,
                 },
                 Proposal("repair-store", (newest.thumbprint,)) if repairable else None,
             )
@@ -170,7 +236,7 @@ def http_sys_binding(inv: Inventory, binding: SiteBinding) -> SslBinding | None:
 def _bindings(inv: Inventory) -> list[Finding]:
     out = []
     for b in inv.site_bindings:
-        if b.protocol != "https" or b.ccs:
+        if b.protocol != "https" or b.ccs or b.error:  # an unreadable binding is reported as such
             continue
         http_sys = http_sys_binding(inv, b)
         bound = (http_sys.thumbprint if http_sys else None) or b.thumbprint
@@ -296,7 +362,7 @@ def _renewals(inv: Inventory, now: dt.datetime, overdue_grace: dt.timedelta) -> 
                 )
             )
         out += _script_step(r)
-    if inv.renewals:
+    if inv.renewals and inv.tasks_available:  # unread tasks are tasks_unreadable, not "missing"
         out += _wacs_task(inv)
     return out
 
@@ -347,6 +413,9 @@ def _tasks(inv: Inventory) -> list[Finding]:
     out = []
     for audited in audit_all(inv.tasks, inv.services):
         task = audited.task
+        if task.is_certops:
+            out += _certops_check(inv, task)
+            continue
         if task.is_wacs or not task.enabled or not audited.flags:
             continue
         missing = [f for f in audited.flags if f.code != "failing"]
@@ -368,6 +437,29 @@ def _tasks(inv: Inventory) -> list[Finding]:
             )
         )
     return out
+
+
+def _certops_check(inv: Inventory, task: ScheduledTask) -> list[Finding]:
+    """certops's own hourly check is never a legacy task: its failing result is its report."""
+    failed, hex_code, meaning = task_result(task.last_result)
+    if not task.enabled or not failed or task.last_run is None:
+        return []
+    problems = list(inv.layer2.problems) if inv.layer2 else []
+    return [
+        Finding(
+            "certops_check_failing",
+            "warning",
+            f"certops's hourly host check {task.path} reports a problem (last result {hex_code})"
+            + (f": {problems[0]}." if problems else f": {meaning}; see Application events from source certops."),
+            {
+                "task": task.path,
+                "last_result": hex_code,
+                "last_run": task.last_run,
+                "problems": problems,
+                "reported_at": inv.layer2.at if inv.layer2 else None,
+            },
+        )
+    ]
 
 
 def _expires(inv: Inventory, r: Renewal) -> dt.datetime | None:

@@ -9,7 +9,14 @@ from host_actions import validate
 from host_actions.audit import parse_tasks
 from host_actions.errors import HostActionError
 from host_actions.model import Inventory
-from host_actions.parsers import parse_certificate, parse_netsh_sslcert, parse_renewal, parse_site_bindings
+from host_actions.parsers import (
+    parse_certificate,
+    parse_layer2,
+    parse_netsh_sslcert,
+    parse_renewal,
+    parse_site_bindings,
+    prefer_layer2,
+)
 from host_actions.scripts import Part
 from host_actions.target import Host
 from host_actions.winrm_client import HostSession, PartResult
@@ -55,19 +62,53 @@ def require(results: list[PartResult], name: str, host: str) -> dict[str, Any]:
     return part.result
 
 
-def build_inventory(host: str, results: list[PartResult], now: dt.datetime | None = None) -> Inventory:
-    docs = {name: require(results, name, host) for name in INVENTORY_SCRIPTS}
+# Parts the diagnosis can do without: their failure becomes a finding, not a failed diagnosis.
+OPTIONAL_PARTS = ("bindings", "winacme", "tasks")
+
+
+def _optional(results: list[PartResult], name: str, host: str) -> tuple[dict[str, Any] | None, str | None]:
+    """The part's document, or None and why not (the script failed or returned no document)."""
     try:
-        certs = tuple(parse_certificate(c) for c in docs["certs"].get("certs") or ())
-        bindings = docs["bindings"]
+        return require(results, name, host), None
+    except HostActionError as exc:
+        if exc.kind == "bad_output" and not any(r.name == name for r in results):
+            raise
+        return None, exc.message
+
+
+def _errors(doc: dict[str, Any], *keys: str) -> tuple[str, ...]:
+    out = []
+    for e in doc.get("errors") or ():
+        if isinstance(e, dict):
+            where = next((str(e[k]) for k in keys if e.get(k)), "")
+            out.append(f"{where}: {e.get('error')}" if where else str(e.get("error")))
+        elif e:
+            out.append(str(e))
+    return tuple(dict.fromkeys(out))
+
+
+def build_inventory(host: str, results: list[PartResult], now: dt.datetime | None = None) -> Inventory:
+    certs_doc = require(results, "certs", host)  # without certificates there is nothing to judge
+    docs = {name: _optional(results, name, host) for name in OPTIONAL_PARTS}
+    bindings, bindings_failed = docs["bindings"]
+    winacme, winacme_failed = docs["winacme"]
+    tasks_doc, tasks_failed = docs["tasks"]
+    taken_at = now or dt.datetime.now(dt.UTC)
+    try:
+        report, verdicts = parse_layer2(certs_doc.get("layer2"))
+        certs = tuple(
+            prefer_layer2(cert, report, verdicts.get(cert.thumbprint), taken_at)
+            for cert in (parse_certificate(c) for c in certs_doc.get("certs") or ())
+        )
         renewals = tuple(
             parse_renewal(str(r["path"]), str(r["text"]), list(r.get("scripts") or ()))
-            for r in docs["winacme"].get("renewals") or ()
+            for r in (winacme or {}).get("renewals") or ()
         )
-        tasks, services = parse_tasks(docs["tasks"])
+        tasks, services = parse_tasks(tasks_doc) if tasks_doc is not None else ([], [])
+        bindings = bindings or {}
         return Inventory(
             host=host,
-            taken_at=now or dt.datetime.now(dt.UTC),
+            taken_at=taken_at,
             certificates=certs,
             ssl_bindings=tuple(parse_netsh_sslcert(str(bindings.get("netsh") or ""))),
             site_bindings=tuple(parse_site_bindings(list(bindings.get("sites") or ()))),
@@ -75,8 +116,14 @@ def build_inventory(host: str, results: list[PartResult], now: dt.datetime | Non
             renewals=renewals,
             tasks=tuple(tasks),
             services=tuple(services),
-            wacs_exists=bool(docs["winacme"].get("wacs_exists")),
-            iis_error=bindings.get("iis_error") or None,
+            wacs_exists=bool((winacme or {}).get("wacs_exists")),
+            iis_error=bindings_failed or bindings.get("iis_error") or None,
+            iis_errors=_errors(bindings, "binding", "site"),
+            tasks_available=tasks_doc is not None,
+            tasks_errors=(tasks_failed,) if tasks_failed else _errors(tasks_doc or {}, "task"),
+            renewals_available=winacme is not None,
+            renewals_errors=(winacme_failed,) if winacme_failed else _errors(winacme or {}, "path"),
+            layer2=report,
         )
     except (KeyError, TypeError, ValueError, AttributeError):
         raise HostActionError(

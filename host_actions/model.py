@@ -7,7 +7,40 @@ from dataclasses import asdict, dataclass
 from functools import cached_property
 from typing import Any, Literal
 
-KeyStatus = Literal["ok", "missing_keyset", "no_key_provider_info", "access_denied", "error"]
+import idna
+
+KeyStatus = Literal[
+    "ok",
+    "missing_keyset",
+    "no_key_provider_info",
+    "access_denied",
+    "error",
+    "key_mismatch",  # a key opens and signs, but it is not this certificate's key
+    "user_key",  # the key lives in a user's key store, where IIS (SYSTEM) cannot use it
+    "key_unopenable",  # the key container exists but cannot be opened or used
+]
+KeySource = Literal["winrm", "layer2"]
+SYSTEM_IDENTITY = "NT AUTHORITY\\SYSTEM"
+
+
+def a_label(name: str) -> str:
+    """A host name as DNS compares it: lower case, no trailing dot, IDNA A-labels (punycode).
+
+    Certificates carry A-labels; IIS, win-acme and PowerShell's DnsNameList may give U-labels.
+    """
+    name = name.strip().rstrip(".").lower()
+    if name.isascii():
+        return name
+    labels = []
+    for label in name.split("."):
+        if label.isascii():
+            labels.append(label)
+            continue
+        try:
+            labels.append(idna.encode(label, uts46=True).decode("ascii"))
+        except idna.IDNAError:
+            labels.append(label)  # not a valid IDN: kept as it is, so it matches only itself
+    return ".".join(labels)
 
 
 @dataclass(frozen=True)
@@ -28,9 +61,19 @@ class Certificate:
     provider: str | None = None
     container: str | None = None
     key_file_exists: bool | None = None
+    key_algorithm: str | None = None  # "RSA" or "ECDSA", from the certificate's public key
+    is_machine_key: bool | None = None
+    as_identity: str | None = None  # the account the key verdict holds for
+    key_source: KeySource = "winrm"  # who tested the key: the WinRM account or the Layer 2 task
+    winrm_key_status: KeyStatus | None = None  # the WinRM account's verdict when Layer 2's won
+    eku: tuple[str, ...] | None = None  # dotted OIDs; None when the certificate has no EKU extension
+    cn: str | None = None  # the subject CN read from RawData (None when RawData was not read)
+    key_link: str | None = None  # "provider|container" of the key link (KeyProvInfo) tested
 
     @property
     def common_name(self) -> str:
+        if self.cn is not None:
+            return self.cn
         for part in self.subject.split(","):
             key, _, value = part.strip().partition("=")
             if key.upper() == "CN":
@@ -39,14 +82,14 @@ class Certificate:
 
     @cached_property
     def names(self) -> tuple[str, ...]:
-        names = [n.lower() for n in self.sans]
-        cn = self.common_name.lower()
+        names = list(dict.fromkeys(a_label(n) for n in self.sans if n))
+        cn = a_label(self.common_name) if self.common_name else ""
         if cn and cn not in names:
             names.append(cn)
         return tuple(names)
 
     def covers(self, hostname: str) -> bool:
-        hostname = hostname.lower().rstrip(".")
+        hostname = a_label(hostname)
         for name in self.names:
             if name == hostname:
                 return True
@@ -84,6 +127,7 @@ class SiteBinding:
     ccs: bool
     thumbprint: str | None
     store: str | None
+    error: str | None = None  # a value of this binding could not be read (its hash getter threw)
 
 
 @dataclass(frozen=True)
@@ -173,11 +217,26 @@ class ScheduledTask:
         return self.state.lower() != "disabled"
 
     @property
+    def is_certops(self) -> bool:
+        """certops's own Layer 2 task (\\certops\\certops hourly check): never a legacy task."""
+        return self.path.lower().startswith("\\certops\\")
+
+    @property
     def is_wacs(self) -> bool:
         """win-acme's own renewal task, found by name or by the program it runs."""
         return self.name.lower().startswith("win-acme") or any(
             a.execute.strip('"').lower().endswith("wacs.exe") for a in self.actions
         )
+
+
+@dataclass(frozen=True)
+class Layer2Report:
+    """What the hourly host-side check (running as SYSTEM) last wrote to its state file."""
+
+    at: dt.datetime | None
+    identity: str
+    problems: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -193,6 +252,13 @@ class Inventory:
     services: tuple[str, ...]
     wacs_exists: bool
     iis_error: str | None = None
+    # per-part degradation: what could not be read, next to what could
+    iis_errors: tuple[str, ...] = ()  # single sites or bindings IIS could not give
+    tasks_available: bool = True
+    tasks_errors: tuple[str, ...] = ()
+    renewals_available: bool = True
+    renewals_errors: tuple[str, ...] = ()
+    layer2: Layer2Report | None = None
 
     @property
     def wacs_tasks(self) -> tuple[ScheduledTask, ...]:
@@ -219,7 +285,7 @@ class Inventory:
 
     def covering(self, hostname: str) -> tuple[Certificate, ...]:
         """Certificates whose names cover the host name (exactly, or by a one-label wildcard)."""
-        host = hostname.lower().rstrip(".")
+        host = a_label(hostname)
         found = list(self._by_name.get(host, ()))
         if "." in host:
             found += self._by_name.get("*." + host.split(".", 1)[1], ())

@@ -6,22 +6,31 @@ wherever they can, and say so where they fall back on English words.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import datetime as dt
 import hashlib
 import ipaddress
 import json
 import re
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
+from cryptography import x509
+from cryptography.x509.oid import NameOID
+
 from host_actions.model import (
+    SYSTEM_IDENTITY,
     Certificate,
     HistoryEntry,
     InstallStep,
     KeyStatus,
+    Layer2Report,
     Renewal,
     SiteBinding,
     SslBinding,
+    a_label,
 )
 
 PLUGINS_INSTALL = {
@@ -181,7 +190,7 @@ def _endpoint(label: str, value: str) -> tuple[Any, str | None, int | None] | No
     except ValueError:
         if " " in host or not host:
             return None
-        return "hostname", host.lower(), int(port)
+        return "hostname", a_label(host), int(port)
     return "ip", host, int(port)
 
 
@@ -202,11 +211,12 @@ def parse_site_bindings(sites: list[dict[str, Any]]) -> list[SiteBinding]:
                     protocol=str(b.get("protocol", "")).lower(),
                     ip=ip,
                     port=int(port) if port.isdigit() else None,
-                    host=host.lower(),
+                    host=a_label(host) if host else "",
                     sni=bool(flags & 1),
                     ccs=bool(flags & 2),
                     thumbprint=thumbprint_of(b.get("certificate_hash")),
                     store=b.get("certificate_store") or None,
+                    error=str(b["error"]) if b.get("error") else None,
                 )
             )
     return out
@@ -259,19 +269,92 @@ def parse_certutil_store(output: str) -> dict[str, KeyStatus | None]:
 
 HRESULT_MISSING_KEYSET = {"0x80090016", "0x8009000D"}  # NTE_BAD_KEYSET, NTE_NO_KEY
 HRESULT_ACCESS_DENIED = {"0x80070005", "0x80090010"}  # E_ACCESSDENIED, NTE_PERM
+# What .NET Framework gives for a key that is gone, by key type (facts/windows-host-2.md #5): a
+# CNG RSA key falls back to the CAPI path (NTE_BAD_PROV_TYPE, or a null key), an ECDSA key
+# reaches CngKey.Open(null) (E_POINTER). They mean "missing" only when the container is absent.
+HRESULT_GONE_BY_KEY_TYPE = {"0x80090014", "0x80004003"}
 
 
 def key_status(has_private_key: bool, key: dict[str, Any]) -> KeyStatus:
+    """The verdict on one key test (the facts Get-CertopsKeyFacts collects).
+
+    Order matters: a key that signs but whose signature the certificate's public key does not
+    verify is someone else's key; a key in a user store is useless to IIS even when it works
+    for the account that tested it; a failure is "missing" when the container the key link
+    names does not exist, whatever the HRESULT says.
+    """
     if not has_private_key:
         return "no_key_provider_info"
+    link: dict[str, Any] = key["link"] if isinstance(key.get("link"), dict) else {}
+    machine = key.get("is_machine_key")
+    if machine is None and link:
+        machine = link.get("machine_keyset")
     if key.get("signed"):
+        if key.get("verified") is False:
+            return "key_mismatch"
+        if machine is False:
+            return "user_key"
         return "ok"
-    hresult = str(key.get("hresult") or "").upper().replace("0X", "0x")
+    if link and link.get("machine_keyset") is False:
+        return "user_key"
+    hresult = _hresult(key.get("hresult"))
+    if hresult in HRESULT_ACCESS_DENIED or _hresult(key.get("exists_hresult")) in HRESULT_ACCESS_DENIED:
+        return "access_denied"
+    exists = key.get("container_exists")
+    if exists is None:
+        files = [f for f in key.get("files") or () if isinstance(f, dict)]
+        if files:
+            exists = any(f.get("exists") for f in files)
+    if exists is False:
+        return "missing_keyset"
+    if exists is True:
+        return "key_unopenable"
     if hresult in HRESULT_MISSING_KEYSET:
         return "missing_keyset"
-    if hresult in HRESULT_ACCESS_DENIED:
-        return "access_denied"
     return "error"
+
+
+def _hresult(value: Any) -> str:
+    text = str(value or "").strip()
+    return "0x" + text[2:].upper() if text.lower().startswith("0x") else text.upper()
+
+
+class RawCertificate:
+    """What certops reads from a certificate's RawData itself, in any Windows UI language.
+
+    Windows PowerShell's DnsNameList finds SANs by matching the English "DNS Name=" in the
+    localised extension text, so on a French or Japanese server it shows only the CN.
+    """
+
+    def __init__(self, der: bytes) -> None:
+        cert = x509.load_der_x509_certificate(der)
+        self.sha1 = hashlib.sha1(der).hexdigest().upper()  # noqa: S324 - Windows thumbprints are SHA-1
+        try:
+            san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+            self.sans: tuple[str, ...] = tuple(a_label(n) for n in san.get_values_for_type(x509.DNSName))
+        except x509.ExtensionNotFound:
+            self.sans = ()
+        cns = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+        self.cn = str(cns[0].value) if cns else ""
+        try:
+            eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+            self.eku: tuple[str, ...] | None = tuple(o.dotted_string for o in eku)
+        except x509.ExtensionNotFound:
+            self.eku = None
+        self.issuer = cert.issuer.rfc4514_string()
+        self.not_before = cert.not_valid_before_utc
+        self.not_after = cert.not_valid_after_utc
+        self.serial = format(cert.serial_number, "X")
+
+
+def read_raw(value: Any) -> RawCertificate | None:
+    """RawData (base64 DER) as the certs script ships it, or None when absent or unreadable."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return RawCertificate(base64.b64decode(value, validate=True))
+    except (binascii.Error, ValueError):
+        return None
 
 
 def parse_certificate(doc: dict[str, Any]) -> Certificate:
@@ -280,23 +363,96 @@ def parse_certificate(doc: dict[str, Any]) -> Certificate:
     tp = thumbprint_of(doc.get("thumbprint"))
     if tp is None:
         raise ValueError("certificate without a thumbprint")
+    raw = read_raw(doc.get("raw"))
+    if raw is not None and raw.sha1 != tp:
+        raw = None  # RawData of another certificate: trust nothing in it
+    link: dict[str, Any] = key["link"] if isinstance(key.get("link"), dict) else {}
+    machine = key.get("is_machine_key")
     return Certificate(
         store=str(doc.get("store", "")),
         thumbprint=tp,
         subject=str(doc.get("subject") or ""),
-        sans=tuple(str(s) for s in doc.get("sans") or () if s),
+        sans=raw.sans if raw else tuple(str(s) for s in doc.get("sans") or () if s),
         friendly_name=str(doc.get("friendly_name") or ""),
-        not_before=parse_time(doc.get("not_before")),
-        not_after=parse_time(doc.get("not_after")),
-        issuer=str(doc.get("issuer") or ""),
-        serial=str(doc.get("serial") or ""),
+        not_before=raw.not_before if raw else parse_time(doc.get("not_before")),
+        not_after=raw.not_after if raw else parse_time(doc.get("not_after")),
+        issuer=raw.issuer if raw else str(doc.get("issuer") or ""),
+        serial=str(doc.get("serial") or (raw.serial if raw else "")),
         has_private_key=has_key,
         key_status=key_status(has_key, key),
         key_hresult=key.get("hresult"),
         key_message=key.get("message"),
-        provider=key.get("provider"),
-        container=key.get("container"),
+        provider=key.get("provider") or link.get("provider"),
+        container=key.get("container") or link.get("container"),
         key_file_exists=key.get("file_exists"),
+        key_algorithm=key.get("algorithm"),
+        is_machine_key=machine if machine is not None else link.get("machine_keyset"),
+        as_identity=key.get("identity"),
+        eku=raw.eku if raw else None,
+        cn=raw.cn if raw else None,
+        key_link=_link_id(key),
+    )
+
+
+def _link_id(key: dict[str, Any]) -> str | None:
+    """The key link (KeyProvInfo) a test was about, as "provider|container"."""
+    link = key.get("link")
+    if not isinstance(link, dict) or not link.get("container"):
+        return None
+    return f"{link.get('provider') or ''}|{link['container']}".lower()
+
+
+# -- the Layer 2 task's verdicts ------------------------------------------------------------
+
+LAYER2_MAX_AGE = dt.timedelta(hours=2)  # the task runs hourly; older verdicts may be stale
+
+
+def parse_layer2(text: Any) -> tuple[Layer2Report | None, dict[str, dict[str, Any]]]:
+    """The hourly check's state file (certops-hourly-check.ps1 writes it as SYSTEM): its
+    report, and its key facts per thumbprint. Anything unreadable is simply no report."""
+    if not isinstance(text, str) or not text.strip():
+        return None, {}
+    try:
+        data = load_json(text.lstrip("\ufeff"))
+    except ValueError:
+        return None, {}
+    if not isinstance(data, dict):
+        return None, {}
+    report = Layer2Report(
+        at=parse_time(data.get("at")),
+        identity=str(data.get("identity") or SYSTEM_IDENTITY),
+        problems=tuple(str(p) for p in data.get("problems") or () if p),
+        notes=tuple(str(n) for n in data.get("notes") or () if n),
+    )
+    keys = {}
+    for entry in data.get("certs") or ():
+        tp = thumbprint_of(entry.get("thumbprint")) if isinstance(entry, dict) else None
+        if tp and isinstance(entry.get("key"), dict):
+            keys[tp] = {"has_private_key": bool(entry.get("has_private_key", True)), "key": entry["key"]}
+    return report, keys
+
+
+def prefer_layer2(
+    cert: Certificate, report: Layer2Report | None, entry: dict[str, Any] | None, now: dt.datetime
+) -> Certificate:
+    """schannel uses the key as SYSTEM; the WinRM account's test only approximates that. When
+    the hourly task (SYSTEM) tested this very key link recently, its verdict is the one kept."""
+    if report is None or entry is None or report.at is None:
+        return cert
+    if not dt.timedelta(minutes=-5) <= now - report.at <= LAYER2_MAX_AGE:
+        return cert
+    key = entry["key"]
+    if _link_id(key) != cert.key_link:
+        return cert  # the link changed since (a repair, a re-import): the older verdict is not about this key
+    status = key_status(bool(entry["has_private_key"]), key)
+    return replace(
+        cert,
+        key_status=status,
+        key_hresult=key.get("hresult"),
+        key_message=key.get("message"),
+        as_identity=str(key.get("identity") or report.identity),
+        key_source="layer2",
+        winrm_key_status=cert.key_status,
     )
 
 

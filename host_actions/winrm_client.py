@@ -11,6 +11,15 @@ HTTP adapter on pywinrm's requests session: it refuses redirects, reads the body
 to the host's max_response_bytes, and registers every socket with a watchdog timer that shuts
 them down when the wall-clock deadline passes, which unblocks the worker thread wherever it
 waits (status line, headers, TLS records, body).
+
+Receive answers are read as they are parsed (`_ReceiveReader`: no element tree, streams decoded
+into one bytearray each), the answers pywinrm parses itself are held to a few thousand elements,
+and the scripts' output lines are found with bytes.find, so no answer within the size cap costs
+more than a few times its size in memory.
+
+Actions run on threads of their own, not on a fixed pool: a host runs at most HOST_SESSIONS
+sessions at once and further actions for it wait in its queue without holding a thread, so hosts
+that never answer cannot delay a healthy one. An action's deadline starts when it is submitted.
 """
 
 from __future__ import annotations
@@ -28,15 +37,17 @@ import ssl
 import threading
 import time
 import xml.etree.ElementTree as ET
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from concurrent.futures import Future
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Literal, ParamSpec, TypeVar
 from urllib.parse import urlsplit
 
 import requests
 import urllib3.exceptions
+import xmltodict  # type: ignore[import-untyped]
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import ConnectionPool, HTTPConnectionPool, HTTPSConnectionPool
@@ -63,9 +74,21 @@ T = TypeVar("T")
 MAX_OPERATION_TIMEOUT = 20  # WS-Man's usual default; a Receive returns at least this often
 CLEANUP_SECONDS = 5  # for Signal + Delete: each at most this long, and all done this long after the deadline
 GRACE_SECONDS = 2.0  # past the deadline before the watchdog cuts: a Receive's own timeout may end up to ~1 s late
-POLL_FIRST = 0.05  # an empty Receive that came back at once waits this long before the next one,
-POLL_MAX = 2.0  # doubling up to this; any output resets it
-READ_SIZE = 64 * 1024  # one socket read of an answer body
+POLL_FIRST = 0.05  # the least time between two Receives of one command (at most 20 a second),
+POLL_MAX = 2.0  # and the most: a Receive that came back at once with less than BUSY_OUTPUT doubles it
+BUSY_OUTPUT = 4096  # bytes of output in one Receive that reset the pause to POLL_FIRST
+READ_SIZE = 64 * 1024  # one socket read of an answer body; also one piece fed to the XML parser
+HOST_SESSIONS = 2  # sessions one host may run at once; its further actions wait in its queue
+MAX_THREADS = 256  # threads for running sessions; a host with none running always gets one at once
+# what an answer may hold before any XML parser sees it (see _check_answer)
+MAX_TAG = 8 * 1024  # bytes of one tag (its attributes): expat and ElementTree build it whole
+MAX_ELEMENTS = 10_000  # elements in an answer pywinrm parses into a tree (all but Receive answers)
+MAX_ATTRIBUTES = 20_000  # attributes in such an answer
+MAX_DEPTH = 32  # nesting of a Receive answer (a real one nests 5 deep)
+_ENCODINGS = {"utf-8", "utf8", "us-ascii", "ascii", "iso-8859-1", "latin-1", "latin1"}
+_DECLARED_ENCODING = re.compile(rb"""^\s*(?:\xef\xbb\xbf)?<\?xml[^>]*?encoding\s*=\s*["']([^"']*)["']""")
+_LONG_TAG = re.compile(rb"<[^<>]{%d}" % MAX_TAG)
+SHELL_URI = "http://schemas.microsoft.com/wbem/wsman/1/windows/shell"
 # what OpenSSL says when the bytes after a ClientHello are not TLS at all (plain HTTP, usually)
 _NOT_TLS = {"WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "UNKNOWN_PROTOCOL", "HTTP_REQUEST"}
 UTF8_CODEPAGE = 65001
@@ -82,7 +105,6 @@ _MISSING_LIBRARY = {
     "credssp": ("HAVE_CREDSSP", "requests-credssp"),
     "ntlm": ("HAVE_NTLM", "requests-ntlm"),
 }
-_WORKERS = ThreadPoolExecutor(max_workers=64, thread_name_prefix="certops-winrm")
 
 
 @dataclass(frozen=True)
@@ -102,9 +124,11 @@ class SessionStats:
 
 
 class Deadline:
-    def __init__(self, seconds: float) -> None:
+    def __init__(self, seconds: float, *, start: float | None = None) -> None:
+        """`start`: the time.monotonic() the clock started at (an action's submission); now if None."""
         self.seconds = seconds
-        self.end = time.monotonic() + seconds
+        self.start = time.monotonic() if start is None else start
+        self.end = self.start + seconds
 
     def remaining(self) -> float:
         return self.end - time.monotonic()
@@ -306,8 +330,7 @@ class _GuardedAdapter(HTTPAdapter):
 
     def _read_body(self, response: requests.Response, per_read: float | None) -> bytes:
         raw = response.raw
-        pieces: list[bytes] = []
-        total = 0
+        body = bytearray()  # not a list of pieces: a body sent in one-byte chunks would cost 40 bytes a byte
         try:
             while True:
                 wait = self._wait(per_read)
@@ -318,17 +341,14 @@ class _GuardedAdapter(HTTPAdapter):
                 piece = raw.read1(READ_SIZE, decode_content=False)
                 if not piece:
                     break
-                total += len(piece)
-                if total > self.max_bytes:
+                if len(body) + len(piece) > self.max_bytes:
                     raise self.too_large()
-                pieces.append(piece)
+                body += piece
         except urllib3.exceptions.ReadTimeoutError as exc:
             raise requests.exceptions.ReadTimeout(exc) from exc
         except (urllib3.exceptions.HTTPError, http.client.HTTPException, OSError) as exc:
             raise requests.exceptions.ConnectionError(exc) from exc
-        body = b"".join(pieces)
-        pieces.clear()
-        return body
+        return bytes(body)
 
     def too_large(self) -> HostActionError:
         return HostActionError(
@@ -341,6 +361,165 @@ class _GuardedAdapter(HTTPAdapter):
 
 class _DeadlinePassed(Exception):
     """Raised inside the adapter when the wall clock has run out; becomes the session's timeout."""
+
+
+class _BadAnswer(Exception):
+    """An answer refused before or while it was parsed; args[0] is our own phrase saying why."""
+
+
+class _TooMuchOutput(Exception):
+    """A Receive answer took the command's output past max_response_bytes."""
+
+
+def _check_answer(body: bytes, *, tree: bool) -> None:
+    """Refuses an answer whose shape alone would cost far more memory than its size once parsed.
+
+    expat and ElementTree build each tag whole before anyone sees it (a tag of a million
+    attributes is 200 MB), and pywinrm parses every answer but Receive into a tree of all its
+    elements (`tree`); a Receive answer goes through _ReceiveReader, which keeps nothing. The
+    checks are on bytes, so the markup must be ASCII-compatible: no UTF-16 or UTF-32.
+    """
+    if b"\0" in body:
+        raise _BadAnswer("it is not UTF-8")
+    declared = _DECLARED_ENCODING.match(body, 0, 256)
+    if declared and declared.group(1).decode("ascii", "replace").lower() not in _ENCODINGS:
+        raise _BadAnswer("it is not UTF-8")
+    if b"<!DOCTYPE" in body:
+        raise _BadAnswer("it declares a DTD")
+    if _LONG_TAG.search(body):  # linear: [^<>] stops at the next "<"
+        raise _BadAnswer(f"it holds a tag longer than {_size(MAX_TAG)}")
+    if tree and body.count(b"<") > 2 * MAX_ELEMENTS:
+        raise _BadAnswer(f"it holds more than {MAX_ELEMENTS:,} elements")
+    if tree and body.count(b"=") > MAX_ATTRIBUTES:
+        raise _BadAnswer(f"it holds more than {MAX_ATTRIBUTES:,} attributes")
+
+
+class _ReceiveReader:
+    """An ElementTree parser target for one ReceiveResponse that builds no tree: each Stream's
+    base64 text is decoded as it arrives, into one bytearray per stream."""
+
+    def __init__(self, stdout: bytearray, stderr: bytearray, limit: int) -> None:
+        self._streams = {"stdout": stdout, "stderr": stderr}
+        self._limit = limit  # bytes of stdout and stderr together, over all the command's Receives
+        self._in_stream = False
+        self._into: bytearray | None = None  # the stream whose text is being read, if it is one we keep
+        self._text: list[str] = []  # base64 not decoded yet: less than a piece, or not a multiple of 4
+        self._pending = 0
+        self._exit: list[str] | None = None
+        self._depth = 0
+        self.done = False
+        self.exit_code: int | None = None
+        self.added = 0  # bytes of output this answer carried
+
+    def start(self, tag: str, attrib: dict[str, str]) -> None:
+        self._depth += 1
+        if self._depth > MAX_DEPTH:
+            raise _BadAnswer(f"it is nested deeper than {MAX_DEPTH} levels")
+        name = tag.rpartition("}")[2]
+        if name == "Stream":
+            if self._in_stream:
+                raise _BadAnswer("a stream holds another")
+            self._in_stream = True
+            self._into = self._streams.get(attrib.get("Name", ""))  # others ("pr") are dropped, as pywinrm does
+        elif name == "CommandState" and attrib.get("State", "").endswith("CommandState/Done"):
+            self.done = True
+        elif name == "ExitCode":
+            self._exit = []
+
+    def data(self, text: str) -> None:
+        if self._into is not None:
+            self._text.append(text)
+            self._pending += len(text)
+            if self._pending >= READ_SIZE:
+                self._decode(final=False)
+        elif self._exit is not None and sum(map(len, self._exit)) < 64:
+            self._exit.append(text)
+
+    def end(self, tag: str) -> None:
+        self._depth -= 1
+        name = tag.rpartition("}")[2]
+        if name == "Stream":
+            if self._into is not None:
+                self._decode(final=True)
+            self._in_stream, self._into = False, None
+        elif name == "ExitCode" and self._exit is not None:
+            text = "".join(self._exit).strip()
+            self._exit = None
+            if self.exit_code is None:  # the first one, as pywinrm reads it
+                try:
+                    self.exit_code = int(text) if text else -1
+                except ValueError:
+                    raise _BadAnswer("its exit code is not a number") from None
+
+    def doctype(self, name: str, pubid: str | None, system: str | None) -> None:
+        raise _BadAnswer("it declares a DTD")  # before expat reads the internal subset, so no entity exists
+
+    def close(self) -> None:
+        if self.done and self.exit_code is None:
+            raise _BadAnswer("it says the command is done but not how it exited")
+
+    def _decode(self, *, final: bool) -> None:
+        assert self._into is not None
+        text = "".join("".join(self._text).split())  # base64 may be wrapped; nothing else may be in it
+        self._text.clear()
+        keep = 0 if final else len(text) % 4
+        self._pending = keep
+        if keep:
+            self._text.append(text[-keep:])
+            text = text[:-keep]
+        if not text:
+            return
+        try:
+            piece = base64.b64decode(text, validate=True)
+        except binascii.Error:
+            raise _BadAnswer("a stream is not base64") from None
+        self._into += piece
+        self.added += len(piece)
+        if sum(map(len, self._streams.values())) > self._limit:
+            raise _TooMuchOutput()
+
+
+def _receive_message(protocol: Protocol, shell_id: str, command_id: str) -> str:
+    """The WS-Man Receive request, as pywinrm's get_command_output_raw builds it."""
+    envelope = protocol.build_wsman_header(
+        resource_uri=f"{SHELL_URI}/cmd", action=f"{SHELL_URI}/Receive", shell_id=shell_id
+    )
+    envelope["env:Body"] = {"rsp:Receive": {"rsp:DesiredStream": {"@CommandId": command_id, "#text": "stdout stderr"}}}
+    message: str = xmltodict.unparse({"env:Envelope": envelope})
+    return message
+
+
+def _read_receive(answer: bytes, reader: _ReceiveReader, deadline: Deadline) -> None:
+    # S314: the answer passed _check_answer (no DTD, so no entities), and the reader refuses a DTD itself
+    parser = ET.XMLParser(target=reader)  # noqa: S314
+    view = memoryview(answer)
+    for at in range(0, len(answer), READ_SIZE):
+        if deadline.expired():
+            raise _DeadlinePassed()
+        parser.feed(view[at : at + READ_SIZE])
+    parser.close()
+
+
+def _output_lines(stdout: bytes | bytearray, prefix: bytes) -> Iterator[bytes | bytearray]:
+    """The lines of stdout that start with `prefix` (after whitespace), stripped; found with
+    find, so output of millions of other lines costs no objects. Line ends: \\n, \\r, \\r\\n."""
+    position = 0  # where the current line starts, or the line break before it
+    size = len(stdout)
+    while True:
+        at = stdout.find(prefix, position)
+        if at < 0:
+            return
+        start = max(position, stdout.rfind(b"\n", position, at) + 1, stdout.rfind(b"\r", position, at) + 1)
+        newline = stdout.find(b"\n", at)
+        end = newline if newline >= 0 else size
+        carriage = stdout.find(b"\r", at, end)  # searched only up to the \n: linear, however many lines
+        end = carriage if carriage >= 0 else end
+        position = end  # a prefix later in this line is not at its start either
+        if stdout[start:at].strip():
+            continue  # the prefix inside some other line
+        line = stdout[at:end].strip()
+        if line.startswith(prefix):
+            yield line
 
 
 def build_protocol(host: Host) -> Protocol:
@@ -407,12 +586,14 @@ class HostSession:
     def __init__(self, host: Host, action: str, *, timeout: float | None = None) -> None:
         self.host = host
         self.action = action
-        self.deadline = Deadline(timeout if timeout is not None else host.timeout)
+        # submitted through run_in_thread/arun: the clock started then, waiting in the queue counts
+        self.deadline = Deadline(timeout if timeout is not None else host.timeout, start=_submitted(host))
         self.stats = SessionStats()
         self._protocol: Protocol | None = None
         self._shell_id: str | None = None
         self._started = time.monotonic()
         self._watchdog = _Watchdog()
+        self._streamed = False  # the answer on its way goes to _ReceiveReader, not to pywinrm's tree
 
     def __repr__(self) -> str:
         return f"HostSession(host={self.host.name!r}, action={self.action!r})"
@@ -513,22 +694,26 @@ class HostSession:
         setattr(transport, "build_session", build_session)  # noqa: B010
 
     def _count_round_trips(self, protocol: Protocol) -> None:
+        """Counts every POST and checks every answer (and HTTP error body, which pywinrm parses
+        for a fault) before anything parses it, whichever Protocol method sent it."""
         transport = protocol.transport
         send = transport.send_message
 
         def counted(message: str | bytes) -> bytes:
             self.stats.round_trips += 1
-            result: bytes = send(message)
+            try:
+                result: bytes = send(message)
+            except WinRMTransportError as exc:
+                _check_answer(str(exc.response_text).encode("utf-8", "replace"), tree=True)
+                raise
+            _check_answer(result, tree=not self._streamed)
             return result
 
         # wrapping the instance attribute counts every POST, whichever Protocol method sends it
         setattr(transport, "send_message", counted)  # noqa: B010 - mypy forbids assigning a method
 
-    def _receive(self, protocol: Protocol, shell_id: str, command_id: str) -> tuple[bytes, bytes, int]:
-        out: list[bytes] = []
-        err: list[bytes] = []
-        size = 0
-        limit = self.host.max_response_bytes
+    def _receive(self, protocol: Protocol, shell_id: str, command_id: str) -> tuple[bytearray, bytearray, int]:
+        stdout, stderr = bytearray(), bytearray()
         pause = POLL_FIRST
         while True:
             remaining = self.deadline.remaining()
@@ -541,35 +726,39 @@ class HostSession:
             # pywinrm needs read > operation; past that, a stalled socket may eat at most ~1 s
             protocol.transport.read_timeout_sec = min(operation + 5, max(operation + 1, math.ceil(remaining) + 1))
             asked = time.monotonic()
+            reader = _ReceiveReader(stdout, stderr, self.host.max_response_bytes)
             try:
-                stdout, stderr, code, done = protocol.get_command_output_raw(shell_id, command_id)
+                self._streamed = True
+                try:
+                    answer = protocol.send_message(_receive_message(protocol, shell_id, command_id))
+                finally:
+                    self._streamed = False
+                _read_receive(answer, reader, self.deadline)
+                del answer
             except WinRMOperationTimeoutError:
-                stdout, stderr, code, done = b"", b"", -1, False  # nothing new yet: ask again while time allows
+                pass  # nothing new yet: ask again while time allows
+            except _TooMuchOutput:
+                raise HostActionError(
+                    "too_large",
+                    f"{self.host.name}: {self.action} printed more than {_size(self.host.max_response_bytes)} of "
+                    "output ([[hosts]] max_response_bytes) and was stopped.",
+                    host=self.host.name,
+                ) from None
             except BaseException as exc:
                 raise self._translate(exc) from None
             finally:
                 protocol.operation_timeout_sec = MAX_OPERATION_TIMEOUT
-            if stdout or stderr:
-                size += len(stdout) + len(stderr)
-                if size > limit:
-                    raise HostActionError(
-                        "too_large",
-                        f"{self.host.name}: {self.action} printed more than {_size(limit)} of output "
-                        "([[hosts]] max_response_bytes) and was stopped.",
-                        host=self.host.name,
-                    )
-                out.append(stdout)
-                err.append(stderr)
-                pause = POLL_FIRST
-            if done:
-                return b"".join(out), b"".join(err), int(code)
-            if not (stdout or stderr):
-                # A Receive should wait on the host until there is output; one that comes back empty
-                # at once (a host answering "Running" for ever) would otherwise be asked in a tight loop.
-                nap = min(pause - (time.monotonic() - asked), self.deadline.remaining())
-                if nap > 0:
-                    time.sleep(nap)
-                pause = min(pause * 2, POLL_MAX)
+            if reader.done:
+                return stdout, stderr, reader.exit_code if reader.exit_code is not None else -1
+            # Paced by what comes back, so no host can make us ask in a tight loop: "Running" at
+            # once for ever, or with a byte of output each time. Only an answer that carried some
+            # KiB of output keeps the pause at its floor; anything else doubles it.
+            took = time.monotonic() - asked
+            busy = reader.added >= BUSY_OUTPUT
+            nap = min((POLL_FIRST if busy else pause) - took, self.deadline.remaining())
+            if nap > 0:
+                time.sleep(nap)
+            pause = POLL_FIRST if busy else min(pause * 2, POLL_MAX)
 
     def _call(self, fn: Callable[[], T]) -> T:
         remaining = self.deadline.remaining()
@@ -626,9 +815,12 @@ class HostSession:
         self._watchdog.arm(self.deadline.end + GRACE_SECONDS)
 
     def _timeout(self) -> HostActionError:
+        queued = self._started - self.deadline.start
+        waited = f" ({queued:.1f} s of it waiting for the host's earlier actions)" if queued >= 0.1 else ""
         return HostActionError(
             "timeout",
-            f"{self.host.name}: {self.action} did not finish within {self.deadline.seconds:g} s and was stopped.",
+            f"{self.host.name}: {self.action} did not finish within {self.deadline.seconds:g} s{waited} "
+            "and was stopped.",
             host=self.host.name,
         )
 
@@ -638,6 +830,18 @@ class HostSession:
             return exc
         if self._watchdog.fired or isinstance(exc, _DeadlinePassed):
             return self._timeout()  # whatever the cut socket raised, the cause is the deadline
+        if isinstance(exc, _BadAnswer):
+            return HostActionError(
+                "bad_output", f"{name}: WinRM sent an answer that could not be read ({exc.args[0]}).", host=name
+            )
+        if isinstance(exc, PermissionError) and self.host.transport == "ntlm":
+            # requests_ntlm's own refusal: the 401 offered other schemes but no NTLM token
+            return HostActionError(
+                "auth_failed",
+                f"{name}: WinRM refused NTLM authentication: its HTTP 401 carried no NTLM challenge "
+                "(is Negotiate/NTLM enabled for the WinRM service on the host?).",
+                host=name,
+            )
         if isinstance(exc, InvalidCredentialsError):
             return HostActionError(
                 "auth_failed",
@@ -676,6 +880,15 @@ class HostSession:
             return HostActionError("unreachable", f"{name}: WinRM did not accept a connection in time.", host=name)
         if isinstance(exc, requests.exceptions.Timeout):
             return self._timeout()
+        broken = _broken_http(exc)
+        if broken == "closed":
+            return HostActionError(
+                "unreachable",
+                f"{name}: WinRM at {_endpoint(self.host.address)} closed the connection without answering.",
+                host=name,
+            )
+        if broken:
+            return HostActionError("bad_output", f"{name}: the host answered with broken HTTP ({broken}).", host=name)
         if isinstance(exc, requests.exceptions.ConnectionError):
             return HostActionError(
                 "unreachable",
@@ -691,15 +904,19 @@ class HostSession:
             return HostActionError("unreachable", f"{name}: WinRM failed unexpectedly.", host=name)
         raise exc  # KeyboardInterrupt, SystemExit
 
-    def _parse(self, parts: Sequence[Part], stdout: bytes, stderr: bytes, exit_code: int) -> list[PartResult]:
+    def _parse(
+        self, parts: Sequence[Part], stdout: bytes | bytearray, stderr: bytes | bytearray, exit_code: int
+    ) -> list[PartResult]:
         name = self.host.name
         docs: list[PartResult] = []
         prefix = OUTPUT_PREFIX.encode("ascii")
-        # lines as bytes: decoding all of stdout to str first would cost up to 4 bytes a character
-        for line in stdout.splitlines():
-            line = line.strip()
-            if not line.startswith(prefix):
-                continue  # stray console output (Write-Host) is not ours to judge
+        # only our own lines are looked at (stray console output, Write-Host, is not ours to judge),
+        # found in place: splitting millions of other lines would cost a hundred bytes each
+        for line in _output_lines(stdout, prefix):
+            if len(docs) == len(parts):
+                raise HostActionError(
+                    "bad_output", f"{name}: expected results for {len(parts)} script(s), got more.", host=name
+                )
             try:
                 raw = load_json(base64.b64decode(line[len(prefix) :], validate=True))
             except JSONRefused as refused:
@@ -741,20 +958,37 @@ class HostSession:
         return docs
 
 
-def clixml_errors(stderr: bytes) -> str:
-    """The error text in stderr, with PowerShell's CLIXML progress records dropped."""
-    text = stderr.decode("utf-8", "replace")
-    if not text.startswith("#< CLIXML"):
-        return _short(text.strip())
-    messages = []
-    for kind, body in re.findall(r'<S S="(\w+)">(.*?)</S>', text, flags=re.S):
-        if kind.lower() == "error":
-            body = body.replace("_x000D__x000A_", " ").replace("_x000A_", " ")
-            messages.append(body.strip())
-    return _short(" ".join(m for m in messages if m))
+SHORT = 300  # characters of a message taken from the host
+_CLIXML_STRING = re.compile(rb'<S S="(\w+)">([^<]*)</S>')  # [^<]: no backtracking over the whole text
+_NOT_SPACE = re.compile(rb"\S")
 
 
-def _short(text: str, limit: int = 300) -> str:
+def clixml_errors(stderr: bytes | bytearray) -> str:
+    """The error text in stderr, with PowerShell's CLIXML progress records dropped. Only the
+    first few hundred characters are kept, so only those are decoded, however long stderr is."""
+    begin = _NOT_SPACE.search(stderr)
+    if begin is None:
+        return ""
+    if not stderr.startswith(b"#< CLIXML"):
+        return _short(bytes(stderr[begin.start() : begin.start() + 4 * SHORT]).decode("utf-8", "replace"))
+    messages: list[str] = []
+    kept = 0
+    for found in _CLIXML_STRING.finditer(stderr):
+        if found.group(1).lower() != b"error":
+            continue
+        body = found.group(2)[: 4 * SHORT].decode("utf-8", "replace")
+        body = body.replace("_x000D__x000A_", " ").replace("_x000A_", " ").strip()
+        if body:
+            messages.append(body)
+            kept += len(body)
+        if kept > SHORT:
+            break
+    return _short(" ".join(messages))
+
+
+def _short(text: str, limit: int = SHORT) -> str:
+    if len(text) > 8 * limit:
+        text = text.lstrip()[: 8 * limit]  # splitting megabytes would build a string per word
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
@@ -780,6 +1014,27 @@ def _chain(exc: BaseException) -> Iterator[BaseException]:
         todo.extend(e for e in linked if isinstance(e, BaseException))
 
 
+def _broken_http(exc: BaseException) -> str | None:
+    """What was wrong with an HTTP answer that http.client could not read, in our words; "closed"
+    when the host hung up before its status line; None when the failure was not that."""
+    for cause in _chain(exc):
+        if isinstance(cause, http.client.RemoteDisconnected):
+            return "closed"
+        if isinstance(cause, http.client.LineTooLong):
+            return "a status or header line longer than 64 KiB"
+        if isinstance(cause, (http.client.IncompleteRead, urllib3.exceptions.InvalidChunkLength)):
+            return "the connection closed in the middle of an answer"
+        if isinstance(cause, http.client.UnknownProtocol):
+            return "an unknown HTTP version"
+        if isinstance(cause, http.client.BadStatusLine):
+            return "a status line that is not HTTP"
+        if type(cause) is http.client.HTTPException and "headers" in str(cause):
+            return "more than 100 headers"
+        if isinstance(cause, http.client.HTTPException):
+            return "an answer that is not HTTP/1.1"
+    return None
+
+
 def _not_tls(exc: BaseException) -> bool:
     return any(isinstance(e, ssl.SSLError) and e.reason in _NOT_TLS for e in _chain(exc))
 
@@ -789,12 +1044,191 @@ def _endpoint(address: str) -> str:
     return f"{parts.hostname}:{parts.port or (5986 if parts.scheme == 'https' else 5985)}"
 
 
+# -- threads ----------------------------------------------------------------------------------
+
+
+@dataclass(eq=False)
+class _Job:
+    call: Callable[[], Any]
+    future: Future[Any]
+    host: Host | None
+    label: str
+    submitted: float
+    end: float  # when its deadline passes: the host's timeout after submission
+
+
+@dataclass
+class _HostQueue:
+    running: int = 0
+    waiting: deque[_Job] = field(default_factory=deque)
+
+
+class _Scheduler:
+    """Runs each host action on a thread of its own, at most HOST_SESSIONS at once per host.
+
+    A host's further actions wait in its queue, holding no thread, and fail with `timeout` if
+    their deadline passes before they start. A host with nothing running always gets a thread at
+    once, so no number of stuck hosts delays a healthy one; a host's second session waits while
+    MAX_THREADS are busy. A thread that finishes takes the next job it may run before it ends.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Condition()
+        self._hosts: dict[str, _HostQueue] = {}
+        self._threads = 0
+        self._reaper: threading.Thread | None = None
+
+    def submit(self, fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Future[T]:
+        host = next((a for a in (*args, *kwargs.values()) if isinstance(a, Host)), None)
+        label = str(getattr(fn, "__name__", ""))
+        now = time.monotonic()
+        future: Future[T] = Future()
+        job = _Job(
+            call=lambda: fn(*args, **kwargs),
+            future=future,
+            host=host,
+            label=label.replace("_", "-") if label.isidentifier() else "the action",
+            submitted=now,
+            end=now + host.timeout if host is not None else math.inf,
+        )
+        with self._lock:
+            if self._may_start(job):
+                self._start(job)
+            else:
+                self._queue(job).waiting.append(job)
+                self._watch_deadlines()
+        return future
+
+    # with self._lock held: _queue, _may_start, _start, _next, _late
+
+    def _queue(self, job: _Job) -> _HostQueue:
+        key = job.host.name if job.host is not None else ""
+        return self._hosts.setdefault(key, _HostQueue())
+
+    def _may_start(self, job: _Job) -> bool:
+        if job.host is None:
+            return True  # not a host action: nothing to queue it behind
+        queue = self._queue(job)
+        return queue.running < HOST_SESSIONS and (queue.running == 0 or self._threads < MAX_THREADS)
+
+    def _start(self, job: _Job, *, thread: bool = True) -> None:
+        if job.host is not None:
+            self._queue(job).running += 1
+        if thread:
+            self._threads += 1
+            threading.Thread(target=self._work, args=(job,), name="certops-winrm", daemon=True).start()
+
+    def _work(self, job: _Job | None) -> None:
+        while job is not None:
+            self._run(job)
+            with self._lock:
+                if job.host is not None:
+                    queue = self._queue(job)
+                    queue.running -= 1
+                    if not queue.running and not queue.waiting:
+                        del self._hosts[job.host.name]
+                job = self._next()
+                if job is None:
+                    self._threads -= 1
+                else:
+                    self._start(job, thread=False)
+
+    def _next(self) -> _Job | None:
+        """The longest-waiting job that may start now, its queue's first."""
+        ready = [q.waiting[0] for q in self._hosts.values() if q.waiting and self._may_start(q.waiting[0])]
+        if not ready:
+            return None
+        job = min(ready, key=lambda j: j.submitted)
+        self._queue(job).waiting.popleft()
+        return job
+
+    def _run(self, job: _Job) -> None:
+        if not job.future.set_running_or_notify_cancel():
+            return  # cancelled while it waited (an awaiting task was cancelled)
+        if time.monotonic() >= job.end:  # a slot freed just as its deadline passed
+            job.future.set_exception(self._full(job, HOST_SESSIONS))
+            return
+        _local.job = job
+        try:
+            result = job.call()
+        except BaseException as exc:
+            job.future.set_exception(exc)
+        else:
+            job.future.set_result(result)
+        finally:
+            _local.job = None
+
+    def _watch_deadlines(self) -> None:
+        if self._reaper is None:
+            self._reaper = threading.Thread(target=self._reap, name="certops-winrm-queue", daemon=True)
+            self._reaper.start()
+        else:
+            self._lock.notify_all()
+
+    def _reap(self) -> None:
+        """Fails every queued job whose deadline passes before it could start, at its deadline."""
+        while True:
+            with self._lock:
+                late = self._late()
+                while not late:
+                    soonest = min((job.end for q in self._hosts.values() for job in q.waiting), default=None)
+                    if soonest is None:
+                        self._reaper = None
+                        return
+                    self._lock.wait(soonest - time.monotonic())
+                    late = self._late()
+            for job, error in late:  # outside the lock: done-callbacks may submit again
+                if job.future.set_running_or_notify_cancel():
+                    job.future.set_exception(error)
+
+    def _late(self) -> list[tuple[_Job, HostActionError]]:
+        now = time.monotonic()
+        late: list[tuple[_Job, HostActionError]] = []
+        for key, queue in list(self._hosts.items()):
+            if any(job.end <= now for job in queue.waiting):
+                late += [(job, self._full(job, queue.running)) for job in queue.waiting if job.end <= now]
+                queue.waiting = deque(job for job in queue.waiting if job.end > now)
+            if not queue.waiting and not queue.running:
+                del self._hosts[key]
+        return late
+
+    @staticmethod
+    def _full(job: _Job, running: int) -> HostActionError:
+        assert job.host is not None
+        name = job.host.name
+        why = (
+            f"{running} earlier actions on it were still running"
+            if running >= HOST_SESSIONS
+            else f"certops was already running {MAX_THREADS} sessions"
+        )
+        return HostActionError(
+            "timeout",
+            f"{name}: {job.label} could not start within {job.host.timeout:g} s: the host's queue was full "
+            f"({why}), so it was not run.",
+            host=name,
+        )
+
+
+_SCHEDULER = _Scheduler()
+_local = threading.local()
+
+
+def _submitted(host: Host) -> float | None:
+    """When the action running on this thread was submitted, if it was submitted for `host`; only
+    its first session starts its clock then."""
+    job: _Job | None = getattr(_local, "job", None)
+    if job is None or job.host is None or job.host.name != host.name:
+        return None
+    _local.job = None
+    return job.submitted
+
+
 def run_in_thread(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> Future[T]:
-    """Submit a blocking host action to the shared WinRM worker pool."""
-    return _WORKERS.submit(fn, *args, **kwargs)
+    """Run a blocking host action on a thread; its first Host argument decides its queue, and its
+    deadline (the host's timeout) starts now."""
+    return _SCHEDULER.submit(fn, args, kwargs)
 
 
 async def arun(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
     """Await a blocking host action from async code without blocking the event loop."""
-    loop = asyncio.get_running_loop()
-    return await asyncio.wrap_future(loop.run_in_executor(_WORKERS, lambda: fn(*args, **kwargs)))
+    return await asyncio.wrap_future(run_in_thread(fn, *args, **kwargs))

@@ -11,7 +11,9 @@ $ErrorActionPreference = 'Stop'
 if (-not (Test-Path -LiteralPath "Cert:\LocalMachine\$Store\$Thumbprint")) {
     throw "certificate $Thumbprint is not in LocalMachine\$Store"
 }
-Add-Type -AssemblyName 'Microsoft.Web.Administration'
+$mwa = "$env:windir\System32\inetsrv\Microsoft.Web.Administration.dll"
+if (Test-Path -LiteralPath $mwa) { Add-Type -Path $mwa }  # the partial-name load fails on some hosts
+else { $null = [Reflection.Assembly]::Load('Microsoft.Web.Administration, Version=7.0.0.0, Culture=neutral, PublicKeyToken=31bf3856ad364e35') }
 $sm = New-Object Microsoft.Web.Administration.ServerManager
 $s = $sm.Sites[$Site]
 if ($null -eq $s) { throw "IIS has no site named $Site" }

@@ -32,36 +32,52 @@ function Get-CertopsFileFacts([string]$Execute, [string]$Arguments, [string]$Wor
     return , $out.ToArray()
 }
 $tasks = New-Object 'Collections.Generic.List[object]'
-foreach ($t in @(Get-ScheduledTask | Where-Object { $_.TaskPath -notlike '\Microsoft\*' })) {
-    $info = Get-ScheduledTaskInfo -InputObject $t
-    $user = [string]$t.Principal.UserId
-    $resolves = $null
-    if ($user) {
-        try {
-            $null = (New-Object Security.Principal.NTAccount($user)).Translate([Security.Principal.SecurityIdentifier])
-            $resolves = $true
-        } catch { $resolves = $false }
-    }
-    $actions = New-Object 'Collections.Generic.List[object]'
-    foreach ($a in @($t.Actions)) {
-        if ($null -eq $a.Execute) { continue }
-        $actions.Add(@{
-            execute = [string]$a.Execute
-            arguments = [string]$a.Arguments
-            working_directory = [string]$a.WorkingDirectory
-            files = (Get-CertopsFileFacts $a.Execute $a.Arguments $a.WorkingDirectory)
+$errors = New-Object 'Collections.Generic.List[object]'
+# A task with malformed XML makes Get-ScheduledTask write an error for that task: collect it and
+# keep the others (under 'Stop' the first one would end the whole script).
+$listErrors = @()
+$all = @(Get-ScheduledTask -ErrorAction SilentlyContinue -ErrorVariable listErrors)
+foreach ($e in @($listErrors)) { $errors.Add(@{ task = $null; error = [string]$e.Exception.Message }) }
+foreach ($t in @($all | Where-Object { $_.TaskPath -notlike '\Microsoft\*' })) {
+    $taskPath = $null
+    try {
+        $taskPath = $t.TaskPath + $t.TaskName
+        $info = Get-ScheduledTaskInfo -InputObject $t
+        $user = [string]$t.Principal.UserId
+        $resolves = $null
+        if ($user) {
+            try {
+                $null = (New-Object Security.Principal.NTAccount($user)).Translate([Security.Principal.SecurityIdentifier])
+                $resolves = $true
+            } catch { $resolves = $false }
+        }
+        $actions = New-Object 'Collections.Generic.List[object]'
+        foreach ($a in @($t.Actions)) {
+            if ($null -eq $a.Execute) { continue }
+            $actions.Add(@{
+                execute = [string]$a.Execute
+                arguments = [string]$a.Arguments
+                working_directory = [string]$a.WorkingDirectory
+                files = (Get-CertopsFileFacts $a.Execute $a.Arguments $a.WorkingDirectory)
+            })
+        }
+        $tasks.Add(@{
+            path = $taskPath
+            state = [string]$t.State
+            user = $user
+            user_resolves = $resolves
+            last_run = if ($info.LastRunTime) { $info.LastRunTime.ToUniversalTime().ToString('o') } else { $null }
+            last_result = [long]$info.LastTaskResult
+            next_run = if ($info.NextRunTime) { $info.NextRunTime.ToUniversalTime().ToString('o') } else { $null }
+            missed_runs = [long]$info.NumberOfMissedRuns
+            actions = @($actions)
         })
+    } catch {
+        # e.g. the task was deleted between the listing and Get-ScheduledTaskInfo
+        $errors.Add(@{ task = $taskPath; error = $_.Exception.Message })
     }
-    $tasks.Add(@{
-        path = $t.TaskPath + $t.TaskName
-        state = [string]$t.State
-        user = $user
-        user_resolves = $resolves
-        last_run = if ($info.LastRunTime) { $info.LastRunTime.ToUniversalTime().ToString('o') } else { $null }
-        last_result = [long]$info.LastTaskResult
-        next_run = if ($info.NextRunTime) { $info.NextRunTime.ToUniversalTime().ToString('o') } else { $null }
-        missed_runs = [long]$info.NumberOfMissedRuns
-        actions = @($actions)
-    })
 }
-@{ tasks = @($tasks); services = @(Get-Service | ForEach-Object { $_.Name }) }
+$services = @()
+try { $services = @(Get-Service -ErrorAction SilentlyContinue | ForEach-Object { $_.Name }) }
+catch { $errors.Add(@{ task = $null; error = $_.Exception.Message }) }
+@{ tasks = @($tasks); services = $services; errors = @($errors) }

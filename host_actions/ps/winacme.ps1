@@ -8,10 +8,20 @@ param(
 $ProgressPreference = 'SilentlyContinue'
 $ErrorActionPreference = 'Stop'
 $renewals = New-Object 'Collections.Generic.List[object]'
+$errors = New-Object 'Collections.Generic.List[object]'
 foreach ($root in $Roots) {
     if (-not (Test-Path -LiteralPath $root)) { continue }
-    foreach ($f in @(Get-ChildItem -LiteralPath $root -Recurse -Filter '*.renewal.json' -File)) {
-        $text = [IO.File]::ReadAllText($f.FullName)
+    # an access-denied subfolder is one error record, not the end of the listing
+    $walkErrors = @()
+    $files = @(Get-ChildItem -LiteralPath $root -Recurse -Filter '*.renewal.json' -File -ErrorAction SilentlyContinue -ErrorVariable walkErrors)
+    foreach ($e in @($walkErrors)) { $errors.Add(@{ path = [string]$e.TargetObject; error = [string]$e.Exception.Message }) }
+    foreach ($f in $files) {
+        try {
+            $text = [IO.File]::ReadAllText($f.FullName)
+        } catch {
+            $errors.Add(@{ path = $f.FullName; error = $_.Exception.Message })
+            continue
+        }
         $scripts = New-Object 'Collections.Generic.List[object]'
         try {
             foreach ($step in @((ConvertFrom-Json -InputObject $text).InstallationPluginOptions)) {
@@ -23,4 +33,4 @@ foreach ($root in $Roots) {
         $renewals.Add(@{ path = $f.FullName; text = $text; scripts = @($scripts) })
     }
 }
-@{ renewals = @($renewals); wacs_exists = (Test-Path -LiteralPath $WacsPath) }
+@{ renewals = @($renewals); wacs_exists = (Test-Path -LiteralPath $WacsPath); errors = @($errors) }

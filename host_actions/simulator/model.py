@@ -10,15 +10,24 @@ import datetime as dt
 import hashlib
 import json
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, overload
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-KeyState = Literal["ok", "missing_keyset", "no_key_provider_info", "access_denied"]
+# What the key link of a certificate leads to. "wrong_key": an existing key that is not this
+# certificate's (a relink to the wrong container); "user_store": the key sits in a user's store.
+KeyState = Literal["ok", "missing_keyset", "no_key_provider_info", "access_denied", "wrong_key", "user_store"]
+KeyAlg = Literal["rsa", "ecdsa"]
+ProviderKind = Literal["capi", "cng"]  # win-acme's default RSA key is CAPI (the SChannel CSP)
 SCHANNEL_CSP = "Microsoft RSA SChannel Cryptographic Provider"
+SOFTWARE_KSP = "Microsoft Software Key Storage Provider"
+WINRM_IDENTITY = "IIS01\\certops"
+SYSTEM_IDENTITY = "NT AUTHORITY\\SYSTEM"
+CERTOPS_TASK = "\\certops\\certops hourly check"
+LAYER2_STATE = "C:\\ProgramData\\certops\\key-verdicts.json"
 IIS_APP_ID = "{4dc3e181-e14b-4a21-b022-59fc669b0914}"
 PLUGIN_IIS = "ea6a5be3-f8de-4d27-a6bd-750b619b2ee2"
 PLUGIN_SCRIPT = "3bb22c70-358d-4251-86bd-11858363d913"
@@ -29,6 +38,7 @@ WINACME_ROOT = "C:\\ProgramData\\win-acme\\acme-v02.api.letsencrypt.org"
 # One issuer key for the whole process: minting is the slow part of building a big model.
 _ISSUER_KEY = ec.generate_private_key(ec.SECP256R1())
 _LEAF_KEY = ec.generate_private_key(ec.SECP256R1())
+_RSA_LEAF_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
 
 @dataclass
@@ -43,9 +53,22 @@ class SimCert:
     issuer: str
     serial: str
     friendly_name: str = ""
-    key_state: KeyState = "ok"
-    container: str = ""
+    key_state: KeyState = "ok"  # as the WinRM account sees it
+    container: str = ""  # the key file's name (UniqueName)
     key_lost: bool = False  # the key file is gone for good: certutil -repairstore cannot help
+    der: bytes = b""  # RawData
+    key_alg: KeyAlg = "ecdsa"
+    provider_kind: ProviderKind = "cng"
+    system_key_state: KeyState | None = None  # as SYSTEM (schannel) sees it, when that differs
+
+    @property
+    def link_container(self) -> str:
+        """The container name the key link (KeyProvInfo) names."""
+        return f"te-{self.thumbprint[:8].lower()}-certops-sim"
+
+    @property
+    def provider(self) -> str:
+        return SCHANNEL_CSP if self.provider_kind == "capi" else SOFTWARE_KSP
 
 
 @dataclass
@@ -63,6 +86,7 @@ class SiteBinding:
     ssl_flags: int = 0
     thumbprint: str = ""
     store: str = ""
+    hash_getter_throws: bool = False  # MWA's Binding.CertificateHash throws for this binding
 
 
 @dataclass
@@ -89,6 +113,7 @@ class Task:
     last_run: dt.datetime | None = None
     last_result: int = 0x41303
     next_run: dt.datetime | None = None
+    xml_malformed: bool = False  # Get-ScheduledTask writes an error for it instead of listing it
 
     @property
     def full_path(self) -> str:
@@ -113,6 +138,13 @@ class HostModel:
     certs: list[SimCert] = field(default_factory=list)
     http_bindings: list[HttpBinding] = field(default_factory=list)
     sites: list[Site] = field(default_factory=list)
+    # non-English Windows: PowerShell 5.1's DnsNameList shows only the subject CN
+    localised: bool = False
+    # how Microsoft.Web.Administration loads: by path (inetsrv), by full name, or not at all
+    # (the partial-name Add-Type the scripts used to do fails on some hosts)
+    mwa_loads_by: Literal["path", "full_name", "none"] = "path"
+    access_denied_folders: list[str] = field(default_factory=list)  # under the win-acme root
+    winrm_identity: str = WINRM_IDENTITY
     renewals: list[Renewal] = field(default_factory=list)
     tasks: list[Task] = field(default_factory=list)
     files: dict[str, str] = field(default_factory=dict)  # path (lower case) -> content
@@ -123,6 +155,7 @@ class HostModel:
     # What the next win-acme run leaves behind; "missing_keyset" replays the incident.
     next_renewal_key_state: KeyState = "ok"
     next_renewal_fails: bool = False
+    next_renewal_key_alg: KeyAlg = "rsa"
     log: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -156,9 +189,11 @@ class HostModel:
         days_valid: float = 90,
         key_state: KeyState = "ok",
         friendly_name: str = "",
+        key_alg: KeyAlg = "rsa",
+        provider_kind: ProviderKind | None = None,
     ) -> SimCert:
-        cert = mint_certificate(names, self.now - dt.timedelta(days=days_old), days_valid)
-        sim = sim_cert(cert, store, key_state, friendly_name)
+        cert = mint_certificate(names, self.now - dt.timedelta(days=days_old), days_valid, key_alg)
+        sim = sim_cert(cert, store, key_state, friendly_name, provider_kind)
         self.certs.append(sim)
         return sim
 
@@ -253,6 +288,18 @@ class HostModel:
         self.tasks.append(task)
         return task
 
+    def add_certops_task(self, *, last_result: int = 0) -> Task:
+        """certops's own Layer 2 task, as install-certops-tasks.ps1 registers it."""
+        script = "C:\\ProgramData\\certops\\certops-hourly-check.ps1"
+        self.files[script.lower()] = "# certops Layer 2: the hourly, idempotent host check\r\n"
+        return self.add_task(
+            "certops hourly check",
+            "powershell.exe",
+            f"-NoProfile -NonInteractive -ExecutionPolicy Bypass -File {script}",
+            path="\\certops\\",
+            last_result=last_result,
+        )
+
     def add_wacs_task(self, *, enabled: bool = True, last_result: int = 0) -> Task:
         return self.add_task(
             "win-acme renew (acme-v02.api.letsencrypt.org)",
@@ -263,9 +310,13 @@ class HostModel:
         )
 
 
-def leaf_key() -> ec.EllipticCurvePrivateKey:
-    """The private key of every simulated certificate (the TLS server needs it)."""
-    return _LEAF_KEY
+@overload
+def leaf_key(alg: Literal["ecdsa"] = "ecdsa") -> ec.EllipticCurvePrivateKey: ...
+@overload
+def leaf_key(alg: KeyAlg) -> ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey: ...
+def leaf_key(alg: KeyAlg = "ecdsa") -> ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey:
+    """The private key of every simulated certificate of that type (the TLS server needs it)."""
+    return _LEAF_KEY if alg == "ecdsa" else _RSA_LEAF_KEY
 
 
 ISSUER_NAME = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Simulated Issuer R3")])
@@ -288,24 +339,36 @@ def issuer_pem() -> bytes:
     return cert.public_bytes(serialization.Encoding.PEM)
 
 
-def mint_certificate(names: list[str], not_before: dt.datetime, days: float) -> x509.Certificate:
+def mint_certificate(
+    names: list[str], not_before: dt.datetime, days: float, key_alg: KeyAlg = "ecdsa"
+) -> x509.Certificate:
     issuer = ISSUER_NAME
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])])
     return (
         x509.CertificateBuilder()
         .subject_name(subject)
         .issuer_name(issuer)
-        .public_key(_LEAF_KEY.public_key())
+        .public_key(leaf_key(key_alg).public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(not_before)
         .not_valid_after(not_before + dt.timedelta(days=days))
         .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), False)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), False)
         .sign(_ISSUER_KEY, hashes.SHA256())
     )
 
 
-def sim_cert(cert: x509.Certificate, store: str, key_state: KeyState, friendly_name: str = "") -> SimCert:
+def sim_cert(
+    cert: x509.Certificate,
+    store: str,
+    key_state: KeyState,
+    friendly_name: str = "",
+    provider_kind: ProviderKind | None = None,
+) -> SimCert:
     der = cert.public_bytes(serialization.Encoding.DER)
+    key_alg: KeyAlg = "rsa" if isinstance(cert.public_key(), rsa.RSAPublicKey) else "ecdsa"
+    if provider_kind is None or key_alg == "ecdsa":  # ECDSA keys are CNG keys
+        provider_kind = "capi" if key_alg == "rsa" else "cng"
     sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
     thumbprint = hashlib.sha1(der).hexdigest().upper()  # noqa: S324 - Windows thumbprints are SHA-1
     return SimCert(
@@ -321,6 +384,9 @@ def sim_cert(cert: x509.Certificate, store: str, key_state: KeyState, friendly_n
         friendly_name=friendly_name,
         key_state=key_state,
         container=f"{thumbprint[:32].lower()}_7989b711-2e3f-4107-9aae-fb8df2e3b958",
+        der=der,
+        key_alg=key_alg,
+        provider_kind=provider_kind,
     )
 
 

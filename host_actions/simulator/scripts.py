@@ -6,6 +6,7 @@ The PowerShell itself cannot run here; these handlers are the executable half of
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import hashlib
 import json
@@ -14,9 +15,12 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from host_actions.simulator.model import (
+    CERTOPS_TASK,
+    LAYER2_STATE,
     PLUGIN_IIS,
     PLUGIN_SCRIPT,
-    SCHANNEL_CSP,
+    SOFTWARE_KSP,
+    SYSTEM_IDENTITY,
     HostModel,
     SimCert,
     Task,
@@ -43,53 +47,161 @@ def _iso(value: dt.datetime | None) -> str | None:
 def certs(model: HostModel, params: Mapping[str, Any]) -> dict[str, Any]:
     stores = [str(s) for s in params.get("Stores") or ["My", "WebHosting"]]
     thumbprint = str(params.get("Thumbprint") or "")
-    out = []
-    for c in model.certs:
-        if c.store not in stores or (thumbprint and c.thumbprint != thumbprint):
-            continue
-        out.append(
-            {
-                "store": c.store,
-                "thumbprint": c.thumbprint,
-                "subject": c.subject,
-                "sans": list(c.sans),
-                "friendly_name": c.friendly_name,
-                "not_before": _iso(c.not_before),
-                "not_after": _iso(c.not_after),
-                "issuer": c.issuer,
-                "serial": c.serial,
-                "has_private_key": c.key_state != "no_key_provider_info",
-                "key": _key_facts(c),
-            }
-        )
-    return {"certs": out}
+    out = [
+        cert_doc(model, c, model.winrm_identity)
+        for c in model.certs
+        if c.store in stores and not (thumbprint and c.thumbprint != thumbprint)
+    ]
+    return {"certs": out, "errors": [], "layer2": model.files.get(LAYER2_STATE.lower())}
 
 
-def _key_facts(c: SimCert) -> dict[str, Any]:
+def cert_doc(model: HostModel, c: SimCert, identity: str) -> dict[str, Any]:
+    return {
+        "store": c.store,
+        "thumbprint": c.thumbprint,
+        "raw": base64.b64encode(c.der).decode("ascii"),
+        "subject": c.subject,
+        # DnsNameList: on non-English Windows PowerShell 5.1 it finds no SAN, only the CN
+        "sans": [c.subject.removeprefix("CN=")] if model.localised else list(c.sans),
+        "friendly_name": c.friendly_name,
+        "not_before": _iso(c.not_before),
+        "not_after": _iso(c.not_after),
+        "issuer": c.issuer,
+        "serial": c.serial,
+        "has_private_key": c.key_state != "no_key_provider_info",
+        "key": key_facts(c, identity),
+    }
+
+
+def key_facts(c: SimCert, identity: str) -> dict[str, Any]:
+    """What Get-CertopsKeyFacts (the shared key test) collects for this key, run as `identity`."""
+    state = c.system_key_state if identity == SYSTEM_IDENTITY and c.system_key_state else c.key_state
     facts: dict[str, Any] = {
         "opened": False,
         "signed": False,
+        "verified": None,
+        "algorithm": "RSA" if c.key_alg == "rsa" else "ECDSA",
         "hresult": None,
         "message": None,
+        "key_class": None,
         "provider": None,
         "container": None,
+        "is_machine_key": None,
+        "link": None,
+        "container_exists": None,
+        "exists_hresult": None,
+        "files": [],
         "file": None,
         "file_exists": None,
+        "identity": identity,
     }
-    if c.key_state == "ok":
+    if c.key_state == "no_key_provider_info":
+        return facts
+    machine = state != "user_store"
+    facts["link"] = {
+        "container": c.link_container,
+        "provider": c.provider,
+        "provider_type": 12 if c.provider_kind == "capi" else 0,
+        "machine_keyset": machine,
+    }
+    if state in ("ok", "wrong_key", "user_store"):
+        # GetRSAPrivateKey opens a CAPI key through CNG too: RSACng, whose provider is the KSP
         facts.update(
             opened=True,
             signed=True,
-            provider=SCHANNEL_CSP,
+            verified=state != "wrong_key",
+            key_class="RSACng" if c.key_alg == "rsa" else "ECDsaCng",
+            provider=SOFTWARE_KSP,
             container=c.container,
-            file=f"{MACHINE_KEYS}\\{c.container}",
-            file_exists=True,
+            is_machine_key=machine,
+            container_exists=True,
         )
-    elif c.key_state == "missing_keyset":
-        facts.update(hresult="0x80090016", message="Keyset does not exist")
-    elif c.key_state == "access_denied":
-        facts.update(hresult="0x80070005", message="Access is denied.")
+        if machine:
+            home = "RSA\\MachineKeys" if c.provider_kind == "capi" else "Keys"
+        else:
+            home = "user RSA" if c.provider_kind == "capi" else "user Keys"
+        files = [
+            {"folder": folder, "path": f"{base}\\{c.container}", "exists": folder == home}
+            for folder, base in KEY_FOLDERS
+        ]
+        found = next(f for f in files if f["exists"])
+        facts.update(files=files, file=found["path"], file_exists=True)
+    elif state == "missing_keyset":
+        facts["container_exists"] = False
+        if c.provider_kind == "capi":
+            facts.update(exists_hresult="0x80090016", hresult="0x80090016", message="Keyset does not exist")
+        elif c.key_alg == "rsa":  # the CAPI fallback on a KSP key
+            facts.update(hresult="0x80090014", message="Invalid provider type specified.")
+        else:  # CngKey.Open(null)
+            facts.update(hresult="0x80004003", message="Value cannot be null.\r\nParameter name: keyHandle")
+    elif state == "access_denied":
+        facts.update(exists_hresult="0x80070005", hresult="0x80070005", message="Access is denied.")
     return facts
+
+
+KEY_FOLDERS = (
+    ("RSA\\MachineKeys", "C:\\ProgramData\\Microsoft\\Crypto\\RSA\\MachineKeys"),
+    ("Keys", "C:\\ProgramData\\Microsoft\\Crypto\\Keys"),
+    ("SystemKeys", "C:\\ProgramData\\Microsoft\\Crypto\\SystemKeys"),
+    ("user RSA", "C:\\Users\\certops\\AppData\\Roaming\\Microsoft\\Crypto\\RSA\\S-1-5-21-1-2-3-1001"),
+    ("user Keys", "C:\\Users\\certops\\AppData\\Roaming\\Microsoft\\Crypto\\Keys"),
+)
+
+
+def key_usable_on_host(facts: Mapping[str, Any]) -> bool:
+    """Test-CertopsKey in the Layer 2 and Layer 3 scripts: the one judgement made on the host."""
+    return bool(facts["signed"]) and facts["verified"] is not False and facts["is_machine_key"] is not False
+
+
+def hourly_check(model: HostModel) -> int:
+    """certops-hourly-check.ps1 run as SYSTEM: tests the newest certificate of every https host
+    name, repairs what certutil can, writes its state file and returns its exit code."""
+    problems: list[str] = []
+    notes: list[str] = []
+    tested: dict[str, dict[str, Any]] = {}
+    for site in model.sites if model.mwa_loads_by != "none" else []:
+        for b in site.bindings:
+            if b.protocol != "https" or b.ssl_flags & 2:
+                continue
+            name = b.information.split(":")[-1].lower()
+            if not name:
+                continue
+            covering = [c for c in model.certs if name in {n.lower() for n in c.sans}]
+            if not covering:
+                problems.append(f"{name}: no certificate for this name")
+                continue
+            newest = max(covering, key=lambda c: c.not_before)
+            facts = key_facts(newest, SYSTEM_IDENTITY)
+            if not key_usable_on_host(facts):
+                if not newest.key_lost and newest.key_state in ("missing_keyset", "wrong_key"):
+                    newest.key_state, newest.system_key_state = "ok", None
+                    model.log.append(f"certutil -repairstore {newest.store} {newest.thumbprint}")
+                facts = key_facts(newest, SYSTEM_IDENTITY)
+                if key_usable_on_host(facts):
+                    notes.append(f"{name}: repaired the key link of {newest.thumbprint}")
+                else:
+                    problems.append(f"{name}: key of {newest.thumbprint} still unusable after certutil -repairstore")
+            tested[newest.thumbprint] = {
+                "store": newest.store,
+                "thumbprint": newest.thumbprint,
+                "has_private_key": newest.key_state != "no_key_provider_info",
+                "key": facts,
+            }
+            if b.thumbprint != newest.thumbprint:
+                problems.append(f"{name}: binding uses {b.thumbprint}, newest certificate is {newest.thumbprint}")
+    state = {
+        "at": model.now.astimezone(dt.UTC).isoformat(),
+        "identity": SYSTEM_IDENTITY,
+        "certs": list(tested.values()),
+        "problems": problems,
+        "notes": notes,
+    }
+    model.files[LAYER2_STATE.lower()] = json.dumps(state, separators=(",", ":"))
+    result = 1 if problems else 0
+    for task in model.tasks:
+        if task.full_path.lower() == CERTOPS_TASK.lower():
+            task.last_result, task.last_run = result, model.now
+    return result
 
 
 def render_netsh(model: HostModel) -> str:
@@ -111,30 +223,48 @@ def render_netsh(model: HostModel) -> str:
 
 
 def bindings(model: HostModel, params: Mapping[str, Any]) -> dict[str, Any]:
-    sites = [
-        {
-            "name": s.name,
-            "id": s.id,
-            "bindings": [
-                {
-                    "protocol": b.protocol,
-                    "binding_information": b.information,
-                    "ssl_flags": b.ssl_flags,
-                    "certificate_hash": b.thumbprint,
-                    "certificate_store": b.store,
-                }
-                for b in s.bindings
-            ],
-        }
-        for s in model.sites
-    ]
+    available = model.iis_available and model.mwa_loads_by != "none"
+    sites, errors = [], []
+    for s in model.sites if available else []:
+        docs = []
+        for b in s.bindings:
+            doc: dict[str, Any] = {
+                "protocol": b.protocol,
+                "binding_information": b.information,
+                "ssl_flags": b.ssl_flags,
+                "certificate_hash": "" if b.hash_getter_throws else b.thumbprint,
+                "certificate_store": "" if b.hash_getter_throws else b.store,
+                "error": None,
+            }
+            if b.hash_getter_throws:
+                doc["error"] = HASH_GETTER_ERROR
+                errors.append({"site": s.name, "binding": b.information, "error": HASH_GETTER_ERROR})
+            docs.append(doc)
+        sites.append({"name": s.name, "id": s.id, "bindings": docs})
+    iis_error = None
+    if not model.iis_available:
+        iis_error = "Could not load file or assembly 'Microsoft.Web.Administration'"
+    elif not available:
+        iis_error = (
+            "Microsoft.Web.Administration could not be loaded: Could not load file or assembly "
+            "'file:///C:\\Windows\\System32\\inetsrv\\Microsoft.Web.Administration.dll' or one of its "
+            "dependencies. The system cannot find the file specified. / Could not load file or assembly "
+            "'Microsoft.Web.Administration, Version=7.0.0.0, Culture=neutral, PublicKeyToken=31bf3856ad364e35' "
+            "or one of its dependencies. The system cannot find the file specified."
+        )
     return {
         "netsh": render_netsh(model),
         "netsh_exit": 0,
-        "iis_available": model.iis_available,
-        "iis_error": None if model.iis_available else "Could not load file or assembly 'Microsoft.Web.Administration'",
-        "sites": sites if model.iis_available else [],
+        "iis_available": available,
+        "iis_error": iis_error,
+        "mwa_loaded_by": model.mwa_loads_by if available else None,
+        "errors": errors,
+        "sites": sites,
     }
+
+
+HASH_GETTER_ERROR = "Value does not fall within the expected range."
+TASK_XML_ERROR = "The task XML contains a value which is incorrectly formatted or out of range."
 
 
 def _task_doc(model: HostModel, t: Task) -> dict[str, Any]:
@@ -185,7 +315,11 @@ def _file_facts(model: HostModel, execute: str, arguments: str) -> list[dict[str
 
 def winacme(model: HostModel, params: Mapping[str, Any]) -> dict[str, Any]:
     renewals = []
+    denied = [d.rstrip("\\").lower() + "\\" for d in model.access_denied_folders]
+    errors = [{"path": d, "error": f"Access to the path '{d}' is denied."} for d in model.access_denied_folders]
     for r in model.renewals:
+        if any(r.path.lower().startswith(d) for d in denied):
+            continue
         scripts = [
             {"path": step["Script"], "exists": model.file_exists(step["Script"])}
             for step in r.data.get("InstallationPluginOptions", [])
@@ -193,13 +327,16 @@ def winacme(model: HostModel, params: Mapping[str, Any]) -> dict[str, Any]:
         ]
         renewals.append({"path": r.path, "text": r.text(), "scripts": scripts})
     wacs = str(params.get("WacsPath") or model.wacs_path)
-    return {"renewals": renewals, "wacs_exists": model.file_exists(wacs)}
+    return {"renewals": renewals, "wacs_exists": model.file_exists(wacs), "errors": errors}
 
 
 def tasks(model: HostModel, params: Mapping[str, Any]) -> dict[str, Any]:
+    listed = [t for t in model.tasks if not t.xml_malformed]
     return {
-        "tasks": [_task_doc(model, t) for t in model.tasks if not t.path.lower().startswith("\\microsoft\\")],
+        "tasks": [_task_doc(model, t) for t in listed if not t.path.lower().startswith("\\microsoft\\")],
         "services": sorted(model.services),
+        # Get-ScheduledTask's error record for a malformed task does not name the task
+        "errors": [{"task": None, "error": TASK_XML_ERROR} for t in model.tasks if t.xml_malformed],
     }
 
 
@@ -221,13 +358,14 @@ def repair_store(model: HostModel, params: Mapping[str, Any]) -> dict[str, Any]:
         )
         code = -2146893802
     else:
-        cert.key_state = "ok"
+        if cert.key_state != "user_store":  # relinking cannot move a key out of a user's store
+            cert.key_state, cert.system_key_state = "ok", None
         repair = (
             f"================ Certificate 0 ================\r\n"
             f"Serial Number: {cert.serial.lower()}\r\n"
             f"Cert Hash(sha1): {cert.thumbprint.lower()}\r\n"
             f"  Key Container = {cert.container}\r\n"
-            f"  Provider = {SCHANNEL_CSP}\r\n"
+            f"  Provider = {cert.provider}\r\n"
             "Encryption test passed\r\n"
             "CertUtil: -repairstore command completed successfully.\r\n"
         )
@@ -246,10 +384,10 @@ def certutil_store_view(cert: SimCert) -> str:
     if cert.key_state == "no_key_provider_info":
         body = "No key provider information\r\nCannot find the certificate and private key for decryption.\r\n"
     elif cert.key_state == "ok":
-        body = f"  Key Container = {cert.container}\r\n  Provider = {SCHANNEL_CSP}\r\n"
+        body = f"  Key Container = {cert.container}\r\n  Provider = {cert.provider}\r\n"
         body += "Encryption test passed\r\n"
     else:
-        body = f"  Key Container = {cert.container}\r\n  Provider = {SCHANNEL_CSP}\r\n"
+        body = f"  Key Container = {cert.container}\r\n  Provider = {cert.provider}\r\n"
         body += "Missing stored keyset\r\n"
     return head + body + "CertUtil: -store command completed successfully.\r\n"
 
@@ -309,7 +447,8 @@ def renew(model: HostModel, params: Mapping[str, Any]) -> dict[str, Any]:
 def _install_new_certificate(model: HostModel, data: dict[str, Any]) -> list[str]:
     hosts = list(data["TargetPluginOptions"].get("IncludeHosts") or [])
     store = (data.get("StorePluginOptions") or [{}])[0].get("StoreName") or "WebHosting"
-    cert = sim_cert(mint_certificate(hosts, model.now, 90), store, model.next_renewal_key_state)
+    minted = mint_certificate(hosts, model.now, 90, model.next_renewal_key_alg)
+    cert = sim_cert(minted, store, model.next_renewal_key_state)
     model.certs.append(cert)
     lines = [f"{_stamp(model)} [INF] Store with CertificateStore... {store}"]
     for step in data.get("InstallationPluginOptions", []):
@@ -324,7 +463,12 @@ def _install_new_certificate(model: HostModel, data: dict[str, Any]) -> list[str
             if content is None:
                 lines.append(f"{_stamp(model)} [ERR] Script {script} not found")
             elif "certops-script: certops_post_renew" in content:
-                cert.key_state = "ok"  # what our Layer 3 script does with certutil -repairstore
+                # what our Layer 3 script does: the shared key test (as SYSTEM), and certutil
+                # -repairstore only when it fails
+                if not key_usable_on_host(key_facts(cert, SYSTEM_IDENTITY)):
+                    model.log.append(f"certutil -repairstore {cert.store} {cert.thumbprint}")
+                    if not cert.key_lost and cert.key_state != "user_store":
+                        cert.key_state, cert.system_key_state = "ok", None
                 lines.append(f"{_stamp(model)} [INF] Script finished")
     data["History"].append(model.history_entry(True, cert.thumbprint, days_ago=0))
     data["LastFriendlyName"] = data.get("FriendlyName")

@@ -103,10 +103,10 @@ class ModelTLSServer:
         if context is None:
             folder = Path(self._dir.name)
             cert_file = folder / f"{cert.thumbprint}.pem"
-            key_file = folder / "leaf.key"
+            key_file = folder / f"leaf-{cert.key_alg}.key"
             cert_file.write_bytes(cert.pem)
             key_file.write_bytes(
-                model_module.leaf_key().private_bytes(
+                model_module.leaf_key(cert.key_alg).private_bytes(
                     serialization.Encoding.PEM,
                     serialization.PrivateFormat.PKCS8,
                     serialization.NoEncryption(),

@@ -18,6 +18,18 @@ broken or hostile host would do next:
   xml_bomb           an answer whose DTD nests entities (billion laughs)
   redirect           307 to a second listener, which records whatever reaches it
   plain_http_on_tls  a plain HTTP 400 to whatever arrives (the Host uses https://)
+  tiny_streams       a finished answer just under 16 MiB made of ~290,000 Stream elements of 3 bytes each
+  many_lines         a finished answer whose one stream is 11.9 MiB of "ab\n" (4 million lines)
+  tiny_output        "Running" with 1 byte of stdout, at once, for ever
+  attribute_bomb     a finished answer whose one Stream start tag carries a million attributes
+  deep_xml           an answer of 2 million nested elements
+  fault_flood        HTTP 500 whose SOAP fault holds ~290,000 elements (pywinrm parses faults itself)
+  huge_header_line   a status line, then a header line of 1 MB
+  many_headers       a status line, then 100,000 headers
+  cut_mid_chunk      a chunked answer whose connection is closed in the middle of a chunk
+  tiny_chunks        a chunked answer of 2.5 MB sent in chunks of one byte (15 MB on the wire)
+  no_ntlm_challenge  HTTP 401 to every request, offering Negotiate and Basic but no NTLM token
+                     (the Host uses transport ntlm)
 
 Nothing here can hang a test: every hostile answer stops after `limit` seconds whatever the
 client does, a client that hangs up ends it at once, and stop() shuts every open connection.
@@ -58,12 +70,27 @@ Mode = Literal[
     "xml_bomb",
     "redirect",
     "plain_http_on_tls",
+    "tiny_streams",
+    "many_lines",
+    "tiny_output",
+    "attribute_bomb",
+    "deep_xml",
+    "fault_flood",
+    "huge_header_line",
+    "many_headers",
+    "cut_mid_chunk",
+    "tiny_chunks",
+    "no_ntlm_challenge",
 ]
 MODES: tuple[Mode, ...] = get_args(Mode)
 LIMIT_SECONDS = 10.0  # no hostile answer lasts longer, whatever the client does
 DEEP = 50_000  # the nesting that makes json.loads raise RecursionError
 WIDE = 600_000  # values in one document: a few MB of JSON, a hundred MB of Python objects
 PIECE = 1 << 20  # bytes per write of a big answer
+TINY_STREAM = '<rsp:Stream Name="stdout" CommandId="C">YWIK</rsp:Stream>'  # "ab\n"
+TINY_STREAMS = (16 * 1024 * 1024 - 2000) // len(TINY_STREAM)  # ~290,000: just under 16 MiB
+MANY_LINES = int(11.9 * 1024 * 1024) // 3  # "ab\n" lines: 4 million
+_ANY_REQUEST = ("redirect", "plain_http_on_tls", "no_ntlm_challenge")
 _ACTION = re.compile(rb"<[^>]*Action[^>]*>\s*([^<\s]+)\s*</")
 
 
@@ -97,7 +124,7 @@ class HostileWinRM:
             raise ValueError(f"unknown mode {mode!r}")
         self.mode: Mode = mode
         self.sim = WinRMSimulator(model or incident_host())  # the brain; never started, never listens
-        self.target = target or ("*" if mode in ("redirect", "plain_http_on_tls") else "Receive")
+        self.target = target or ("*" if mode in _ANY_REQUEST else "Receive")
         self.after = after
         self.times = times
         self._targeted = 0
@@ -174,13 +201,14 @@ class HostileWinRM:
         password_env: str = "CERTOPS_HOSTILE_PW",  # noqa: S107 - the name of a variable, not a secret
     ) -> Host:
         """A Host for this server; the caller puts `self.sim.password` in `password_env`."""
+        ntlm = self.mode == "no_ntlm_challenge"
         return Host(
             name=name,
             address=self.url,
-            transport="basic",
+            transport="ntlm" if ntlm else "basic",
             username=self.sim.username,
             password=EnvSecret(password_env),
-            allow_insecure_basic=True,
+            allow_insecure_basic=not ntlm,
             verify_tls=False,  # the mismatch is the point, not the certificate
             timeout=timeout,
             max_response_bytes=max_response_bytes,
@@ -455,7 +483,85 @@ def _redirect(server: HostileWinRM, handler: BaseHTTPRequestHandler) -> None:
     _send(server, handler, _head("307 Temporary Redirect", {"Location": server.decoy_url, "Content-Length": "0"}))
 
 
-_CUT_SHORT = ("trickle", "slow_body", "endless", "huge", "huge_chunked")
+def _tiny_streams(server: HostileWinRM, handler: BaseHTTPRequestHandler) -> None:
+    payload = _answer(TINY_STREAM * TINY_STREAMS, True)
+    _send(server, handler, _ok_head(len(payload)) + payload)
+
+
+def _many_lines(server: HostileWinRM, handler: BaseHTTPRequestHandler) -> None:
+    payload = _answer(_stdout(b"ab\n" * MANY_LINES), True)
+    _send(server, handler, _ok_head(len(payload)) + payload)
+
+
+def _attribute_bomb(server: HostileWinRM, handler: BaseHTTPRequestHandler) -> None:
+    attributes = " ".join(f'a{i:x}="x"' for i in range(1_000_000))
+    payload = _answer(f'<rsp:Stream Name="stdout" CommandId="C" {attributes}>YWIK</rsp:Stream>', True)
+    _send(server, handler, _ok_head(len(payload)) + payload)
+
+
+def _deep_xml(server: HostileWinRM, handler: BaseHTTPRequestHandler) -> None:
+    depth = 2_000_000
+    payload = _answer("<a>" * depth + "</a>" * depth, True)
+    _send(server, handler, _ok_head(len(payload)) + payload)
+
+
+def _fault_flood(server: HostileWinRM, handler: BaseHTTPRequestHandler) -> None:
+    detail = "<w:M>a</w:M>" * ((16 * 1024 * 1024 - 4000) // 12)
+    payload = (
+        f'<s:Envelope xmlns:s="{NS["s"]}" xmlns:w="{NS["w"]}"><s:Body><s:Fault><s:Code><s:Value>s:Receiver'
+        f"</s:Value></s:Code><s:Reason><s:Text>flood</s:Text></s:Reason><s:Detail>{detail}</s:Detail>"
+        "</s:Fault></s:Body></s:Envelope>"
+    ).encode()
+    _send(
+        server,
+        handler,
+        _head("500 Internal Server Error", {"Content-Type": SOAP_CONTENT_TYPE, "Content-Length": str(len(payload))})
+        + payload,
+    )
+
+
+def _huge_header_line(server: HostileWinRM, handler: BaseHTTPRequestHandler) -> None:
+    _send(server, handler, b"HTTP/1.1 200 OK\r\nX-Big: " + b"a" * (1 << 20) + b"\r\nContent-Length: 0\r\n\r\n")
+
+
+def _many_headers(server: HostileWinRM, handler: BaseHTTPRequestHandler) -> None:
+    headers = b"".join(b"X-%d: a\r\n" % i for i in range(100_000))
+    _send(server, handler, b"HTTP/1.1 200 OK\r\n" + headers + b"Content-Length: 0\r\n\r\n")
+
+
+def _cut_mid_chunk(server: HostileWinRM, handler: BaseHTTPRequestHandler) -> None:
+    head, _tail = _envelope('<rsp:Stream Name="stdout" CommandId="C">')
+    _send(server, handler, _ok_head(None) + b"1000\r\n" + head[:100])
+    handler.wfile.flush()
+    handler.request.shutdown(socket.SHUT_RDWR)
+
+
+def _tiny_chunks(server: HostileWinRM, handler: BaseHTTPRequestHandler) -> None:
+    payload = _answer(_stdout(b"ab\n" * (1900 * 1000 // 3)), True)  # 2.5 MB, 15 MB as chunks of one byte
+    framed = b"".join(b"1\r\n%c\r\n" % byte for byte in payload)
+    _send(server, handler, _ok_head(None) + framed + b"0\r\n\r\n")
+
+
+def _no_ntlm_challenge(server: HostileWinRM, handler: BaseHTTPRequestHandler) -> None:
+    # two WWW-Authenticate headers, as IIS sends them; neither carries an NTLM token
+    _send(
+        server,
+        handler,
+        b"HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Negotiate\r\n"
+        b'WWW-Authenticate: Basic realm="WSMAN"\r\nContent-Length: 0\r\n\r\n',
+    )
+
+
+_CUT_SHORT = (
+    "trickle",
+    "slow_body",
+    "endless",
+    "huge",
+    "huge_chunked",
+    "huge_header_line",
+    "many_headers",
+    "cut_mid_chunk",
+)
 _HOSTILE: dict[str, Callable[[HostileWinRM, BaseHTTPRequestHandler], None]] = {
     "trickle": lambda s, h: _trickle(s, h, headers_at_once=False),
     "slow_body": lambda s, h: _trickle(s, h, headers_at_once=True),
@@ -469,4 +575,15 @@ _HOSTILE: dict[str, Callable[[HostileWinRM, BaseHTTPRequestHandler], None]] = {
     "wide_json": _wide_json,
     "xml_bomb": _xml_bomb,
     "redirect": _redirect,
+    "tiny_streams": _tiny_streams,
+    "many_lines": _many_lines,
+    "tiny_output": lambda s, h: _running(s, h, output=1),
+    "attribute_bomb": _attribute_bomb,
+    "deep_xml": _deep_xml,
+    "fault_flood": _fault_flood,
+    "huge_header_line": _huge_header_line,
+    "many_headers": _many_headers,
+    "cut_mid_chunk": _cut_mid_chunk,
+    "tiny_chunks": _tiny_chunks,
+    "no_ntlm_challenge": _no_ntlm_challenge,
 }

@@ -196,6 +196,9 @@ def test_the_finding_codes_are_the_ones_the_issue_lists() -> None:
         "legacy_task_failing",
         "legacy_task_missing_target",
         "iis_unreadable",
+        "tasks_unreadable",
+        "renewals_unreadable",
+        "certops_check_failing",
     }
 
 

@@ -3,6 +3,7 @@ action ends by its deadline with a named problem, whatever the host does."""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -14,7 +15,14 @@ from host_actions.inventory import inventory
 from host_actions.parsers import JSONRefused, load_json, parse_renewal
 from host_actions.scripts import Part
 from host_actions.target import Host
-from host_actions.winrm_client import CLEANUP_SECONDS, GRACE_SECONDS, HostSession, run_in_thread
+from host_actions.winrm_client import (
+    CLEANUP_SECONDS,
+    GRACE_SECONDS,
+    HostSession,
+    _output_lines,
+    clixml_errors,
+    run_in_thread,
+)
 from tests.fakes.hostile_winrm import HostileWinRM, Mode
 
 PASSWORD_ENV = "CERTOPS_TEST_HOSTILE_PASSWORD"
@@ -181,7 +189,7 @@ def test_an_answer_with_nested_entities_is_bad_output(hostile: Hostile) -> None:
     _server, host = hostile("xml_bomb")
     error, _ = failure(host)
     assert error.kind == "bad_output"
-    assert error.message == "iis-hostile: WinRM sent an answer that could not be read."
+    assert error.message == "iis-hostile: WinRM sent an answer that could not be read (it declares a DTD)."
 
 
 def test_a_second_action_on_the_host_runs_while_the_first_is_stuck(hostile: Hostile) -> None:
@@ -238,3 +246,116 @@ def test_brackets_and_commas_inside_json_strings_are_data() -> None:
 def test_a_renewal_file_nested_too_deep_is_reported_not_read() -> None:
     renewal = parse_renewal(r"C:\ProgramData\win-acme\x.renewal.json", "[" * 1000 + "]" * 1000, [])
     assert renewal.problem == "not read: it is nested deeper than 64 levels"
+
+
+# -- answers that cost memory or requests out of proportion to their size ------------------------
+
+
+def test_an_answer_of_290000_tiny_streams_is_read_without_building_its_tree(hostile: Hostile) -> None:
+    # pywinrm's get_command_output_raw would build an element per stream: 190 MB above idle
+    server, host = hostile("tiny_streams", timeout=5.0)
+    error, seconds = failure(host)
+    assert error.kind == "bad_output"
+    assert error.message == "iis-hostile: expected results for 4 script(s), got 0."
+    assert seconds < 4.0
+    assert server.requests[-2:] == ["Signal", "Delete"]
+
+
+def test_four_million_lines_of_other_output_are_passed_over(hostile: Hostile) -> None:
+    _server, host = hostile("many_lines", timeout=5.0)
+    error, seconds = failure(host)
+    assert error.kind == "bad_output"
+    assert error.message == "iis-hostile: expected results for 4 script(s), got 0."
+    assert seconds < 3.0
+
+
+def test_a_receive_that_always_carries_one_byte_is_still_polled_with_backoff(hostile: Hostile) -> None:
+    server, host = hostile("tiny_output", timeout=3.0)
+    error, _ = failure(host)
+    assert error.kind == "timeout"
+    # 0.05 s doubling to 2 s: 6 or 7 Receives in 3 s; resetting the pause on any output made 1,700
+    assert 4 <= server.count("Receive") <= 10
+
+
+def test_no_host_gets_more_than_20_receives_a_second(hostile: Hostile) -> None:
+    # 8 KiB of output in every answer keeps the pause at its floor, and the floor holds
+    server, host = hostile("output_flood", size=8 * 1024, timeout=1.5)
+    error, _ = failure(host)
+    assert error.kind == "timeout"
+    assert 10 <= server.count("Receive") <= 1.5 * 20 + 1
+
+
+@pytest.mark.parametrize(
+    ("mode", "why"),
+    [
+        ("attribute_bomb", "it holds a tag longer than 8 KiB"),
+        ("deep_xml", "it is nested deeper than 32 levels"),
+        ("fault_flood", "it holds more than 10,000 elements"),
+    ],
+)
+def test_an_answer_shaped_to_cost_memory_is_refused_with_a_reason(hostile: Hostile, mode: Mode, why: str) -> None:
+    server, host = hostile(mode)
+    error, _ = failure(host)
+    assert error.kind == "bad_output"
+    assert error.message == f"iis-hostile: WinRM sent an answer that could not be read ({why})."
+    assert server.requests[-2:] == ["Signal", "Delete"]
+
+
+@pytest.mark.parametrize(
+    ("mode", "why"),
+    [
+        ("huge_header_line", "a status or header line longer than 64 KiB"),
+        ("many_headers", "more than 100 headers"),
+        ("cut_mid_chunk", "the connection closed in the middle of an answer"),
+    ],
+)
+def test_broken_http_from_a_host_that_was_reached_is_named_as_such(hostile: Hostile, mode: Mode, why: str) -> None:
+    server, host = hostile(mode)
+    error, _ = failure(host)
+    assert error.kind == "bad_output"
+    assert error.message == f"iis-hostile: the host answered with broken HTTP ({why})."
+    assert server.requests[-2:] == ["Signal", "Delete"]  # cleaned up on a fresh connection
+
+
+def test_an_ntlm_host_that_sends_no_ntlm_challenge_is_an_auth_failure_without_a_traceback(
+    hostile: Hostile, caplog: pytest.LogCaptureFixture
+) -> None:
+    server, host = hostile("no_ntlm_challenge")
+    assert host.transport == "ntlm"
+    with caplog.at_level(logging.DEBUG, logger="certops.host_actions"):
+        error, _ = failure(host)
+    assert error.kind == "auth_failed"
+    assert error.message == (
+        "iis-hostile: WinRM refused NTLM authentication: its HTTP 401 carried no NTLM challenge "
+        "(is Negotiate/NTLM enabled for the WinRM service on the host?)."
+    )
+    assert [r.getMessage() for r in caplog.records if r.exc_info] == []
+    assert len(server.requests) <= 2  # the encryption handshake, refused; no retries
+
+
+def test_only_lines_that_start_with_the_prefix_are_documents() -> None:
+    stdout = b"".join(
+        [
+            b"noise CERTOPS bm90\r\n",  # the prefix inside another line
+            b"  CERTOPS b25l  \r\n",  # leading and trailing blanks
+            b"CERTOPS\r\n",  # the prefix without its space
+            b"ab\n" * 100_000,
+            b"\rCERTOPS dHdv\rCERTOPS dGhyZWU=",  # lone carriage returns end lines too
+        ]
+    )
+    assert list(_output_lines(stdout, b"CERTOPS ")) == [b"CERTOPS b25l", b"CERTOPS dHdv", b"CERTOPS dGhyZWU="]
+    assert list(_output_lines(bytearray(stdout), b"CERTOPS ")) == [
+        b"CERTOPS b25l",
+        b"CERTOPS dHdv",
+        b"CERTOPS dGhyZWU=",
+    ]
+
+
+def test_stderr_of_megabytes_gives_a_short_message_quickly() -> None:
+    started = time.monotonic()
+    assert clixml_errors(b"a\n" * 4_000_000) == "a " * 149 + "a…"  # 300 characters
+    # an unclosed <S> a million times: the old non-greedy pattern scanned to the end from each one
+    assert clixml_errors(b"#< CLIXML\r\n" + b'<S S="Error">x' * 1_000_000) == ""
+    clixml = b"#< CLIXML\r\n" + b'<S S="progress">p</S>' * 500_000 + b'<S S="Error">boom_x000D__x000A_</S>'
+    assert clixml_errors(clixml) == "boom"
+    assert time.monotonic() - started < 2.0
