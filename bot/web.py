@@ -14,6 +14,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
+import re
 import socket
 import sys
 from collections import OrderedDict
@@ -215,30 +217,73 @@ class Malformed(ValueError):
         self.reason = reason
 
 
-class TooDeep(ValueError):
+class TooDeep(Malformed):
     """JSON nested deeper than MAX_JSON_DEPTH."""
+
+    def __init__(self) -> None:
+        super().__init__("JSON nested too deep")
+
+
+class _OutOfRange(ValueError):
+    """A JSON number no float holds (1e999): raised from inside json.loads."""
+
+
+# A UTF-16 surrogate on its own. json.loads joins an escaped pair ("\\ud83d\\ude00") into the one
+# character it stands for, so any surrogate left in a parsed string came alone: it cannot be
+# encoded as UTF-8 (the database, the log, the chat APIs all refuse it), so no text holds one.
+_SURROGATE = re.compile("[\\ud800-\\udfff]")
 
 
 def load_json(text: str | bytes, max_depth: int = MAX_JSON_DEPTH) -> Any:
-    """json.loads, but nesting beyond `max_depth` raises TooDeep (a ValueError, like every other
-    failure here) instead of RecursionError, and nothing deeper reaches code that walks it."""
+    """json.loads for a request body: every failure raises Malformed with a fixed reason. Nesting
+    beyond `max_depth` raises TooDeep instead of RecursionError (and nothing deeper reaches code
+    that walks it); NaN, Infinity and numbers out of a float's range are refused (they are not
+    JSON, and would turn into values no JSON encoder writes back); so is a string, key or value,
+    holding a lone surrogate escape ("\\ud800"), which would fail later, wherever the text is
+    encoded."""
     try:
-        value = json.loads(text)
+        value = json.loads(text, parse_constant=_no_constant, parse_float=_finite)
     except RecursionError:  # the C decoder stops at the interpreter's recursion limit
-        raise TooDeep(f"JSON nested deeper than {max_depth}") from None
-    stack: list[tuple[Any, int]] = [(value, 1)]
+        raise TooDeep() from None
+    except _OutOfRange:
+        raise Malformed("a JSON number out of range") from None
+    except ValueError:  # JSONDecodeError, an integer of more than 4,300 digits, NaN
+        raise Malformed("JSON that does not parse") from None
+    if isinstance(value, str):
+        _check_text(value)
+    stack: list[tuple[Any, int]] = [(value, 1)] if isinstance(value, dict | list) else []
     while stack:
         node, depth = stack.pop()
-        if isinstance(node, dict):
-            children: Any = node.values()
-        elif isinstance(node, list):
-            children = node
-        else:
-            continue
         if depth > max_depth:
-            raise TooDeep(f"JSON nested deeper than {max_depth}")
-        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+            raise TooDeep()
+        if isinstance(node, dict):
+            for key in node:
+                _check_text(key)
+            children: Any = node.values()
+        else:
+            children = node
+        for child in children:
+            if isinstance(child, str):
+                _check_text(child)
+            elif isinstance(child, dict | list):
+                stack.append((child, depth + 1))
     return value
+
+
+def _check_text(text: str) -> None:
+    if not text.isascii() and _SURROGATE.search(text):
+        raise Malformed("a JSON string with a lone surrogate")
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(name)  # NaN, Infinity, -Infinity
+
+
+def _finite(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):
+        raise _OutOfRange(text[:20])
+    return number
 
 
 REFUSALS_LOG = logging.getLogger("bot.web.refusals")

@@ -4,8 +4,9 @@ What LINE imposes, and how this adapter answers it (facts: shared/facts/chat-sch
 - Events only arrive at a public HTTPS webhook. Every request's X-Line-Signature (base64
   HMAC-SHA256 of the raw body with the channel secret) is checked before anything else
   (`line_refusal`, strict about the header's form), then the body's shapes (`check_body`, with a
-  bound on JSON nesting): a refused request gets 401, an authentic but malformed one 400, each
-  with one short log line (method, path, remote address, reason; never the body).
+  bound on JSON nesting, and no string holding a lone surrogate): a refused request gets 401, an
+  authentic but malformed one 400, each with one short log line (method, path, remote address,
+  reason; never the body). An event the SDK cannot read (a newer type) is left out silently.
 - Nothing in a signature is time-bound, so a captured request could be replayed: every event we
   act on is de-duplicated by its webhookEventId in the store, which also absorbs redeliveries.
 - Replies are free but their tokens are single-use and short-lived; pushes count against a small
@@ -35,8 +36,6 @@ from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import ClientError, web
-from linebot.v3 import WebhookParser  # type: ignore[import-untyped, unused-ignore]
-from linebot.v3.exceptions import InvalidSignatureError  # type: ignore[import-untyped, unused-ignore]
 from linebot.v3.messaging import (  # type: ignore[import-untyped, unused-ignore]
     ApiException,
     AsyncApiClient,
@@ -46,6 +45,7 @@ from linebot.v3.messaging import (  # type: ignore[import-untyped, unused-ignore
     ReplyMessageRequest,
 )
 from linebot.v3.webhooks import (  # type: ignore[import-untyped, unused-ignore]
+    Event,
     FollowEvent,
     GroupSource,
     JoinEvent,
@@ -62,7 +62,7 @@ from bot.chat import line_flex
 from bot.chat.base import DeliveryError, DeliveryKind, Outgoing, is_transient, parse_retry_after
 from bot.config.model import LineSettings
 from bot.core.ports import StoreRefused
-from bot.web import Malformed, TooDeep, load_json, refuse
+from bot.web import Malformed, load_json, refuse
 from commands.model import Conversation, Outcome, Press, Principal, Reply, Request
 
 log = logging.getLogger(__name__)
@@ -155,7 +155,6 @@ class LineAdapter:
         # Resolved once at construction so a missing secret stops the start, not the first event.
         secret = settings.channel_secret.resolve()
         self._secret = secret.encode()
-        self._parser = WebhookParser(secret)
         host = settings.api_url.rstrip("/") if settings.api_url else None  # None: the SDK's https://api.line.me
         self._configuration = Configuration(access_token=settings.access_token.resolve(), host=host)
         self._client: Any = None
@@ -235,34 +234,52 @@ class LineAdapter:
         if reason is not None:
             return refuse(request, 401, reason, text="bad signature")
         try:
-            text = check_body(raw)
-            # the SDK checks the signature again (it holds) and builds its event models
-            events = self._parser.parse(text, request.headers["X-Line-Signature"])
+            events = sdk_events(check_body(raw))
         except Malformed as exc:
             return refuse(request, 400, exc.reason, text="bad body")
-        except (InvalidSignatureError, ValueError, KeyError, TypeError):  # check_body should leave none
+        except (ValueError, KeyError, TypeError, AttributeError):  # check_body should leave none
             return refuse(request, 400, "a body the LINE SDK cannot read", text="bad body")
-        for event in events:
-            note_ids(event)
-        events = [e for e in events if not _too_old(e)]
-        items = [item for item in map(inbound, events) if item is not None]
-        fresh = await asyncio.to_thread(lambda: [item for item in items if self._first_time(item)])
+        note_ids(events)
+        recent = [event for event in events if not _too_old(event)]
+        if len(recent) < len(events):  # one line, however many: a replayed delivery may carry thousands
+            log.warning("ignored %d LINE events sent more than a day ago (a replay?)", len(events) - len(recent))
+        items = [item for item in map(inbound, recent) if item is not None]
+        fresh = await asyncio.to_thread(self._fresh, items)
         if fresh:
             # LINE wants its 200 promptly and redelivers otherwise: the work runs after we answer.
             self._spawn(self._handle_all(fresh), "line-events")
         return web.Response(text="OK")
 
-    def _first_time(self, item: Inbound) -> bool:
-        if item.event_id is None:
-            return True  # very old events carry no id; nothing to de-duplicate on
-        try:
-            if self.core.store.first_time("line", item.event_id):
-                return True
-        except StoreRefused as exc:
-            log.warning("cannot record LINE event %s: %s", item.event_id, exc.reason)
-            return True  # the dispatcher answers with the store's refusal
-        log.info("ignored LINE event %s: already handled (replay or redelivery)", item.event_id)
-        return False
+    def _fresh(self, items: Sequence[Inbound]) -> list[Inbound]:
+        """The items not handled before, de-duplicated by event id in the store; one log line
+        for those left out and one for those the store could not record, however many."""
+        fresh: list[Inbound] = []
+        repeated: list[str] = []
+        unrecorded: list[str] = []
+        refusal = ""
+        for item in items:
+            if item.event_id is None:
+                fresh.append(item)  # very old events carry no id; nothing to de-duplicate on
+                continue
+            try:
+                first = self.core.store.first_time("line", item.event_id)
+            except StoreRefused as exc:
+                unrecorded.append(item.event_id)
+                refusal = exc.reason
+                first = True  # the dispatcher answers with the store's refusal
+            if first:
+                fresh.append(item)
+            else:
+                repeated.append(item.event_id)
+        if unrecorded:
+            log.warning("cannot record %d LINE events (the first %s): %s", len(unrecorded), unrecorded[0], refusal)
+        if repeated:
+            log.info(
+                "ignored %d LINE events already handled (replay or redelivery), the first %s",
+                len(repeated),
+                repeated[0],
+            )
+        return fresh
 
     async def _handle_all(self, items: Sequence[Inbound]) -> None:
         for item in items:  # in order: two commands in one delivery are answered in order
@@ -487,18 +504,15 @@ def line_refusal(headers: CIMultiDictProxy[str], body: bytes, secret: bytes) -> 
     return None
 
 
-def check_body(raw: bytes) -> str:
-    """The body as text, once it is a webhook object with an event list whose events have the
-    shapes the SDK and `inbound` read; raises Malformed (a fixed reason) otherwise."""
+def check_body(raw: bytes) -> dict[str, Any]:
+    """The body as parsed, once it is a webhook object with an event list whose events have the
+    shapes the SDK and `inbound` read; raises Malformed (a fixed reason) otherwise. The JSON goes
+    through bot.web.load_json: bounded nesting, and no string with a lone surrogate."""
     try:
         text = raw.decode("utf-8")
-        data = load_json(text)
     except UnicodeDecodeError:
         raise Malformed("a body that is not UTF-8") from None
-    except TooDeep:
-        raise Malformed("JSON nested too deep") from None
-    except ValueError:
-        raise Malformed("JSON that does not parse") from None
+    data = load_json(text)
     if not isinstance(data, dict):
         raise Malformed("a body that is not a JSON object")
     if "destination" in data and not isinstance(data["destination"], str):
@@ -508,7 +522,22 @@ def check_body(raw: bytes) -> str:
         raise Malformed("events is not a list")
     for event in events:
         _check_event(event)
-    return text
+    return data
+
+
+def sdk_events(data: dict[str, Any]) -> list[Any]:
+    """The SDK's models of the events it can read (what its WebhookParser.parse builds, after
+    check_body has checked the signature and the shapes). An event it cannot read, of a type newer
+    than the SDK or with a field it refuses, is left out, as the SDK's parser would make it an
+    UnknownEvent; unlike the parser this logs nothing per event (it would write a line for each
+    of thousands, with the event's type, of any length)."""
+    events: list[Any] = []
+    for event in data["events"]:
+        try:
+            events.append(Event.from_dict(event))
+        except ValueError:
+            continue
+    return events
 
 
 _EVENT_STRINGS = ("webhookEventId", "replyToken", "mode")
@@ -525,8 +554,12 @@ def _check_event(event: object) -> None:
         raise Malformed("an event that is not an object")
     if not isinstance(event.get("type"), str):
         raise Malformed("an event without a string type")
-    if "timestamp" in event and (not isinstance(event["timestamp"], int) or isinstance(event["timestamp"], bool)):
-        raise Malformed("an event timestamp that is not an integer")
+    if "timestamp" in event:
+        sent = event["timestamp"]
+        if not isinstance(sent, int) or isinstance(sent, bool):
+            raise Malformed("an event timestamp that is not an integer")
+        if not 0 <= sent <= MAX_TIMESTAMP_MS:
+            raise Malformed("an event timestamp out of range")
     for key in _EVENT_STRINGS:
         if event.get(key) is not None and not isinstance(event[key], str):
             raise Malformed(f"{key} is not a string")
@@ -543,14 +576,12 @@ def _check_event(event: object) -> None:
 # LINE signs no timestamp header, so a captured request could be replayed once its event id has
 # been pruned from the store (after 30 days): events older than this are refused, whatever their id.
 MAX_EVENT_AGE_MS = 24 * 3600 * 1000
+MAX_TIMESTAMP_MS = 2**53  # milliseconds (the year 287,396): a float holds every integer up to here
 
 
 def _too_old(event: Any) -> bool:
     sent = getattr(event, "timestamp", None)
-    if isinstance(sent, int) and time.time() * 1000 - sent > MAX_EVENT_AGE_MS:
-        log.warning("ignored a LINE event sent at %s: older than a day (a replay?)", sent)
-        return True
-    return False
+    return isinstance(sent, int) and int(time.time() * 1000) - sent > MAX_EVENT_AGE_MS  # in integers: no overflow
 
 
 def inbound(event: Any) -> Inbound | None:
@@ -570,19 +601,29 @@ def inbound(event: Any) -> Inbound | None:
     return None
 
 
-def note_ids(event: Any) -> None:
+_JOINED = 'LINE: the bot joined %s; to post incidents there, set [chat.line] to = "%s"'
+_FOLLOWED = 'LINE: %s added the bot as a friend; to let them approve, add "line:%s" to [policy]'
+MAX_NOTES = 3  # lines note_ids writes for one delivery; a real one brings one join or follow
+
+
+def note_ids(events: Sequence[Any]) -> None:
     """Logs the ids an operator needs for the config when the bot joins a chat or gains a friend:
-    LINE shows group ids nowhere else, and user ids differ per provider."""
-    if isinstance(event, JoinEvent):
-        where, _ = _source(event.source)
-        if where is not None:
-            log.info('LINE: the bot joined %s; to post incidents there, set [chat.line] to = "%s"', where.id, where.id)
-    elif isinstance(event, FollowEvent):
-        user_id = getattr(event.source, "user_id", None)
-        if user_id:
-            log.info(
-                'LINE: %s added the bot as a friend; to let them approve, add "line:%s" to [policy]', user_id, user_id
-            )
+    LINE shows group ids nowhere else, and user ids differ per provider. Each id once, and a few
+    at most for one delivery (a count for the rest)."""
+    notes: dict[tuple[str, str], None] = {}
+    for event in events:
+        if isinstance(event, JoinEvent):
+            where, _ = _source(event.source)
+            if where is not None:
+                notes[(_JOINED, where.id)] = None
+        elif isinstance(event, FollowEvent):
+            user_id = getattr(event.source, "user_id", None)
+            if user_id:
+                notes[(_FOLLOWED, str(user_id))] = None
+    for message, value in list(notes)[:MAX_NOTES]:
+        log.info(message, value, value)
+    if len(notes) > MAX_NOTES:
+        log.info("LINE: %d more chats joined or friends added in the same delivery", len(notes) - MAX_NOTES)
 
 
 def command_text(text: str) -> str | None:

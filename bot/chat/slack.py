@@ -7,11 +7,14 @@ used for answers meant for one person).
 
 In http mode every request is verified here before Bolt sees it (`slack_refusal`: the v0 HMAC
 signature over the raw body and a timestamp within 5 minutes, both headers parsed strictly and
-bounded), then its body is parsed the way Bolt will parse it and checked for the shapes Bolt and
-our listeners read (`parse_body`). A request that fails verification is answered 401, an
-authentic one that is malformed 400; either way one short log line (method, path, remote
-address, reason; never the body) and nothing else: no audit line, no Web API call, no traceback.
-Bolt verifies the signature again, which then always holds; its own refusal would log the whole
+bounded), then its body is parsed the way Bolt would parse it and checked for the shapes Bolt and
+our listeners read, for every payload type Bolt tells apart (`parse_body`). A request that fails
+verification is answered 401, an authentic one that is malformed 400, and an authentic one for
+no listener of ours (a shortcut, a modal, an event) an empty 200; each with one short log line
+(method, path, remote address, reason; never the body) and nothing else: no audit line, no Web
+API call, no traceback. Bolt is handed the checked body itself, as JSON signed afresh with the
+same secret under the request's timestamp (`signed_for_bolt`), so what it parses is what was
+checked; it verifies that signature, which then always holds. Its own refusal would log the whole
 body at INFO, and its loggers are kept at WARNING for that reason. In socket mode Slack
 authenticates the connection instead (the app-level token), and there is no HTTP route at all.
 """
@@ -22,6 +25,7 @@ import asyncio
 import contextlib
 import hashlib
 import hmac
+import json
 import logging
 import re
 import secrets
@@ -50,7 +54,7 @@ from bot.chat.base import ChatSetupError, DeliveryError, DeliveryKind, Outgoing,
 from bot.chat.slack_blocks import ACTION_PREFIX, Rendered, escape, render, render_copy
 from bot.config import SlackSettings
 from bot.core.ports import StoreRefused
-from bot.web import Malformed, TooDeep, load_json, refuse
+from bot.web import Malformed, load_json, refuse
 from commands.model import Conversation, Outcome, Press, Principal, Reply, Request, Tone
 
 if TYPE_CHECKING:
@@ -244,13 +248,17 @@ class SlackAdapter:
         if reason is not None:
             return refuse(request, 401, reason, json_body={"error": "invalid request"})
         try:
-            text, _ = parse_body(raw, request.content_type)
+            _, data = parse_body(raw, request.content_type)
         except Malformed as exc:
             return refuse(request, 400, exc.reason, json_body={"error": "malformed request"})
+        if not for_certops(data):
+            return refuse(request, 200, "a request certops has no listener for", text="")
+        timestamp = request.headers["X-Slack-Request-Timestamp"]  # slack_refusal found exactly one
+        body, signature = signed_for_bolt(data, timestamp, self._signing_secret)
         headers: dict[str, str | Sequence[str]] = {name.lower(): value for name, value in request.headers.items()}
-        headers["content-type"] = request.content_type  # so Bolt's parse takes the path parse_body took
+        headers.update({"content-type": "application/json", "x-slack-signature": signature})
         try:
-            bolt_request = AsyncBoltRequest(body=text, query=request.query_string, headers=headers)
+            bolt_request = AsyncBoltRequest(body=body, query=request.query_string, headers=headers)
         except Exception:  # parse_body should leave nothing that Bolt's context builder trips on
             return refuse(request, 400, "a body Bolt cannot read", json_body={"error": "malformed request"})
         return await to_aiohttp_response(await self.app.async_dispatch(bolt_request))
@@ -568,54 +576,86 @@ def slack_refusal(headers: CIMultiDictProxy[str], body: bytes, secret: bytes, no
     return None
 
 
-# Keys that Bolt's context builder and our listeners read, with the types they assume.
-_OBJECTS = ("container", "message", "previous_message", "item", "assistant_thread", "function_data", "state")
-_OBJECTS_NOT_NULL = ("view", "event")  # Bolt reads into these without looking: null would raise
-_OBJECTS_OR_IDS = ("user", "team", "enterprise", "channel")  # Bolt takes either form; null too
+# What Bolt reads of a body before and while it dispatches one (slack_bolt 1.30: the context
+# builder in request/internals.py, the payload tests and pickers in request/payload_utils.py, the
+# built-in middleware, the listener matchers, the arguments every listener and error handler is
+# given, and the unhandled-request log line), and what our listeners read, with the types they
+# assume. Every rule holds at the top of the body and inside every object of _NESTED, at any depth:
+# Bolt's extractors look for the same keys again inside each of them.
 _STRINGS = ("type", "command", "text", "trigger_id", "response_url", "user_id", "user_name", "channel_id",
-            "team_id", "enterprise_id", "thread_ts", "message_ts")  # fmt: skip
+            "team_id", "enterprise_id", "thread_ts", "message_ts", "callback_id", "action_id", "block_id",
+            "challenge", "function_execution_id", "execution_id", "bot_access_token", "user_team",
+            "app_installed_team_id")  # fmt: skip
+_OBJECTS = ("container", "message", "previous_message", "item", "assistant_thread", "function_data")
+_OBJECTS_NOT_NULL = ("view", "event", "function")  # read as body["view"][...] or body.get("event", {}).get(...)
+_OBJECTS_OR_IDS = ("user", "team", "enterprise", "channel")  # Bolt takes either form; null too
 _LISTS_OF_OBJECTS = ("actions", "authorizations", "response_urls")
-_NESTED = ("event", "message", "previous_message", "item", "assistant_thread")  # Bolt looks inside these
+# objects Bolt looks inside (each authorization and response_url too; an action's fields differ:
+# its "text" is an object, and parse_body checks what is read of it)
+_NESTED = ("event", "message", "previous_message", "item", "assistant_thread", "view", "function_data",
+           *_OBJECTS_OR_IDS)  # fmt: skip
+_NESTED_LISTS = ("authorizations", "response_urls")
+# payload types whose first action Bolt takes for the action (payload_utils.to_action)
+_WITH_ACTIONS = ("block_actions", "interactive_message")
 
 
 def parse_body(raw: bytes, content_type: str) -> tuple[str, dict[str, Any]]:
-    """The body as text and as Bolt will parse it (slack_bolt.request.internals.parse_body, whose
-    choices this repeats), with every shape Bolt and our listeners rely on checked; raises
-    Malformed. JSON goes through bot.web.load_json, so no nesting depth raises RecursionError."""
+    """The body as text and as parsed, with every shape Bolt and our listeners rely on checked;
+    raises Malformed. JSON as Bolt tells it (slack_bolt.request.internals.parse_body: that content
+    type, or a body that starts with "{"); a form is an interactive payload when it has a payload
+    field (Bolt's own test, the word anywhere in the body, would take "/ssl status payload-api"
+    for one: Bolt is handed what this returns, see `signed_for_bolt`). Form fields are decoded
+    strictly; JSON goes through bot.web.load_json: no nesting depth raises RecursionError, and no
+    string holds a lone surrogate."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise Malformed("a body that is not UTF-8") from None
     if not text:
-        return text, {}
+        raise Malformed("an empty body")  # Slack always sends one
     try:
         if content_type == "application/json" or text.startswith("{"):
             data: Any = load_json(text)
-        elif "payload" in text:  # Bolt's test, on the raw text
-            payload = dict(parse_qsl(text, keep_blank_values=True)).get("payload")
-            data = {} if payload is None else load_json(payload)
         else:
-            data = dict(parse_qsl(text, keep_blank_values=True))
-    except TooDeep:
-        raise Malformed("JSON nested too deep") from None
-    except ValueError:
-        raise Malformed("JSON that does not parse") from None
+            fields = _form(text)
+            data = load_json(fields["payload"]) if "payload" in fields else fields
+    except UnicodeDecodeError:
+        raise Malformed("a form field that is not UTF-8") from None
     if not isinstance(data, dict):
         raise Malformed("a payload that is not a JSON object")
     _check_shapes(data)
-    if data.get("type") == "block_actions":
-        user = data.get("user")
-        if not isinstance(user, dict) or not isinstance(user.get("id"), str):
-            raise Malformed("a button press without a user object")  # Slack always sends one; it names the approver
+    kind = data.get("type")
+    if kind in _WITH_ACTIONS:
         actions = data.get("actions")
         if not actions:
-            raise Malformed("a button press without actions")
+            raise Malformed("a button press without actions")  # Bolt takes the first one
         for action in actions:
-            if not isinstance(action.get("action_id"), str):
+            # a block action has an action_id (Bolt matches it), an attachment's action a name
+            if not isinstance(action.get("action_id", None if kind == "block_actions" else ""), str):
                 raise Malformed("an action without a string action_id")
             if any(key in action and not isinstance(action[key], str) for key in ("value", "block_id")):
                 raise Malformed("an action value or block_id that is not a string")
+    if kind == "block_actions":
+        user = data.get("user")
+        if not isinstance(user, dict) or not isinstance(user.get("id"), str):
+            raise Malformed("a button press without a user object")  # Slack always sends one; it names the approver
+        if isinstance(data.get("message"), dict):
+            _check_card_copy(data["message"])
+    if kind == "workflow_step_edit" and "callback_id" in data and "workflow_step" not in data:
+        raise Malformed("a workflow step payload without its step")  # payload_utils.to_step reads it
+    view = data.get("view")
+    if isinstance(view, dict) and "callback_id" in view:
+        if not isinstance(view.get("type"), str):
+            raise Malformed("a view without a string type")  # payload_utils.is_workflow_step_save reads it
+        if kind == "view_submission" and view["type"] == "workflow_step" and "workflow_step" not in data:
+            raise Malformed("a workflow step payload without its step")
     return text, data
+
+
+def _form(text: str) -> dict[str, str]:
+    """Form fields as Bolt reads them (the last of a repeated name wins), except that a
+    percent-escape that is not UTF-8 raises UnicodeDecodeError instead of becoming U+FFFD."""
+    return dict(parse_qsl(text, keep_blank_values=True, errors="strict"))
 
 
 def _check_shapes(data: dict[str, Any]) -> None:
@@ -642,6 +682,51 @@ def _check_shapes(data: dict[str, Any]) -> None:
     for key in _NESTED:
         if isinstance(data.get(key), dict):
             _check_shapes(data[key])  # as deep as load_json allows, no deeper
+    for key in _NESTED_LISTS:
+        for item in data.get(key, []):
+            _check_shapes(item)
+
+
+def _check_card_copy(message: dict[str, Any]) -> None:
+    """What render_copy reads of Slack's copy of a card: a list of blocks, and the buttons of
+    its actions blocks with their values."""
+    blocks = message.get("blocks")
+    if blocks is None:
+        return
+    if not isinstance(blocks, list) or not all(isinstance(block, dict) for block in blocks):
+        raise Malformed("message blocks that are not a list of objects")
+    for block in blocks:
+        if block.get("type") != "actions":
+            continue
+        elements = block.get("elements")
+        if elements is None:
+            continue
+        if not isinstance(elements, list) or not all(isinstance(element, dict) for element in elements):
+            raise Malformed("block elements that are not a list of objects")
+        if any(not isinstance(element.get("value", ""), str) for element in elements):
+            raise Malformed("a button value that is not a string")
+
+
+def for_certops(data: dict[str, Any]) -> bool:
+    """Whether Bolt hands this checked body to one of our listeners (/ssl, a certops button) or
+    answers it itself (Slack's URL verification and certificate check). Anything else is a
+    request for a feature certops does not have: Bolt would answer it 404 and log a long
+    suggestion of code to write."""
+    if data.get("command") == "/ssl" or data.get("type") == "url_verification" or data.get("ssl_check") == "1":
+        return True
+    if data.get("type") == "block_actions":
+        return _ACTION_ID.search(data["actions"][0]["action_id"]) is not None  # parse_body checked these
+    return False
+
+
+def signed_for_bolt(data: dict[str, Any], timestamp: str, secret: bytes) -> tuple[str, str]:
+    """The checked body as the JSON text Bolt is handed, with its v0 signature under the request's
+    own (verified) timestamp. Bolt then parses exactly what parse_body checked, whatever the
+    form: its own parse of a form body takes any body with the word "payload" in it for an
+    interactive payload, so "/ssl status payload-api" would reach no listener."""
+    text = json.dumps(data, ensure_ascii=False)
+    mac = hmac.new(secret, b"v0:" + timestamp.encode() + b":" + text.encode(), hashlib.sha256)
+    return text, "v0=" + mac.hexdigest()
 
 
 def _is_ssl_check(raw: bytes) -> bool:
@@ -722,4 +807,12 @@ if TYPE_CHECKING:
         return adapter  # mypy checks here that SlackAdapter satisfies bot.chat.base.ChatAdapter
 
 
-__all__ = ["EVENTS_PATH", "SlackAdapter", "SlackSetupError", "parse_body", "slack_refusal"]
+__all__ = [
+    "EVENTS_PATH",
+    "SlackAdapter",
+    "SlackSetupError",
+    "for_certops",
+    "parse_body",
+    "signed_for_bolt",
+    "slack_refusal",
+]

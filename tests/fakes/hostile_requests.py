@@ -17,6 +17,7 @@ import contextlib
 import hashlib
 import hmac
 import json
+import random
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -228,7 +229,330 @@ def malformed_slack(secret: str) -> list[Hostile]:
         signed("a JSON body that is an array", b"[1, 2]", JSON),
         signed("a JSON body that is not JSON", b"{nope", JSON),
         signed("a body that is not UTF-8", b"command=%2Fssl&text=\xff\xfe", FORM),
+        # a lone UTF-16 surrogate, escaped in JSON: valid JSON, but no text that can be stored or logged
+        signed("a trigger_id with a lone surrogate", _payload_body(slack_press(trigger_id="\ud800"))),
+        signed("a user id with a lone surrogate", _payload_body(slack_press(user={"id": "\ud800"}))),
+        signed("an action value with a lone surrogate", _payload_body(slack_press(actions=[
+            {"action_id": "certops_btn_0", "block_id": "b", "value": "\udfff", "type": "button"}]))),
+        signed("a key with a lone surrogate", _payload_body(slack_press(**{"\udc00": "x"}))),
+        signed("a JSON command whose text has a lone surrogate", json.dumps(
+            {"command": "/ssl", "text": "\ud800", "user_id": "U0ALICE", "channel_id": "C0CERTOPS"}).encode(), JSON),
+        signed("a form field that is an encoded surrogate", slack_command() + b"&text=%ED%A0%80"),
+        signed("a form field that is not UTF-8", slack_command() + b"&text=%FF"),
+        signed("a NaN in a payload", _payload_body('{"type": "block_actions", "x": NaN}')),
+        signed("a number out of range", _payload_body('{"type": "block_actions", "x": 1e999}')),
+        signed("an empty body", b""),
+        signed("an empty JSON body", b"", JSON),
+        signed("a view_submission with a numeric callback_id", _payload_body(
+            {"type": "view_submission", "user": {"id": "U"}, "view": {"type": "modal", "callback_id": 5}})),
+        signed("a view_submission whose view has no type", _payload_body(
+            {"type": "view_submission", "user": {"id": "U"}, "view": {"callback_id": "modal"}})),
+    ]  # fmt: skip
+
+
+def slack_payloads(response_url: str = "http://127.0.0.1:9/hook") -> dict[str, dict[str, Any]]:
+    """One well-formed body of each kind slack_bolt tells apart (request/payload_utils.py), as
+    Slack's documentation shows them, cut down to the fields Bolt or certops read and a few more.
+    Interactive payloads travel as a form's payload field, the rest as JSON (`slack_body`)."""
+    now = f"{time.time():.6f}"
+    team = {"id": "T0TEST", "domain": "certops-test", "enterprise_id": "E0TEST"}
+    user = {"id": "U0ALICE", "username": "u0alice", "name": "u0alice", "team_id": "T0TEST"}
+    channel = {"id": "C0CERTOPS", "name": "ops"}
+    view = {
+        "id": "V0TEST",
+        "team_id": "T0TEST",
+        "type": "modal",
+        "blocks": [{"type": "input", "block_id": "b", "element": {"type": "plain_text_input", "action_id": "a"}}],
+        "private_metadata": "",
+        "callback_id": "certops_modal",
+        "state": {"values": {"b": {"a": {"type": "plain_text_input", "value": "x"}}}},
+        "hash": "1.abc",
+        "title": {"type": "plain_text", "text": "certops"},
+        "previous_view_id": None,
+        "root_view_id": "V0TEST",
+        "app_id": "A0TEST",
+        "app_installed_team_id": "T0TEST",
+        "bot_id": "B0TEST",
+    }
+    authorizations = [
+        {"enterprise_id": None, "team_id": "T0TEST", "user_id": "U0BOT", "is_bot": True, "is_enterprise_install": False}
     ]
+
+    def event(inner: dict[str, Any], **extra: Any) -> dict[str, Any]:
+        return {
+            "token": "legacy",
+            "team_id": "T0TEST",
+            "api_app_id": "A0TEST",
+            "event": {"event_ts": now, **inner},
+            "type": "event_callback",
+            "event_id": "Ev0TEST",
+            "event_time": int(time.time()),
+            "authorizations": authorizations,
+            "is_ext_shared_channel": False,
+            **extra,
+        }
+
+    message = {"type": "message", "user": "U0BOB", "text": "hi", "ts": "1.2", "team": "T0TEST"}
+    return {
+        "block_actions": slack_press(response_url=response_url),
+        "block_actions in a modal": {
+            **slack_press(response_url=response_url, container={"type": "view", "view_id": "V0TEST"}),
+            "view": view,
+            "channel": None,
+        },
+        "block_actions of a workflow function": {
+            **slack_press(response_url=response_url),
+            "function_data": {"execution_id": "Fx0TEST", "function": {"callback_id": "f"}, "inputs": {}},
+            "bot_access_token": "xwfp-test",
+        },
+        "view_submission": {
+            "type": "view_submission",
+            "team": team,
+            "user": user,
+            "api_app_id": "A0TEST",
+            "token": "legacy",
+            "trigger_id": f"{time.time_ns()}.1.x",
+            "view": view,
+            "response_urls": [
+                {"block_id": "b", "action_id": "a", "channel_id": "C0CERTOPS", "response_url": response_url}
+            ],
+            "is_enterprise_install": False,
+            "enterprise": None,
+        },
+        "view_closed": {
+            "type": "view_closed",
+            "team": team,
+            "user": user,
+            "view": view,
+            "api_app_id": "A0TEST",
+            "is_cleared": False,
+        },
+        "shortcut": {
+            "type": "shortcut",
+            "token": "legacy",
+            "action_ts": now,
+            "team": team,
+            "user": user,
+            "is_enterprise_install": False,
+            "enterprise": None,
+            "callback_id": "certops_shortcut",
+            "trigger_id": f"{time.time_ns()}.1.x",
+        },
+        "message_action": {
+            "type": "message_action",
+            "callback_id": "certops_message_shortcut",
+            "trigger_id": f"{time.time_ns()}.1.x",
+            "response_url": response_url,
+            "team": team,
+            "channel": channel,
+            "user": user,
+            "message": message,
+            "message_ts": "1.2",
+        },
+        "block_suggestion": {
+            "type": "block_suggestion",
+            "user": user,
+            "container": {"type": "view", "view_id": "V0TEST"},
+            "api_app_id": "A0TEST",
+            "token": "legacy",
+            "action_id": "a",
+            "block_id": "b",
+            "value": "x",
+            "team": team,
+            "view": view,
+        },
+        "interactive_message": {
+            "type": "interactive_message",
+            "actions": [{"name": "approve", "type": "button", "value": "yes"}],
+            "callback_id": "certops_attachment",
+            "team": team,
+            "channel": channel,
+            "user": user,
+            "action_ts": now,
+            "message_ts": "1.2",
+            "attachment_id": "1",
+            "token": "legacy",
+            "original_message": message,
+            "response_url": response_url,
+            "trigger_id": f"{time.time_ns()}.1.x",
+        },
+        "dialog_submission": {
+            "type": "dialog_submission",
+            "token": "legacy",
+            "action_ts": now,
+            "team": team,
+            "user": user,
+            "channel": channel,
+            "submission": {"name": "x"},
+            "callback_id": "certops_dialog",
+            "response_url": response_url,
+            "state": "dialog state",
+        },
+        "dialog_cancellation": {
+            "type": "dialog_cancellation",
+            "token": "legacy",
+            "action_ts": now,
+            "team": team,
+            "user": user,
+            "channel": channel,
+            "callback_id": "certops_dialog",
+            "response_url": response_url,
+            "state": "dialog state",
+        },
+        "dialog_suggestion": {
+            "type": "dialog_suggestion",
+            "token": "legacy",
+            "action_ts": now,
+            "team": team,
+            "user": user,
+            "channel": channel,
+            "name": "x",
+            "value": "y",
+            "callback_id": "certops_dialog",
+            "state": "dialog state",
+        },
+        "workflow_step_edit": {
+            "type": "workflow_step_edit",
+            "token": "legacy",
+            "action_ts": now,
+            "team": team,
+            "user": user,
+            "callback_id": "certops_step",
+            "trigger_id": f"{time.time_ns()}.1.x",
+            "workflow_step": {"workflow_id": "W", "step_id": "s", "inputs": {}, "outputs": []},
+        },
+        "app_mention event": event(
+            {"type": "app_mention", "user": "U0BOB", "text": "<@U0BOT> hi", "ts": "1.2", "channel": "C0CERTOPS"}
+        ),
+        "message event in a DM thread": event(
+            {**message, "channel": "D0TEST", "channel_type": "im", "thread_ts": "1.1", "user_team": "T0TEST"}
+        ),
+        "message_changed event": event(
+            {
+                "type": "message",
+                "subtype": "message_changed",
+                "channel": "C0CERTOPS",
+                "message": message,
+                "previous_message": message,
+                "hidden": True,
+            }
+        ),
+        "reaction_added event": event(
+            {
+                "type": "reaction_added",
+                "user": "U0BOB",
+                "reaction": "eyes",
+                "item": {"type": "message", "channel": "C0CERTOPS", "ts": "1.2"},
+                "item_user": "U0BOT",
+            }
+        ),
+        "function_executed event": event(
+            {
+                "type": "function_executed",
+                "function": {"id": "Fn0", "callback_id": "f", "title": "f"},
+                "inputs": {},
+                "function_execution_id": "Fx0TEST",
+                "workflow_execution_id": "Wx0",
+                "bot_access_token": "xwfp-test",
+            }
+        ),
+        "assistant_thread_started event": event(
+            {
+                "type": "assistant_thread_started",
+                "assistant_thread": {
+                    "user_id": "U0BOB",
+                    "context": {"channel_id": "C0CERTOPS"},
+                    "channel_id": "D0TEST",
+                    "thread_ts": "1.1",
+                },
+            }
+        ),
+        "app_uninstalled event": event({"type": "app_uninstalled"}),
+        "event in a shared channel": event(
+            {**message, "channel": "C0CERTOPS", "user_team": "T0OTHER"},
+            is_ext_shared_channel=True,
+            context_team_id="T0TEST",
+            enterprise_id="E0TEST",
+        ),
+        "url_verification": {
+            "token": "legacy",
+            "challenge": "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P",
+            "type": "url_verification",
+        },
+        "/ssl command as JSON": {
+            "command": "/ssl",
+            "text": "help",
+            "user_id": "U0ALICE",
+            "user_name": "u0alice",
+            "channel_id": "C0CERTOPS",
+            "team_id": "T0TEST",
+            "response_url": response_url,
+            "trigger_id": f"{time.time_ns()}.1.x",
+        },
+    }
+
+
+INTERACTIVE = ("block_", "view_", "shortcut", "message_action", "interactive_message", "dialog_", "workflow_step_edit")
+
+
+def slack_body(name: str, payload: Any) -> tuple[bytes, bytes]:
+    """A payload of `slack_payloads` as Slack would send it: (body, content type)."""
+    if name.startswith(INTERACTIVE):
+        return _payload_body(payload), FORM
+    return json.dumps(payload).encode(), JSON
+
+
+# Keys that Bolt or certops read somewhere in a body, and values of every JSON type.
+BOLT_KEYS = (
+    "type", "view", "event", "actions", "authorizations", "response_urls", "response_url", "team", "user",
+    "enterprise", "channel", "callback_id", "action_id", "block_id", "workflow_step", "function_data", "function",
+    "function_execution_id", "execution_id", "bot_access_token", "is_ext_shared_channel", "is_enterprise_install",
+    "message", "previous_message", "item", "assistant_thread", "thread_ts", "message_ts", "command", "challenge",
+    "user_team", "team_id", "enterprise_id", "user_id", "channel_id", "app_installed_team_id", "ssl_check",
+    "trigger_id", "container", "blocks", "elements", "value", "id", "text", "inputs", "subtype", "bot_id",
+)  # fmt: skip
+ODD_VALUES: tuple[Any, ...] = (
+    5, 0, -1, 1.5, 10**400, -(2**64), True, False, None, "", "x", "1", "workflow_step", "block_actions",
+    "view_submission", "event_callback", "function_executed", "/ssl", "certops_btn_0", "im", "E0", "T0",
+    [], [None], [1], ["x"], [{}], [[]], {}, {"id": 5}, {"type": 5}, {"callback_id": 5}, {"id": None}, {"a": {"b": []}},
+    {"type": "actions", "elements": "x"},
+)  # fmt: skip
+
+
+def mutate(value: Any, rng: random.Random) -> Any:
+    """A copy of `value` with one change somewhere, at any depth: a field (one Bolt reads, more
+    often than not) replaced by a value of another type or dropped, one of BOLT_KEYS added to an
+    object, or a list's item replaced, added or the list emptied."""
+    copy = json.loads(json.dumps(value))
+    containers: list[dict[str, Any] | list[Any]] = []
+    stack: list[Any] = [copy]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict | list):
+            containers.append(node)
+            stack.extend(node.values() if isinstance(node, dict) else node)
+    target = rng.choice(containers)
+    odd = rng.choice(ODD_VALUES)
+    if isinstance(target, list):
+        roll = rng.random()
+        if target and roll < 0.6:
+            target[rng.randrange(len(target))] = odd
+        elif roll < 0.8:
+            target.append(odd)
+        else:
+            target.clear()
+        return copy
+    read = [key for key in target if key in BOLT_KEYS]
+    roll = rng.random()
+    if target and roll < 0.7:
+        key = rng.choice(read if read and rng.random() < 0.8 else list(target))
+        if rng.random() < 0.3:
+            del target[key]
+        else:
+            target[key] = odd
+    else:
+        target[rng.choice(BOLT_KEYS)] = odd
+    return copy
 
 
 # LINE -------------------------------------------------------------------------------------------
@@ -318,4 +642,16 @@ def malformed_line(secret: str) -> list[Hostile]:
         signed("a body nested 50,000 deep", deep_json().encode()),
         signed("an event nested 100 deep", _line_body([deep_field])),
         signed("a body that is not UTF-8", b'{"events": [], "destination": "\xff"}'),
-    ]
+        signed("a webhookEventId with a lone surrogate", _line_body([line_event(webhookEventId="\ud800x")])),
+        signed("a userId with a lone surrogate", _line_body([line_event(source={"type": "user", "userId": "\udc00"})])),
+        signed("a command with a lone surrogate", _line_body([line_event(
+            message={"type": "text", "id": "1", "text": "/ssl status \ud800"})])),
+        signed("a key with a lone surrogate", _line_body([line_event(**{"\ud800": 1})])),
+        signed("a destination with a lone surrogate", json.dumps({"destination": "\udbff", "events": []}).encode()),
+        signed("a timestamp out of range", _line_body([line_event()]).replace(b'"mode"', b'"x": 1e999, "mode"')),
+        signed("a NaN", b'{"destination": "Ubot", "events": [], "x": NaN}'),
+        signed("an empty body", b""),
+        signed("a body that is JSON null", b"null"),
+        signed("a timestamp of 400 digits", _line_body([line_event(timestamp=10**400)])),
+        signed("a negative timestamp", _line_body([line_event(timestamp=-1)])),
+    ]  # fmt: skip

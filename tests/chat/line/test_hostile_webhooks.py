@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -14,8 +15,8 @@ import pytest
 
 from bot.chat.line import check_body
 from bot.web import Malformed
-from tests.chat.line.harness import CHANNEL_SECRET, LineBot, line_bot, text_event
-from tests.fakes.hostile_requests import Hostile, malformed_line, send, unsigned_line
+from tests.chat.line.harness import CHANNEL_SECRET, GROUP, LineBot, line_bot, text_event
+from tests.fakes.hostile_requests import Hostile, line_event, line_signature, malformed_line, send, unsigned_line
 
 
 async def send_one(bot: LineBot, case: Hostile) -> int:
@@ -81,6 +82,99 @@ def test_fifty_unsigned_one_megabyte_webhooks_write_a_couple_of_lines_and_no_bod
     assert all("AAAA" not in record.getMessage() for record in records)
 
 
+def test_a_delivery_of_hundreds_of_events_the_sdk_cannot_read_gets_200_and_no_line_per_event(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The SDK's own parser logs a line for each event it cannot read, with the event's type
+    however long; certops leaves such events out without a word, and still acts on the rest."""
+    caplog.set_level(logging.INFO)
+    unknown = [line_event(type="x" * 2000) for _ in range(200)]  # a type newer than the SDK, say
+    unreadable = [
+        line_event(message={"type": "text", "id": "1", "quoteToken": "q", "text": "/ssl help", "emojis": "x"})
+        for _ in range(200)
+    ]
+    body = json.dumps({"destination": "Ubot", "events": [*unknown, *unreadable, text_event("/ssl help")]}).encode()
+    case = Hostile("events the SDK cannot read", body, signed_line(body), 200)
+
+    async def scenario() -> int:
+        async with line_bot(tmp_path, monkeypatch) as bot:
+            caplog.clear()
+            status = await send_one(bot, case)
+            await bot.settle()
+            assert len(bot.api.replies) == 1  # the one event it can read
+            return status
+
+    assert asyncio.run(scenario()) == 200
+    messages = [record.getMessage() for record in caplog.get_records("call") if record.name.startswith("linebot")]
+    assert messages == []
+    assert all("xxxxxxxx" not in record.getMessage() for record in caplog.get_records("call"))
+
+
+def test_a_replayed_delivery_of_hundreds_of_events_writes_one_line_not_one_per_event(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    now = int(time.time() * 1000)
+    stale = [line_event(timestamp=now - 2 * 24 * 3600 * 1000, webhookEventId=f"01OLD{i}") for i in range(300)]
+    recent = [text_event("/ssl nonsense", event_id=f"01NEW{i}") for i in range(300)]
+    lines: dict[str, list[str]] = {}
+
+    async def scenario() -> list[int]:
+        statuses = []
+        async with line_bot(tmp_path, monkeypatch) as bot:
+            for name, events in [("stale", stale), ("first", recent), ("replayed", recent)]:
+                body = json.dumps({"destination": "Ubot", "events": events}).encode()
+                if name == "first":
+                    statuses.append(await send_one(bot, Hostile(name, body, signed_line(body), 200)))
+                    await bot.settle()
+                    continue
+                caplog.clear()
+                statuses.append(await send_one(bot, Hostile(name, body, signed_line(body), 200)))
+                await bot.settle()
+                lines[name] = [record.getMessage() for record in caplog.get_records("call")]
+        return statuses
+
+    assert asyncio.run(scenario()) == [200, 200, 200]
+    assert lines == {
+        "stale": ["ignored 300 LINE events sent more than a day ago (a replay?)"],
+        "replayed": ["ignored 300 LINE events already handled (replay or redelivery), the first 01NEW0"],
+    }
+
+
+def test_a_delivery_of_thousands_of_joins_notes_a_few_ids_not_one_line_each(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    joins = [line_event(type="join", message=None, source={"type": "group", "groupId": GROUP})] * 2000
+    joins += [
+        line_event(type="join", message=None, source={"type": "group", "groupId": f"C{i:032d}"}) for i in range(50)
+    ]
+    body = json.dumps({"destination": "Ubot", "events": joins}).encode()
+
+    async def scenario() -> int:
+        async with line_bot(tmp_path, monkeypatch) as bot:
+            caplog.clear()
+            status = await send_one(bot, Hostile("joins", body, signed_line(body), 200))
+            await bot.settle()
+            return status
+
+    assert asyncio.run(scenario()) == 200
+    lines = [record.getMessage() for record in caplog.get_records("call")]
+    assert lines == [
+        f'LINE: the bot joined {GROUP}; to post incidents there, set [chat.line] to = "{GROUP}"',
+        f'LINE: the bot joined C{0:032d}; to post incidents there, set [chat.line] to = "C{0:032d}"',
+        f'LINE: the bot joined C{1:032d}; to post incidents there, set [chat.line] to = "C{1:032d}"',
+        "LINE: 48 more chats joined or friends added in the same delivery",
+    ]
+
+
+def signed_line(body: bytes) -> tuple[tuple[bytes, bytes], ...]:
+    return (
+        (b"Content-Type", b"application/json"),
+        (b"X-Line-Signature", line_signature(CHANNEL_SECRET, body).encode()),
+    )
+
+
 @pytest.mark.parametrize(
     ("body", "reason"),
     [
@@ -90,6 +184,11 @@ def test_fifty_unsigned_one_megabyte_webhooks_write_a_couple_of_lines_and_no_bod
         (b'{"events": [{"type": "message", "source": {"userId": 7}}]}', "a field of source is not a string"),
         (b'{"events": [{"type": "message", "timestamp": true}]}', "an event timestamp that is not an integer"),
         (b'{"events": [], "destination": "\xff"}', "a body that is not UTF-8"),
+        (b'{"events": [{"type": "message", "webhookEventId": "\\ud800x"}]}', "a JSON string with a lone surrogate"),
+        (b'{"events": [{"type": "message", "\\udfff": 1}]}', "a JSON string with a lone surrogate"),
+        (b'{"events": [{"type": "message", "timestamp": 1e999}]}', "a JSON number out of range"),
+        (b'{"events": [], "x": Infinity}', "JSON that does not parse"),
+        (b"", "JSON that does not parse"),
     ],
 )
 def test_the_body_check_names_the_first_problem_it_finds(body: bytes, reason: str) -> None:
@@ -99,5 +198,5 @@ def test_the_body_check_names_the_first_problem_it_finds(body: bytes, reason: st
 
 
 def test_the_body_check_passes_a_real_webhook_through_unchanged() -> None:
-    body = json.dumps({"destination": "Ubot", "events": [text_event("/ssl help")]})
-    assert check_body(body.encode()) == body
+    webhook = {"destination": "Ubot", "events": [text_event("/ssl help")]}
+    assert check_body(json.dumps(webhook).encode()) == webhook
