@@ -26,6 +26,7 @@ from enum import Enum
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from bot.app import Core
 from bot.config import split_host_port
@@ -177,6 +178,7 @@ async def serve_app(
     runner = web.AppRunner(app, access_log=None, keepalive_timeout=backstop)
     await runner.setup()
     _quiet_accept_errors(asyncio.get_running_loop())
+    _quiet_bad_heads()
     await _GuardedSite(runner, sock, guard).start()
     return runner, int(sock.getsockname()[1])
 
@@ -295,6 +297,7 @@ _fallback_refusals = Throttle(REFUSALS_LOG)
 
 class _State(Enum):
     HEAD = "waiting for a request head"
+    BODY = "waiting for a request body"
     BUSY = "handling a request"
     IDLE = "idle between requests"
 
@@ -409,13 +412,18 @@ class _Guard:
     def busy(self, conn: _Connection) -> None:
         self._enter(conn, _State.BUSY, None)
 
+    def reading_body(self, conn: _Connection) -> None:
+        # evictable like a head still coming: otherwise heads sent without their bodies would hold
+        # every slot, and /healthz with them (the body's own deadline is the middleware's)
+        self._enter(conn, _State.BODY, None, evictable=True)
+
     def idle(self, conn: _Connection) -> None:
         self._enter(conn, _State.IDLE, self.limits.idle_timeout)
 
     def forget(self, conn: _Connection) -> None:
         self._drop(conn)
 
-    def _enter(self, conn: _Connection, state: _State, timeout: float | None) -> None:
+    def _enter(self, conn: _Connection, state: _State, timeout: float | None, *, evictable: bool = False) -> None:
         if conn not in self.open:
             return
         conn.state = state
@@ -423,8 +431,9 @@ class _Guard:
             conn.timer.cancel()
             conn.timer = None
         self.waiting.pop(conn, None)
-        if timeout is not None:
+        if timeout is not None or evictable:
             self.waiting[conn] = None
+        if timeout is not None:
             conn.timer = asyncio.get_running_loop().call_later(timeout, self._expired, conn)
 
     def _expired(self, conn: _Connection) -> None:
@@ -453,10 +462,10 @@ class _Guard:
         self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
         conn = self.by_transport.get(request.transport) if request.transport is not None else None
-        if conn is not None:
-            self.busy(conn)
         try:
             if request.body_exists:
+                if conn is not None:
+                    self.reading_body(conn)
                 try:
                     async with asyncio.timeout(self.limits.body_timeout):
                         await request.read()  # kept by aiohttp: the handler's own read() gets it at once
@@ -489,10 +498,41 @@ class _Guard:
                     if conn is not None:
                         self._drop(conn)
                     return web.Response(status=400)
+            if conn is not None:
+                self.busy(conn)
             return await handler(request)
         finally:
             if conn is not None:
                 self.idle(conn)
+
+
+class _BadHeads(logging.Filter):
+    """aiohttp logs a malformed request head (a 1 MB URL, 100,000 headers, a NUL in a name) at
+    ERROR with a traceback, one per request: any client could fill the log. It has already
+    answered 400; one throttled line a second says so instead."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines = Throttle(REFUSALS_LOG)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if not isinstance(exc, HttpProcessingError):
+            return True
+        # the words before aiohttp's first colon: what is wrong, without the client's bytes
+        reason = (exc.message or type(exc).__name__).strip().partition(":")[0][:80]
+        self.lines.warning(
+            "bad head", "refused a malformed request head (%s): %s (HTTP 400)", type(exc).__name__, reason
+        )
+        return False
+
+
+def _quiet_bad_heads() -> None:
+    """One filter on aiohttp's logger, the latest server's (tests start many in one process)."""
+    server_log = logging.getLogger("aiohttp.server")
+    for old in [f for f in server_log.filters if isinstance(f, _BadHeads)]:
+        server_log.removeFilter(old)
+    server_log.addFilter(_BadHeads())
 
 
 class _GuardedSite(web.SockSite):

@@ -11,6 +11,7 @@ without LimitNOFILE starts it."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import re
@@ -180,6 +181,56 @@ def test_at_the_bound_the_connection_waiting_longest_makes_room_and_healthz_stil
     assert open_now <= 20
     assert statuses == [200, 200, 200]
     assert 1 <= len(lines_about(caplog, "connections open, the most allowed")) <= 3  # throttled, not one per close
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"GET /" + b"a" * 1_000_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GET / HTTP/1.1\r\n" + b"X-A: b\r\n" * 100_000 + b"\r\n",
+        b"GET / HTTP/1.1\r\nHost: x\r\nX-Bad\x00: 1\r\n\r\n",
+        b"GET / HTTP/9.9\r\nHost: x\r\n\r\n",
+    ],
+    ids=["1 MB URL", "100,000 headers", "NUL in a name", "unknown version"],
+)
+def test_malformed_request_heads_get_400_and_a_throttled_line_not_a_traceback_each(
+    head: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def scenario() -> list[bytes]:
+        answers = []
+        async with served(FAST) as (_app, port):
+            for _ in range(5):
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                writer.write(head)
+                with contextlib.suppress(ConnectionError):
+                    await writer.drain()
+                answers.append(await asyncio.wait_for(reader.read(12), 5))
+                writer.close()
+        return answers
+
+    with caplog.at_level(logging.INFO):
+        answers = asyncio.run(scenario())
+    assert answers == [b"HTTP/1.0 400"] * 5
+    records = caplog.get_records("call")
+    assert not [r for r in records if r.exc_info], "no traceback for a client's malformed head"
+    assert 1 <= len(lines_about(caplog, "malformed request head")) <= 2
+    assert all(b"aaaa" not in r.getMessage().encode() for r in records)
+
+
+def test_heads_sent_without_their_bodies_cannot_hold_every_slot_from_healthz(caplog: pytest.LogCaptureFixture) -> None:
+    # each slow client sends a whole head announcing a body, then trickles it: waiting on a body is
+    # waiting, not handling, so the bound makes room as it does for a head still coming
+    limits = WebLimits(body_timeout=30, max_connections=20)
+
+    async def scenario() -> list[int]:
+        async with served(limits) as (_app, port), SlowClients("127.0.0.1", port, 20, style="body") as slow:
+            await asyncio.sleep(0.3)  # every head is in and waits on its body
+            assert slow.open_count() == 20
+            async with aiohttp.ClientSession() as session:
+                return [await healthz(port, session) for _ in range(3)]
+
+    assert asyncio.run(scenario()) == [200, 200, 200]
+    assert any("waiting for a request body" in line for line in lines_about(caplog, "the most allowed"))
 
 
 def test_when_every_connection_is_busy_a_new_one_is_closed_at_once_and_service_resumes_after(
