@@ -16,6 +16,7 @@ from bot.core.model import Step
 from bot.core.services import FindingView
 from commands.model import Press
 from host_actions.winrm_client import CLEANUP_SECONDS, GRACE_SECONDS
+from tests.core.test_watching import deliver_due
 from tests.fakes.bot import APPROVER, CHANNEL, SIM_PASSWORD_ENV, host_config, press
 from tests.fakes.destination import RecordingDestination
 from tests.fakes.hostile_winrm import HostileWinRM
@@ -45,12 +46,6 @@ def core_for(lab: Lab, tmp_path: Path, server: HostileWinRM) -> tuple[Core, Reco
     chat = RecordingDestination()
     core.attach(chat)
     return core, chat
-
-
-async def deliver_due(core: Core) -> None:
-    for platform in core.destinations:
-        while await core.outbox.run_once(platform):
-            pass
 
 
 def broken_thumbprint(server: HostileWinRM) -> str:
