@@ -6,6 +6,7 @@ import inspect
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from bot.probe.text import printable
 from commands.context import Context
 from commands.model import Outcome, Request
 
@@ -19,8 +20,7 @@ class UsageError(Exception):
 def shown(typed: str, limit: int = 60) -> str:
     """What someone typed, fit to quote back: control characters escaped, long text cut, so an
     answer never carries a 4,000-character argument or a terminal escape."""
-    text = "".join(c if c.isprintable() else ascii(c)[1:-1] for c in typed)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    return printable(typed, limit)
 
 
 @dataclass(frozen=True)
