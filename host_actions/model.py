@@ -128,6 +128,7 @@ class SiteBinding:
     thumbprint: str | None
     store: str | None
     error: str | None = None  # a value of this binding could not be read (its hash getter threw)
+    information: str = ""  # bindingInformation exactly as IIS has it ("IP:port:host")
 
 
 @dataclass(frozen=True)

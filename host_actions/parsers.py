@@ -217,6 +217,7 @@ def parse_site_bindings(sites: list[dict[str, Any]]) -> list[SiteBinding]:
                     thumbprint=thumbprint_of(b.get("certificate_hash")),
                     store=b.get("certificate_store") or None,
                     error=str(b["error"]) if b.get("error") else None,
+                    information=str(b.get("binding_information", "")),
                 )
             )
     return out

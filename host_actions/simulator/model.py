@@ -197,17 +197,42 @@ class HostModel:
         self.certs.append(sim)
         return sim
 
-    def bind_site(self, site_name: str, hostname: str, cert: SimCert, *, port: int = 443, sni: bool = True) -> None:
+    def bind_site(
+        self,
+        site_name: str,
+        hostname: str,
+        cert: SimCert | None,
+        *,
+        port: int = 443,
+        sni: bool = True,
+        ccs: bool = False,
+        ip: str = "*",
+    ) -> None:
+        """One https binding. Without SNI the host name (if any) stays in the binding information
+        while http.sys serves the IP:port entry, which every non-SNI binding on that socket shares.
+        A CCS binding (SslFlags 2) has no hash: IIS takes the certificate from the share."""
         site = self.site(site_name)
         if site is None:
             site = Site(site_name, len(self.sites) + 1)
             site.bindings.append(SiteBinding("http", f"*:80:{hostname}"))
             self.sites.append(site)
+        info = f"{ip}:{port}:{hostname}"
+        if ccs:
+            site.bindings.append(SiteBinding("https", info, 2 | (1 if sni else 0)))
+            if not any(h.kind == "ccs" and h.endpoint == str(port) for h in self.http_bindings):
+                self.http_bindings.append(HttpBinding("ccs", str(port), "", "MY"))
+            return
+        if cert is None:
+            raise ValueError("a binding that is not a CCS binding needs a certificate")
         store = "MY" if cert.store == "My" else cert.store
-        info = f"*:{port}:{hostname}" if sni else f"*:{port}:"
         site.bindings.append(SiteBinding("https", info, 1 if sni else 0, cert.thumbprint, store))
-        endpoint = f"{hostname}:{port}" if sni else f"0.0.0.0:{port}"
-        self.http_bindings.append(HttpBinding("hostname" if sni else "ip", endpoint, cert.thumbprint, store))
+        endpoint = f"{hostname}:{port}" if sni else f"{'0.0.0.0' if ip == '*' else ip}:{port}"  # noqa: S104 - http.sys's wildcard address
+        existing = next((h for h in self.http_bindings if h.endpoint.lower() == endpoint.lower()), None)
+        if existing is not None:  # a shared non-SNI socket: one certificate for all of its bindings
+            existing.thumbprint, existing.store = cert.thumbprint, store
+        else:
+            kind: Literal["ip", "hostname"] = "hostname" if sni else "ip"
+            self.http_bindings.append(HttpBinding(kind, endpoint, cert.thumbprint, store))
 
     def add_renewal(
         self,

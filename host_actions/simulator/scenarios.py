@@ -96,3 +96,24 @@ def renew_breaking_the_key_link(model: HostModel, *, days_old: float = 0) -> str
     renewal = model.renewals[0]
     renewal.data["History"].append(model.history_entry(True, new.thumbprint, days_ago=days_old))
     return new.thumbprint
+
+
+def multi_host_site() -> HostModel:
+    """Several host names on one site, each with its own certificate, next to the bindings a
+    rebind must leave alone: "Shop" serves www (an older and a renewed certificate on the host),
+    api (its own certificate) and static (a Central Certificate Store binding, SslFlags 3);
+    "Legacy" and "Intranet" have non-SNI bindings on *:443, so http.sys serves both from the one
+    0.0.0.0:443 entry, today with a certificate that covers both names."""
+    model = HostModel()
+    www_old = model.add_cert(["www.example.net"], days_old=80, friendly_name="www old")
+    model.add_cert(["www.example.net"], days_old=1, friendly_name="www renewed")
+    api = model.add_cert(["api.example.net"], days_old=20, friendly_name="api")
+    model.bind_site("Shop", "www.example.net", www_old)
+    model.bind_site("Shop", "api.example.net", api)
+    model.bind_site("Shop", "static.example.net", None, ccs=True)
+    both = model.add_cert(["legacy.example.net", "intranet.example.net"], days_old=70, friendly_name="shared")
+    model.add_cert(["legacy.example.net"], days_old=2, friendly_name="legacy only")
+    model.bind_site("Legacy", "legacy.example.net", both, sni=False)
+    model.bind_site("Intranet", "intranet.example.net", both, sni=False)
+    model.add_wacs_task()
+    return model

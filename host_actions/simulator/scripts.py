@@ -12,7 +12,7 @@ import hashlib
 import json
 import re
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Literal
 
 from host_actions.simulator.model import (
     CERTOPS_TASK,
@@ -22,7 +22,9 @@ from host_actions.simulator.model import (
     SOFTWARE_KSP,
     SYSTEM_IDENTITY,
     HostModel,
+    HttpBinding,
     SimCert,
+    SiteBinding,
     Task,
     mint_certificate,
     sim_cert,
@@ -211,9 +213,9 @@ def render_netsh(model: HostModel) -> str:
     for b in model.http_bindings:
         rows = [
             (labels[b.kind], b.endpoint),
-            ("Certificate Hash", b.thumbprint.lower()),
+            ("Certificate Hash", b.thumbprint.lower() or "(null)"),  # CCS entries carry no hash
             ("Application ID", "{4dc3e181-e14b-4a21-b022-59fc669b0914}"),
-            ("Certificate Store Name", b.store),
+            ("Certificate Store Name", b.store if b.thumbprint else "(null)"),
             ("Verify Client Certificate Revocation", "Enabled"),
             ("Ctl Identifier", "(null)"),
             ("Negotiate Client Certificate", "Disabled"),
@@ -393,22 +395,58 @@ def certutil_store_view(cert: SimCert) -> str:
 
 
 def rebind(model: HostModel, params: Mapping[str, Any]) -> dict[str, Any]:
+    """As rebind.ps1 does through MWA: each named binding is replaced (removed, and re-added with
+    the same protocol, binding information and SslFlags, bound to the new hash and store), never
+    mutated; a CCS binding or one the site does not have stops the script before any commit.
+    On commit IIS writes each binding's http.sys entry, so a non-SNI IP:port entry changes for
+    every binding that shares the socket."""
     site_name, thumbprint, store = str(params["Site"]), str(params["Thumbprint"]), str(params["Store"])
     if model.cert(thumbprint, store) is None:
         raise ScriptError(f"certificate {thumbprint} is not in LocalMachine\\{store}")
     site = model.site(site_name)
     if site is None:
         raise ScriptError(f"IIS has no site named {site_name}")
-    changed = _rebind_site(model, site.id, thumbprint, store)
-    model.log.append(f"rebind {site_name} {thumbprint}")
-    return {"changed": changed}
+    wanted = [str(b) for b in params.get("Bindings") or []]
+    if not wanted:
+        raise ScriptError("no binding to replace was named")
+    found: list[SiteBinding] = []
+    for info in wanted:
+        match = next(
+            (b for b in site.bindings if b.protocol == "https" and b.information.lower() == info.lower()), None
+        )
+        if match is None:
+            raise ScriptError(f"site {site_name} has no https binding {info}")
+        if match.ssl_flags & 2:
+            raise ScriptError(f"binding {info} uses the Central Certificate Store; it takes no hash")
+        found.append(match)
+    iis_store = "MY" if store == "My" else store
+    changed = []
+    for old in found:
+        site.bindings.remove(old)
+        site.bindings.append(SiteBinding(old.protocol, old.information, old.ssl_flags, thumbprint, iis_store))
+        changed.append(old.information)
+    for new in site.bindings[-len(found) :]:  # CommitChanges: IIS writes the http.sys entries
+        _write_http_sys(model, new, thumbprint, iis_store)
+    model.log.append(f"rebind {site_name} {thumbprint} {' '.join(changed)}")
+    return {"changed": changed, "replaced": True}
+
+
+def _write_http_sys(model: HostModel, b: SiteBinding, thumbprint: str, store: str) -> None:
+    ip, port, hostname = b.information.split(":", 2)
+    kind: Literal["ip", "hostname"] = "hostname" if b.ssl_flags & 1 else "ip"
+    endpoint = f"{hostname}:{port}" if kind == "hostname" else f"{'0.0.0.0' if ip == '*' else ip}:{port}"  # noqa: S104 - http.sys's wildcard address
+    for h in model.http_bindings:
+        if h.endpoint.lower() == endpoint.lower():
+            h.thumbprint, h.store = thumbprint, store
+            return
+    model.http_bindings.append(HttpBinding(kind, endpoint, thumbprint, store))
 
 
 def _rebind_site(model: HostModel, site_id: int, thumbprint: str, store: str) -> list[str]:
     site = next(s for s in model.sites if s.id == site_id)
     changed = []
     for b in site.bindings:
-        if b.protocol != "https":
+        if b.protocol != "https" or b.ssl_flags & 2:
             continue
         b.thumbprint, b.store = thumbprint, store
         changed.append(b.information)
