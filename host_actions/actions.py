@@ -35,13 +35,18 @@ from host_actions.parsers import (
     parse_netsh_sslcert,
     parse_renewal,
     parse_site_bindings,
+    renewal_days_of,
 )
 from host_actions.scripts import Part, script_text
 from host_actions.target import Host
 from host_actions.winrm_client import HostSession
 
 POST_RENEW_SCRIPT = "certops_post_renew.ps1"
-RELEVANT_WACS_LINE = re.compile(r"\[(ERR|WRN|FTL)\]|Script |Renewing|Installing|Store with|Updating", re.I)
+# the console with --verbose writes [EROR]/[WARN]/[FATL]; the log file writes [ERR]/[WRN]/[FTL]
+RELEVANT_WACS_LINE = re.compile(
+    r"\[(EROR|ERR|WARN|WRN|FATL|FTL)\]|Script |Renewing|Installing|Store with|Updating|encountered an error",
+    re.I,
+)
 
 
 @dataclass(frozen=True)
@@ -649,7 +654,12 @@ def add_post_renew_step(host: Host, renewal_id: str, *, now: dt.datetime | None 
 def _renewal(host: Host, results: list[Any], rid: str) -> tuple[Renewal, str]:
     doc = require(results, "winacme", host.name)
     for r in doc.get("renewals") or ():
-        renewal = parse_renewal(str(r.get("path")), str(r.get("text")), list(r.get("scripts") or ()))
+        renewal = parse_renewal(
+            str(r.get("path")),
+            str(r.get("text")),
+            list(r.get("scripts") or ()),
+            renewal_days_of(doc.get("renewal_days")),
+        )
         if renewal.id == rid and not renewal.problem:
             return renewal, str(r.get("text"))
     raise HostActionError("script_failed", f"{host.name}: win-acme has no usable renewal {rid}.", host=host.name)

@@ -7,6 +7,7 @@ Each finding proposes at most one action, named as on the command line and in ch
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -36,6 +37,7 @@ FINDING_CODES = (
     "renewal_failing",
     "renewal_overdue",
     "renewal_lacks_script_step",
+    "post_renew_step_failed",  # a Script installation step failed; win-acme still recorded success
     "wacs_task_missing_or_disabled",
     "legacy_task_failing",
     "legacy_task_missing_target",
@@ -361,10 +363,36 @@ def _renewals(inv: Inventory, now: dt.datetime, overdue_grace: dt.timedelta) -> 
                     Proposal("renew", (r.id,)),
                 )
             )
+        out += _post_renew_step(r)
         out += _script_step(r)
     if inv.renewals and inv.tasks_available:  # unread tasks are tasks_unreadable, not "missing"
         out += _wacs_task(inv)
     return out
+
+
+INSTALL_STEP_ERROR = re.compile(r"Installation plugin .* encountered an error", re.I)
+
+
+def _post_renew_step(r: Renewal) -> list[Finding]:
+    """win-acme 2.2 records a failed Script (or other installation) step as `Success: true` with an
+    error message, after it has already removed the previous certificate, so this is not
+    `renewal_failing` and a rebind to the old thumbprint is no longer possible."""
+    last = r.last
+    if last is None or not last.success:
+        return []
+    errors = [e for e in last.errors if INSTALL_STEP_ERROR.search(e)]
+    if not errors:
+        return []
+    return [
+        Finding(
+            "post_renew_step_failed",
+            "warning",
+            f"win-acme renewal {r.friendly_name or r.id} renewed on {_day(last.date)} but an installation step "
+            f"failed: {errors[0]}. win-acme still recorded the renewal as successful and removed the previous "
+            "certificate; check the Script step's output in win-acme's log.",
+            {"renewal": r.id, "errors": list(last.errors), "date": last.date, "thumbprint": last.thumbprint},
+        )
+    ]
 
 
 def _script_step(r: Renewal) -> list[Finding]:

@@ -16,6 +16,7 @@ from host_actions.parsers import (
     parse_renewal,
     parse_site_bindings,
     prefer_layer2,
+    renewal_days_of,
 )
 from host_actions.scripts import Part
 from host_actions.target import Host
@@ -101,7 +102,12 @@ def build_inventory(host: str, results: list[PartResult], now: dt.datetime | Non
             for cert in (parse_certificate(c) for c in certs_doc.get("certs") or ())
         )
         renewals = tuple(
-            parse_renewal(str(r["path"]), str(r["text"]), list(r.get("scripts") or ()))
+            parse_renewal(
+                str(r["path"]),
+                str(r["text"]),
+                list(r.get("scripts") or ()),
+                renewal_days_of((winacme or {}).get("renewal_days")),
+            )
             for r in (winacme or {}).get("renewals") or ()
         )
         tasks, services = parse_tasks(tasks_doc) if tasks_doc is not None else ([], [])

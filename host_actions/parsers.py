@@ -487,7 +487,30 @@ def task_result(code: int) -> tuple[bool, str, str]:
 # -- win-acme renewals ---------------------------------------------------------------------
 
 
-def parse_renewal(path: str, text: str, scripts: list[dict[str, Any]]) -> Renewal:
+RENEWAL_DAYS_DEFAULT = 55  # win-acme's ScheduledTask.RenewalDays when settings.json does not say
+
+
+def renewal_days_of(value: Any) -> int:
+    """`ScheduledTask.RenewalDays` as winacme.ps1 read it from settings.json; 55 when absent or odd."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return RENEWAL_DAYS_DEFAULT
+    try:
+        days = int(value)
+    except ValueError:
+        return RENEWAL_DAYS_DEFAULT
+    return days if 0 < days < 10000 else RENEWAL_DAYS_DEFAULT
+
+
+def due_date_of(value: Any) -> dt.datetime | None:
+    """`OrderResults[].DueDate`: an ISO string before 2.2.3, an object {Start, End, Source} since."""
+    if isinstance(value, dict):
+        return parse_time(value.get("End")) or parse_time(value.get("Start"))
+    return parse_time(value)
+
+
+def parse_renewal(
+    path: str, text: str, scripts: list[dict[str, Any]], renewal_days: int = RENEWAL_DAYS_DEFAULT
+) -> Renewal:
     digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
     file_id = re.sub(r"\.renewal\.json$", "", path.rsplit("\\", 1)[-1], flags=re.I)
     try:
@@ -530,13 +553,13 @@ def parse_renewal(path: str, text: str, scripts: list[dict[str, Any]]) -> Renewa
         store_plugins=tuple(PLUGINS_STORE.get(str(s.get("Plugin", "")).lower(), "other") for s in stores),
         store_name=next((str(s["StoreName"]) for s in stores if s.get("StoreName")), None),
         steps=tuple(steps),
-        history=tuple(_history(h) for h in (data.get("History") or [])[-5:] if isinstance(h, dict)),
+        history=tuple(_history(h, renewal_days) for h in (data.get("History") or [])[-5:] if isinstance(h, dict)),
         sha256=digest,
         problem=problem,
     )
 
 
-def _history(entry: dict[str, Any]) -> HistoryEntry:
+def _history(entry: dict[str, Any], renewal_days: int = RENEWAL_DAYS_DEFAULT) -> HistoryEntry:
     orders = [o for o in entry.get("OrderResults") or () if isinstance(o, dict)]
     main = orders[0] if orders else {}
     # legacy files carry Thumbprint(s)/ExpireDate at the top level instead of OrderResults
@@ -544,11 +567,20 @@ def _history(entry: dict[str, Any]) -> HistoryEntry:
     if not thumbprint and entry.get("Thumbprints"):
         thumbprint = entry["Thumbprints"][0]
     errors = [*(entry.get("ErrorMessages") or ()), *(main.get("ErrorMessages") or ())]
+    for order in orders[1:]:
+        errors += order.get("ErrorMessages") or ()
+    date = parse_time(entry.get("Date"))
+    success = bool(entry.get("Success"))
+    # since 2.2.3 win-acme stores DueDate only when ACME Renewal Info moved it; otherwise the
+    # renewal is due RenewalDays after the last success, as win-acme itself computes it
+    due = due_date_of(main.get("DueDate"))
+    if due is None and success and date is not None:
+        due = date + dt.timedelta(days=renewal_days)
     return HistoryEntry(
-        date=parse_time(entry.get("Date")),
-        success=bool(entry.get("Success")),
+        date=date,
+        success=success,
         thumbprint=thumbprint_of(thumbprint),
         expires=parse_time(main.get("ExpireDate") or entry.get("ExpireDate")),
-        due=parse_time(main.get("DueDate")),
+        due=due,
         errors=tuple(dict.fromkeys(str(e) for e in errors if e)),
     )

@@ -33,4 +33,14 @@ foreach ($root in $Roots) {
         $renewals.Add(@{ path = $f.FullName; text = $text; scripts = @($scripts) })
     }
 }
-@{ renewals = @($renewals); wacs_exists = (Test-Path -LiteralPath $WacsPath); errors = @($errors) }
+# ScheduledTask.RenewalDays from settings.json next to wacs.exe: since 2.2.3 the history stores a
+# DueDate only when ACME Renewal Info moved it, so certops computes due from this (null: default 55)
+$renewalDays = $null
+try {
+    $settings = Join-Path (Split-Path -Parent $WacsPath) 'settings.json'
+    if (Test-Path -LiteralPath $settings) {
+        $days = (ConvertFrom-Json -InputObject ([IO.File]::ReadAllText($settings))).ScheduledTask.RenewalDays
+        if ($null -ne $days) { $renewalDays = [int]$days }
+    }
+} catch { }
+@{ renewals = @($renewals); wacs_exists = (Test-Path -LiteralPath $WacsPath); renewal_days = $renewalDays; errors = @($errors) }

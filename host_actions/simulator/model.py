@@ -156,6 +156,12 @@ class HostModel:
     next_renewal_key_state: KeyState = "ok"
     next_renewal_fails: bool = False
     next_renewal_key_alg: KeyAlg = "rsa"
+    # what the Script installation step exits with on the next run; win-acme 2.2 logs an error and
+    # still records Success: true (OrderProcessor "This is not truly fatal")
+    next_script_exit: int = 0
+    # "2.2.3": DueDate only when ACME Renewal Info moved the date, as an object {Start, End, Source};
+    # "string": the ISO string older win-acme wrote on every success
+    due_date_style: Literal["string", "2.2.3"] = "string"
     log: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -266,23 +272,40 @@ class HostModel:
         self.renewals.append(renewal)
         return renewal
 
+    def set_wacs_settings(self, renewal_days: int) -> None:
+        """settings.json next to wacs.exe with ScheduledTask.RenewalDays."""
+        path = self.wacs_path.rsplit("\\", 1)[0] + "\\settings.json"
+        self.files[path.lower()] = json.dumps({"ScheduledTask": {"RenewalDays": renewal_days}})
+
     def history_entry(
-        self, success: bool, thumbprint: str, *, days_ago: float, error: str | None = None
+        self,
+        success: bool,
+        thumbprint: str,
+        *,
+        days_ago: float,
+        error: str | None = None,
+        ari_due: dt.datetime | None = None,
     ) -> dict[str, Any]:
+        """`ari_due`: the date ACME Renewal Info moved the renewal to (2.2.3 style only)."""
         date = self.now - dt.timedelta(days=days_ago)
+        due: Any = _iso(date + dt.timedelta(days=55)) if success else None
+        if self.due_date_style == "2.2.3":
+            due = None
+            if ari_due is not None and success:
+                due = {"Start": _iso(ari_due - dt.timedelta(days=1)), "End": _iso(ari_due), "Source": "ari"}
+        order: dict[str, Any] = {
+            "Name": "main",
+            "Success": success,
+            "Thumbprint": thumbprint if success else None,
+            "ExpireDate": _iso(date + dt.timedelta(days=90)) if success else None,
+            "ErrorMessages": [error] if error else [],
+        }
+        if due is not None or self.due_date_style == "string":
+            order["DueDate"] = due
         return {
             "Date": _iso(date),
             "Success": success,
-            "OrderResults": [
-                {
-                    "Name": "main",
-                    "Success": success,
-                    "Thumbprint": thumbprint if success else None,
-                    "ExpireDate": _iso(date + dt.timedelta(days=90)) if success else None,
-                    "DueDate": _iso(date + dt.timedelta(days=55)) if success else None,
-                    "ErrorMessages": [error] if error else [],
-                }
-            ],
+            "OrderResults": [order],
             "ErrorMessages": [error] if error else [],
         }
 

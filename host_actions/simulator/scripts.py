@@ -329,7 +329,20 @@ def winacme(model: HostModel, params: Mapping[str, Any]) -> dict[str, Any]:
         ]
         renewals.append({"path": r.path, "text": r.text(), "scripts": scripts})
     wacs = str(params.get("WacsPath") or model.wacs_path)
-    return {"renewals": renewals, "wacs_exists": model.file_exists(wacs), "errors": errors}
+    return {
+        "renewals": renewals,
+        "wacs_exists": model.file_exists(wacs),
+        "renewal_days": _renewal_days(model, wacs),
+        "errors": errors,
+    }
+
+
+def _renewal_days(model: HostModel, wacs: str) -> int | None:
+    text = model.files.get((wacs.rsplit("\\", 1)[0] + "\\settings.json").lower())
+    if text is None:
+        return None
+    days = (json.loads(text).get("ScheduledTask") or {}).get("RenewalDays")
+    return int(days) if days is not None else None
 
 
 def tasks(model: HostModel, params: Mapping[str, Any]) -> dict[str, Any]:
@@ -461,21 +474,22 @@ def _rebind_site(model: HostModel, site_id: int, thumbprint: str, store: str) ->
 def renew(model: HostModel, params: Mapping[str, Any]) -> dict[str, Any]:
     renewal_id = str(params.get("RenewalId") or "")
     force = bool(params.get("Force"))
-    lines = [f"{_stamp(model)} [INF] A simple Windows ACMEv2 client (WACS)"]
+    # the console with --verbose: " [{Level:u4}] {Message}", so [INFO], [WARN], [EROR], [FATL]
+    lines = [" [INFO] A simple Windows ACMEv2 client (WACS)"]
     exit_code = 0
     selected = [r for r in model.renewals if not renewal_id or r.id == renewal_id]
     if renewal_id and not selected:
-        lines.append(f"{_stamp(model)} [ERR] No renewals matched --id {renewal_id}")
+        lines.append(f" [EROR] No renewals matched --id {renewal_id}")
         return {"exit": -1, "output": "\r\n".join(lines)}
     for r in selected:
         if not force and not _due(model, r.data):
-            lines.append(f"{_stamp(model)} [INF] Renewal {r.data['FriendlyName']} is due later")
+            lines.append(f" [INFO] Renewal {r.data['FriendlyName']} is due later")
             continue
-        lines.append(f"{_stamp(model)} [INF] Renewing {r.data['FriendlyName']}")
+        lines.append(f" [INFO] Renewing {r.data['FriendlyName']}")
         if model.next_renewal_fails:
             error = "Authorization failed for http-01 validation"
             r.data["History"].append(model.history_entry(False, "", days_ago=0, error=error))
-            lines.append(f"{_stamp(model)} [ERR] Renewal for {r.data['FriendlyName']} failed, will retry on next run")
+            lines.append(f" [EROR] Renewal for {r.data['FriendlyName']} failed, will retry on next run")
             exit_code = -1
             continue
         lines += _install_new_certificate(model, r.data)
@@ -488,18 +502,19 @@ def _install_new_certificate(model: HostModel, data: dict[str, Any]) -> list[str
     minted = mint_certificate(hosts, model.now, 90, model.next_renewal_key_alg)
     cert = sim_cert(minted, store, model.next_renewal_key_state)
     model.certs.append(cert)
-    lines = [f"{_stamp(model)} [INF] Store with CertificateStore... {store}"]
+    lines = [f" [INFO] Store with CertificateStore... {store}"]
+    errors: list[str] = []
     for step in data.get("InstallationPluginOptions", []):
         if step.get("Plugin") == PLUGIN_IIS:
             for site_id in data["TargetPluginOptions"].get("IncludeSiteIds") or [step["SiteId"]]:
                 _rebind_site(model, int(site_id), cert.thumbprint, store)
-            lines.append(f"{_stamp(model)} [INF] Updating existing https bindings")
+            lines.append(" [INFO] Updating existing https bindings")
         elif step.get("Plugin") == PLUGIN_SCRIPT:
             script = str(step.get("Script", ""))
-            lines.append(f"{_stamp(model)} [INF] Script {script} starting")
+            lines.append(f" [INFO] Script {script} starting")
             content = model.files.get(script.lower())
             if content is None:
-                lines.append(f"{_stamp(model)} [ERR] Script {script} not found")
+                lines.append(f" [EROR] Script {script} not found")
             elif "certops-script: certops_post_renew" in content:
                 # what our Layer 3 script does: the shared key test (as SYSTEM), and certutil
                 # -repairstore only when it fails
@@ -507,8 +522,16 @@ def _install_new_certificate(model: HostModel, data: dict[str, Any]) -> list[str
                     model.log.append(f"certutil -repairstore {cert.store} {cert.thumbprint}")
                     if not cert.key_lost and cert.key_state != "user_store":
                         cert.key_state, cert.system_key_state = "ok", None
-                lines.append(f"{_stamp(model)} [INF] Script finished")
-    data["History"].append(model.history_entry(True, cert.thumbprint, days_ago=0))
+                lines.append(" [INFO] Script finished")
+            if model.next_script_exit:
+                # win-acme 2.2: logged, then the renewal is still recorded as a success
+                lines.append(f" [EROR] Script finished with exit code {model.next_script_exit}")
+                lines.append(" [EROR] Installation plugin Script encountered an error")
+                errors.append("Installation plugin Script encountered an error")
+    entry = model.history_entry(True, cert.thumbprint, days_ago=0)
+    entry["ErrorMessages"] = list(errors)
+    entry["OrderResults"][0]["ErrorMessages"] = list(errors)
+    data["History"].append(entry)
     data["LastFriendlyName"] = data.get("FriendlyName")
     return lines
 
@@ -517,12 +540,13 @@ def _due(model: HostModel, data: dict[str, Any]) -> bool:
     for entry in reversed(data.get("History", [])):
         if entry.get("Success"):
             due = (entry.get("OrderResults") or [{}])[0].get("DueDate")
-            return due is None or dt.datetime.fromisoformat(due) <= model.now
+            if isinstance(due, dict):  # 2.2.3+: only when ACME Renewal Info moved the date
+                due = due.get("End") or due.get("Start")
+            if due is None:  # 2.2.3+: RenewalDays after the last success
+                days = _renewal_days(model, model.wacs_path) or 55
+                return dt.datetime.fromisoformat(entry["Date"]) + dt.timedelta(days=days) <= model.now
+            return dt.datetime.fromisoformat(due) <= model.now
     return True
-
-
-def _stamp(model: HostModel) -> str:
-    return model.now.strftime("%Y-%m-%d %H:%M:%S.000 +00:00")
 
 
 def retire_task(model: HostModel, params: Mapping[str, Any]) -> dict[str, Any]:

@@ -141,7 +141,7 @@ def test_a_failing_renewal_reports_wacs_exit_code_and_error_lines(make_sim: SimF
     result = actions.renew(host, "shopRenewal01", force=True)
     assert not result.ok
     assert result.details["exit_code"] == -1
-    assert any("[ERR]" in line for line in result.details["log"])
+    assert any("[EROR]" in line and "will retry" in line for line in result.details["log"])
     assert "renewal_failing" in {f["code"] for f in result.details["findings_after"]}
 
 

@@ -192,6 +192,7 @@ def test_the_finding_codes_are_the_ones_the_issue_lists() -> None:
         "renewal_failing",
         "renewal_overdue",
         "renewal_lacks_script_step",
+        "post_renew_step_failed",
         "wacs_task_missing_or_disabled",
         "legacy_task_failing",
         "legacy_task_missing_target",
