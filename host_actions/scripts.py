@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
@@ -49,7 +50,16 @@ class Part:
 def script_text(name: str) -> str:
     if name not in (*SCRIPT_NAMES, "bootstrap", "certops_post_renew"):
         raise KeyError(name)
-    return resources.files("host_actions").joinpath(f"ps/{name}.ps1").read_text(encoding="utf-8")
+    text = resources.files("host_actions").joinpath(f"ps/{name}.ps1").read_text(encoding="utf-8")
+    # a piece several scripts share is written once, under ps/include/, and put in where named
+    return _INCLUDE.sub(lambda m: _included(m.group(1)), text)
+
+
+_INCLUDE = re.compile(r"^# certops: include (\w+\.ps1)\n", re.M)
+
+
+def _included(name: str) -> str:
+    return resources.files("host_actions").joinpath(f"ps/include/{name}").read_text(encoding="utf-8")
 
 
 def script_marker(text: str) -> str | None:
