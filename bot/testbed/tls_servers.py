@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from types import TracebackType
+from typing import Self
 
 from bot.testbed.pki import Leaf
 
@@ -55,31 +56,26 @@ class Endpoint:
     on_connect: Callable[[Endpoint], None] | None = None
 
 
-class TLSServers:
-    """Context manager that runs every added endpoint until exit."""
+class LoopbackServers:
+    """Listeners on 127.0.0.1 (a free port each), the connections they accepted and a scratch
+    folder; a context manager that closes them all on exit."""
 
-    def __init__(self) -> None:
-        self._endpoints: list[Endpoint] = []
+    def __init__(self, prefix: str) -> None:
         self._listeners: list[socket.socket] = []
         self._conns: set[socket.socket] = set()
         self._lock = threading.Lock()
         self._stopping = threading.Event()
-        self._dir = tempfile.TemporaryDirectory(prefix="certops-tls-")
-        self._seen_sni: dict[int, str | None] = {}
-        self._contexts: dict[tuple[int, ...], ssl.SSLContext] = {}
+        self._dir = tempfile.TemporaryDirectory(prefix=prefix)
 
-    def add(self, endpoint: Endpoint) -> Endpoint:
+    def _listen(self, backlog: int) -> socket.socket:
         listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         listener.bind(("127.0.0.1", 0))
-        listener.listen(128)
-        endpoint.port = listener.getsockname()[1]
-        self._endpoints.append(endpoint)
+        listener.listen(backlog)
         self._listeners.append(listener)
-        threading.Thread(target=self._accept_loop, args=(listener, endpoint), daemon=True, name="tls-accept").start()
-        return endpoint
+        return listener
 
-    def __enter__(self) -> TLSServers:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(
@@ -101,6 +97,23 @@ class TLSServers:
             with contextlib.suppress(OSError):
                 conn.close()
         self._dir.cleanup()
+
+
+class TLSServers(LoopbackServers):
+    """Context manager that runs every added endpoint until exit."""
+
+    def __init__(self) -> None:
+        super().__init__("certops-tls-")
+        self._endpoints: list[Endpoint] = []
+        self._seen_sni: dict[int, str | None] = {}
+        self._contexts: dict[tuple[int, ...], ssl.SSLContext] = {}
+
+    def add(self, endpoint: Endpoint) -> Endpoint:
+        listener = self._listen(128)
+        endpoint.port = listener.getsockname()[1]
+        self._endpoints.append(endpoint)
+        threading.Thread(target=self._accept_loop, args=(listener, endpoint), daemon=True, name="tls-accept").start()
+        return endpoint
 
     def _context(self, endpoint: Endpoint) -> ssl.SSLContext:
         # cached per set of certificates, which a test may swap while the server runs

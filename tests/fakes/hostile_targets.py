@@ -12,13 +12,11 @@ import contextlib
 import datetime as dt
 import socket
 import ssl
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 
 import pytest
 from cryptography import x509
@@ -27,6 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from bot.testbed.pki import Leaf, MiniCA
+from bot.testbed.tls_servers import LoopbackServers
 
 CONNECTION_SECONDS = 5.0
 HOST = "www.example.test"
@@ -44,37 +43,13 @@ class Target:
         return list(self.requests)
 
 
-class HostileServers:
+class HostileServers(LoopbackServers):
     """Context manager running every added target until exit, each on 127.0.0.1 and a free port."""
 
     def __init__(self, ca: MiniCA) -> None:
+        super().__init__("certops-hostile-")
         self.ca = ca
-        self._stopping = threading.Event()
-        self._listeners: list[socket.socket] = []
-        self._conns: set[socket.socket] = set()
-        self._lock = threading.Lock()
-        self._dir = tempfile.TemporaryDirectory(prefix="certops-hostile-")
         self.ca_file = str(ca.write_ca(Path(self._dir.name) / "ca.pem"))
-
-    def __enter__(self) -> HostileServers:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self._stopping.set()
-        for listener in self._listeners:
-            with contextlib.suppress(OSError):
-                listener.close()
-        with self._lock:
-            conns = list(self._conns)
-        for conn in conns:
-            with contextlib.suppress(OSError):
-                conn.close()
-        self._dir.cleanup()
 
     # --- what a target does -----------------------------------------------------------------
 
@@ -141,12 +116,8 @@ class HostileServers:
         return context
 
     def _add(self, target: Target, handle: Callable[[socket.socket], None]) -> Target:
-        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind(("127.0.0.1", 0))
-        listener.listen(64)
+        listener = self._listen(64)
         target.port = listener.getsockname()[1]
-        self._listeners.append(listener)
         threading.Thread(target=self._accept, args=(listener, target, handle), daemon=True).start()
         return target
 
