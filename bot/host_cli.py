@@ -1,8 +1,15 @@
-"""`certops host ACTION HOST [ARGS] [--json]`: the host actions on the command line.
+"""`certops host ACTION HOST [ARGS] [--json]`: the host actions on the command line, built from
+`host_actions.registry`.
+
+A changing action obeys the rules a chat button does: it asks for confirmation (or `--yes`),
+offers `--what-if` (every read-only check, and what it would change, changing nothing), and is
+written to the audit log as `cli:USER` before it runs and with its outcome after; if the audit log
+cannot be written, nothing runs.
 
 Exit codes: 0 done and healthy, 1 done but something needs attention (findings, or the action
 did not achieve its effect), 2 the action failed (unreachable, refused, timed out...),
-3 the command line or the config is wrong. Errors are one sentence on stderr, no traceback.
+3 the command line or the config is wrong, or the change was not confirmed. Errors are one
+sentence on stderr, no traceback.
 
 It lives in bot, not host_actions, because it reads certops.toml: host_actions stays a leaf
 that is handed a Host and never imports bot.
@@ -11,59 +18,61 @@ that is handed a Host and never imports bot.
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
+import shlex
 import sys
-from collections.abc import Callable
 from typing import Any, TextIO
 
-from bot.config import ConfigError, Host, load_config
+from bot.config import Config, ConfigError, Host, load_config
+from bot.logs import escape
+from bot.store import StoreError, append_audit
 from host_actions import actions
 from host_actions.errors import HostActionError
 from host_actions.inventory import inventory
 from host_actions.model import Inventory
+from host_actions.registry import ACTIONS, HostAction
 
 EXIT_OK, EXIT_ATTENTION, EXIT_FAILED, EXIT_USAGE = 0, 1, 2, 3
-
-Runner = Callable[[Host, argparse.Namespace], "actions.ActionResult | Inventory"]
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Add `host` and its actions to the certops command line."""
+    reading = ", ".join(["inventory", *(a.name for a in ACTIONS.values() if not a.changes_host)])
+    changing = ", ".join(a.name for a in ACTIONS.values() if a.changes_host)
     host = subparsers.add_parser(
         "host",
         help="run an action on an IIS host over WinRM",
-        description="Run one action on a configured IIS host over WinRM. Read-only: inventory, "
-        "diagnose, verify-binding, audit-tasks. Changing: repair-store, rebind, renew, retire-task, "
-        "add-post-renew-step.",
+        description=f"Run one action on a configured IIS host over WinRM. Read-only: {reading}. "
+        f"Changing (asks for confirmation, or --yes; --what-if shows what it would change): {changing}.",
     )
     _config_option(host)
-    actions_parser = host.add_subparsers(dest="host_action", metavar="ACTION", required=True)
+    sub = host.add_subparsers(dest="host_action", metavar="ACTION", required=True)
+    p = _parser(sub, "inventory", "list certificates, bindings, win-acme renewals and tasks")
+    p.set_defaults(handler=lambda args: run_inventory(args))
+    for action in ACTIONS.values():
+        p = _parser(sub, action.name, action.help + (" (changes the host)" if action.changes_host else ""))
+        for param in action.params:
+            if param.kind == "positional":
+                p.add_argument(param.name, metavar=param.metavar, help=param.help)
+            elif param.kind == "optional":
+                p.add_argument(param.name, metavar=param.metavar, nargs="?", help=param.help)
+            elif param.kind == "switch":
+                p.add_argument(param.word, dest=param.name, action="store_true", help=param.help)
+            else:
+                p.add_argument(param.word, dest=param.name, metavar=param.metavar, action="append", help=param.help)
+        if action.changes_host:
+            p.add_argument("-y", "--yes", action="store_true", help="run without asking for confirmation")
+            p.add_argument("--what-if", action="store_true", help="say what it would change, and change nothing")
+        p.set_defaults(handler=lambda args, action=action: run_action(args, action))
 
-    def action(name: str, help_text: str, runner: Runner) -> argparse.ArgumentParser:
-        p: argparse.ArgumentParser = actions_parser.add_parser(name, help=help_text, description=help_text)
-        p.add_argument("host", metavar="HOST", help="a [[hosts]] name from the config")
-        p.add_argument("--json", action="store_true", help="print the result as JSON")
-        _config_option(p)
-        p.set_defaults(handler=lambda args: run(args, runner))
-        return p
 
-    action("inventory", "list certificates, bindings, win-acme renewals and tasks", lambda h, a: inventory(h))
-    action("diagnose", "inventory the host and list findings with proposed actions", _diagnose)
-    p = action("repair-store", "rebuild a certificate's key link (certutil -repairstore)", _repair)
-    p.add_argument("thumbprint", metavar="THUMBPRINT")
-    p = action("verify-binding", "check that https bindings use the newest usable certificate", _verify)
-    p.add_argument("site", metavar="SITE", nargs="?")
-    p = action("rebind", "point a site's https bindings at a certificate", _rebind)
-    p.add_argument("site", metavar="SITE")
-    p.add_argument("thumbprint", metavar="THUMBPRINT")
-    p = action("renew", "run a win-acme renewal now", _renew)
-    p.add_argument("renewal", metavar="RENEWAL_ID", nargs="?")
-    p.add_argument("--force", action="store_true", help="renew even if not due")
-    action("audit-tasks", "audit scheduled tasks outside \\Microsoft\\", lambda h, a: actions.audit_tasks(h))
-    p = action("retire-task", "disable a flagged task and rename its scripts", _retire)
-    p.add_argument("task", metavar="TASKPATH")
-    p = action("add-post-renew-step", "add the certops repair/verify script to a renewal", _add_step)
-    p.add_argument("renewal", metavar="RENEWAL_ID")
+def _parser(sub: argparse._SubParsersAction, name: str, help_text: str) -> argparse.ArgumentParser:  # type: ignore[type-arg]
+    p: argparse.ArgumentParser = sub.add_parser(name, help=help_text, description=help_text)
+    p.add_argument("host", metavar="HOST", help="a [[hosts]] name from the config")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    _config_option(p)
+    return p
 
 
 def _config_option(parser: argparse.ArgumentParser) -> None:
@@ -71,36 +80,127 @@ def _config_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-c", "--config", default=argparse.SUPPRESS, help="config file (default certops.toml)")
 
 
-def _diagnose(host: Host, args: argparse.Namespace) -> actions.ActionResult:
-    return actions.diagnose_host(host)[2]
+def words(args: argparse.Namespace, action: HostAction) -> list[str]:
+    """The command line's values as a request carries them (registry.HostAction.bind reads them)."""
+    found: list[str] = []
+    for param in action.params:
+        value = getattr(args, param.name, None)
+        if param.kind in ("positional", "optional") and value is not None:
+            found.append(value)
+        elif param.kind == "switch" and value:
+            found.append(param.word)
+        elif param.kind == "option":
+            found += [f"{param.word}={v}" for v in value or ()]
+    return found
 
 
-def _repair(host: Host, args: argparse.Namespace) -> actions.ActionResult:
-    return actions.repair_store(host, args.thumbprint)
+def cli_user() -> str:
+    try:
+        name = getpass.getuser()
+    except (KeyError, OSError):
+        name = "unknown"
+    return "cli:" + escape(name)[:64]
 
 
-def _verify(host: Host, args: argparse.Namespace) -> actions.ActionResult:
-    return actions.verify_binding(host, args.site)
+class _Refused(Exception):
+    """The change was not confirmed or could not be audited: nothing ran."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
 
 
-def _rebind(host: Host, args: argparse.Namespace) -> actions.ActionResult:
-    return actions.rebind(host, args.site, args.thumbprint)
-
-
-def _renew(host: Host, args: argparse.Namespace) -> actions.ActionResult:
-    return actions.renew(host, args.renewal, force=args.force)
-
-
-def _retire(host: Host, args: argparse.Namespace) -> actions.ActionResult:
-    return actions.retire_task(host, args.task)
-
-
-def _add_step(host: Host, args: argparse.Namespace) -> actions.ActionResult:
-    return actions.add_post_renew_step(host, args.renewal)
-
-
-def run(args: argparse.Namespace, runner: Runner, out: TextIO | None = None, err: TextIO | None = None) -> int:
+def run_action(
+    args: argparse.Namespace, action: HostAction, out: TextIO | None = None, err: TextIO | None = None
+) -> int:
     out, err = out or sys.stdout, err or sys.stderr
+    loaded = _config_and_host(args, err)
+    if isinstance(loaded, int):
+        return loaded
+    config, host = loaded
+    given = words(args, action)
+    what_if = bool(getattr(args, "what_if", False))
+    try:
+        action.bind(given)  # a bad value is refused before anything is asked or sent
+    except HostActionError as exc:
+        return _failed(args, host, exc, EXIT_USAGE, out, err)
+    subject = f"{action.name} {' '.join(given) or host.name} on {host.name}"
+    change = action.changes_host and not what_if
+    try:
+        if change:
+            how = "--yes" if args.yes else _confirmed(action, host.name, given, err)
+            _audit(config, "approve", subject, "approved", f"at the command line ({how})")
+        result = action.run(host, given, what_if=what_if)
+    except _Refused as refused:
+        print(refused, file=err)
+        return refused.code
+    except HostActionError as exc:
+        if change:
+            _audit_after(config, subject, "failed", f"{exc.kind}: {exc.message}", err)
+        return _failed(args, host, exc, EXIT_FAILED, out, err)
+    if change:
+        _audit_after(config, subject, "ok" if result.ok else "failed", result.summary, err)
+    print(json.dumps(result.to_json(), indent=2) if args.json else render_result(result), file=out)
+    return EXIT_OK if result.ok else EXIT_ATTENTION
+
+
+def _confirmed(action: HostAction, host: str, given: list[str], err: TextIO) -> str:
+    command = suggested(action.name, host, given)
+    if not sys.stdin.isatty():
+        raise _Refused(
+            f"{command} changes {host}: confirm with --yes (or see what it would change with --what-if). "
+            "Nothing was run.",
+            EXIT_USAGE,
+        )
+    print(f"{command} changes {host}. Run it? Type yes: ", end="", file=err, flush=True)
+    if sys.stdin.readline().strip().lower() not in ("y", "yes"):
+        raise _Refused("Not confirmed; nothing was run.", EXIT_USAGE)
+    return "confirmed at the terminal"
+
+
+def _audit(config: Config, event: str, subject: str, outcome: str, detail: str) -> None:
+    try:
+        append_audit(config.bot.database, cli_user(), event, subject, outcome, detail)
+    except (StoreError, OSError) as exc:
+        raise _Refused(
+            f"certops cannot write the audit log in {config.bot.database} ({exc}); nothing was run. "
+            "Check [bot] database and that this user may write it.",
+            EXIT_FAILED,
+        ) from None
+
+
+def _audit_after(config: Config, subject: str, outcome: str, detail: str, err: TextIO) -> None:
+    """The outcome of a change that ran: a failure to record it is said, never hidden."""
+    try:
+        _audit(config, "run", subject, outcome, detail)
+    except _Refused:
+        print(f"The action ran, but its outcome could not be written to the audit log in {config.bot.database}.",
+              file=err)  # fmt: skip
+
+
+def _failed(args: argparse.Namespace, host: Host, exc: HostActionError, code: int, out: TextIO, err: TextIO) -> int:
+    if args.json:
+        doc = {"ok": False, "host": host.name, "error": {"kind": exc.kind, "message": exc.message}}
+        print(json.dumps(doc), file=out)
+    print(exc.message, file=err)
+    return code
+
+
+def run_inventory(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None) -> int:
+    out, err = out or sys.stdout, err or sys.stderr
+    loaded = _config_and_host(args, err)
+    if isinstance(loaded, int):
+        return loaded
+    _config, host = loaded
+    try:
+        inv = inventory(host)
+    except HostActionError as exc:
+        return _failed(args, host, exc, EXIT_FAILED, out, err)
+    print(json.dumps(inv.to_json(), indent=2) if args.json else render_inventory(inv), file=out)
+    return EXIT_OK
+
+
+def _config_and_host(args: argparse.Namespace, err: TextIO) -> tuple[Config, Host] | int:
     config_path = getattr(args, "config", None) or "certops.toml"
     try:
         config = load_config(config_path)
@@ -112,19 +212,7 @@ def run(args: argparse.Namespace, runner: Runner, out: TextIO | None = None, err
         known = ", ".join(h.name for h in config.hosts) or "none"
         print(f'No host named "{args.host}" in {config_path} (known hosts: {known}).', file=err)
         return EXIT_USAGE
-    try:
-        result = runner(host, args)
-    except HostActionError as exc:
-        if args.json:
-            doc = {"ok": False, "host": host.name, "error": {"kind": exc.kind, "message": exc.message}}
-            print(json.dumps(doc), file=out)
-        print(exc.message, file=err)
-        return EXIT_FAILED
-    if isinstance(result, Inventory):
-        print(json.dumps(result.to_json(), indent=2) if args.json else render_inventory(result), file=out)
-        return EXIT_OK
-    print(json.dumps(result.to_json(), indent=2) if args.json else render_result(result), file=out)
-    return EXIT_OK if result.ok else EXIT_ATTENTION
+    return config, host
 
 
 def render_result(result: actions.ActionResult) -> str:
@@ -134,8 +222,7 @@ def render_result(result: actions.ActionResult) -> str:
         lines.append(f"  [{f['severity']}] {f['code']}: {f['message']}")
         if f.get("proposal"):
             proposal = f["proposal"]
-            args = " ".join(_quote(a) for a in proposal["args"])
-            lines.append(f"      -> certops host {proposal['action']} {result.host} {args}".rstrip())
+            lines.append(f"      -> {suggested(proposal['action'], result.host, proposal['args'])}")
     for b in details.get("bindings") or ():
         if isinstance(b, dict):
             lines.append(f"  {b['site']} {b['endpoint']}: {b['status']} (bound {b['bound']}, newest {b['newest']})")
@@ -167,5 +254,7 @@ def render_inventory(inv: Inventory) -> str:
     return "\n".join(lines)
 
 
-def _quote(arg: str) -> str:
-    return f'"{arg}"' if " " in arg else arg
+def suggested(action: str, host: str, args: list[str]) -> str:
+    """A command to copy into a shell: every word quoted as the shell needs (a task path keeps
+    its backslashes, a site name its spaces)."""
+    return shlex.join(["certops", "host", action, host, *args])

@@ -15,6 +15,7 @@ from bot.probe.targets import site_targets, url_target
 from host_actions import actions
 from host_actions.errors import HostActionError
 from host_actions.inventory import inventory
+from host_actions.registry import host_action
 from host_actions.winrm_client import arun
 
 
@@ -62,26 +63,7 @@ class HostActionRunner:
 
     async def run(self, host: str, action: str, args: tuple[str, ...]) -> ActionOutcome:
         cfg = self._host(host)
-        result: actions.ActionResult
-        if action == "repair-store" and len(args) == 1:
-            result = await arun(actions.repair_store, cfg, args[0])
-        elif action == "verify-binding" and len(args) <= 1:
-            result = await arun(actions.verify_binding, cfg, args[0] if args else None)
-        elif action == "rebind" and len(args) == 2:
-            result = await arun(actions.rebind, cfg, args[0], args[1])
-        elif action == "renew":
-            renewal = next((a for a in args if not a.startswith("--")), None)
-            result = await arun(actions.renew, cfg, renewal, force="--force" in args)
-        elif action == "audit-tasks" and not args:
-            result = await arun(actions.audit_tasks, cfg)
-        elif action == "retire-task" and len(args) == 1:
-            result = await arun(actions.retire_task, cfg, args[0])
-        elif action == "add-post-renew-step" and len(args) == 1:
-            result = await arun(actions.add_post_renew_step, cfg, args[0])
-        else:
-            raise HostActionError(
-                "script_failed", f"certops has no host action {action} taking {len(args)} argument(s)."
-            )
+        result = await arun(host_action(action).run, cfg, args)
         return ActionOutcome(result.ok, result.summary, _lines(result), _task_proposals(result))
 
     async def renewals(self, host: str) -> list[RenewalView]:

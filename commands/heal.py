@@ -12,8 +12,9 @@ from commands.context import Context
 from commands.model import Field, Outcome, Principal, Reply, Request, Tone
 from commands.proposals import buttons_and_notes
 from commands.registry import command
-from commands.render import LABELS, hhmm
+from commands.render import hhmm
 from host_actions.errors import HostActionError
+from host_actions.registry import label
 
 
 @command("heal", "heal <site>", min_args=1, max_args=1)
@@ -79,7 +80,7 @@ async def _waiting_for_others(ctx: Context, site: Site, who: Principal) -> Reply
         what = "A repair" if len(pending) == 1 else f"{len(pending)} repairs"
         verb = "is" if len(pending) == 1 else "are"
         lines = [
-            f"{LABELS.get(r.action, r.action)} {r.target} on {r.host}, proposed by {r.requested_by}, "
+            f"{label(r.action)} {r.target} on {r.host}, proposed by {r.requested_by}, "
             f"valid until {hhmm(parse_iso_utc(r.expires_at))} UTC."
             for r in pending
         ]

@@ -9,7 +9,8 @@ from bot.core.model import ActionRequest
 from commands.common import requester
 from commands.context import Context, FindingView
 from commands.model import Button, Principal, Reply, Tone
-from commands.render import LABELS, MAX_BUTTONS, button_for
+from commands.render import MAX_BUTTONS, button_for
+from host_actions.registry import label
 
 
 async def offer(
@@ -33,7 +34,7 @@ def buttons_and_notes(requests: list[ActionRequest], ran: list[RunResult]) -> tu
     the policy allowed."""
     buttons = [button_for(r) for r in requests[:MAX_BUTTONS]]
     notes = [
-        f"Also proposed: {' '.join([LABELS.get(r.action, r.action), *r.args])} (after these, run the command again)."
+        f"Also proposed: {' '.join([label(r.action), *r.args])} (after these, run the command again)."
         for r in requests[MAX_BUTTONS:]
     ]
     for result in ran:
@@ -44,7 +45,7 @@ def buttons_and_notes(requests: list[ActionRequest], ran: list[RunResult]) -> tu
 
 async def run_request(ctx: Context, request: ActionRequest, approved_by: str) -> Reply:
     if isinstance(ctx.hosts, HostGuard):
-        # a change is about to run: its recheck (bot.core.actions.RECHECKED) must see the host as
+        # a change is about to run: its recheck (host_actions.registry: rechecked) must see the host as
         # it is now, not as a diagnosis from before the button waited showed it
         ctx.hosts.forget(request.host)
     return render_run(await ctx.flows.run(request, approved_by))

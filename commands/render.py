@@ -14,15 +14,8 @@ from bot.core.model import ActionRequest, Incident, IncidentState, MessageKind, 
 from bot.core.ports import StorePort
 from bot.probe import ProbeResult, worst_status
 from commands.model import Button, Field, Reply, Tone
+from host_actions.registry import ACTIONS
 
-LABELS = {
-    "repair-store": "Repair store",
-    "rebind": "Fix binding",
-    "verify-binding": "Verify binding",
-    "renew": "Renew now",
-    "retire-task": "Disable legacy task",
-    "add-post-renew-step": "Add post-renew step",
-}
 MAX_BUTTONS = 4  # LINE's buttons template takes four actions; Slack would take more
 SHOWN_STEPS = {
     Step.DETECTED,
@@ -39,8 +32,9 @@ SHOWN_STEPS = {
 
 
 def button_for(request: ActionRequest) -> Button:
-    label = LABELS.get(request.action, request.action)
-    style = "danger" if request.action in ("retire-task", "renew") else "primary"
+    action = ACTIONS.get(request.action)
+    label = action.label if action else request.action
+    style = "danger" if action and action.danger else "primary"
     return Button(label, f"act:{request.token}", style, confirm=f"{label} on {request.host}?")
 
 

@@ -12,19 +12,11 @@ from zoneinfo import ZoneInfo
 import tzlocal  # an APScheduler 3 dependency; finds the machine's IANA zone on Linux and Windows alike
 
 from bot.config.secrets import SecretRef
+from host_actions.registry import NAMES
 from host_actions.target import Host as Host  # re-exported: [[hosts]] entries are host_actions targets
 from host_actions.target import Secret
 
-HOST_ACTIONS = (
-    "diagnose",
-    "repair-store",
-    "verify-binding",
-    "rebind",
-    "renew",
-    "audit-tasks",
-    "retire-task",
-    "add-post-renew-step",
-)
+HOST_ACTIONS = NAMES  # [policy] names actions as the registry does
 
 
 class TimeOfDay(NamedTuple):

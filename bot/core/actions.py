@@ -20,12 +20,10 @@ from bot.core.ports import StorePort
 from bot.core.services import Diagnosis, FindingView, HostRunner, Prober
 from bot.probe import ProbeResult
 from host_actions.errors import HostActionError
+from host_actions.registry import ACTIONS
 
 log = logging.getLogger(__name__)
 
-# actions whose target can go stale while a button waits (a newer certificate, another binding):
-# the host is diagnosed again right before they run, and they run only if still proposed
-RECHECKED = ("repair-store", "rebind")
 
 
 @dataclass(frozen=True)
@@ -234,7 +232,8 @@ class ActionFlows:
 
     async def _stale(self, request: ActionRequest) -> str | None:
         """Why the proposal no longer fits the host, or None when it still does."""
-        if request.action not in RECHECKED:
+        action = ACTIONS.get(request.action)
+        if action is None or not action.rechecked:
             return None  # the host action itself checks its target against what the host reports
         probe = None
         site = self.config.site(request.site or "")

@@ -26,6 +26,21 @@ def open_store(database: str | os.PathLike[str]) -> SqlStore:
     return SqlStore(database)
 
 
+def append_audit(
+    database: str | os.PathLike[str], actor: str, event: str, subject: str, outcome: str, detail: str
+) -> None:
+    """One audit entry from a short-lived command (`certops host`), even while `certops run`
+    owns the database: SQLite serialises the two writers; the lock only says who runs the loop."""
+    try:
+        store = SqlStore(database)
+    except StoreBusy:
+        store = SqlStore(database, guest=True)
+    try:
+        store.audit(actor, event, subject, outcome, detail)
+    finally:
+        store.close()
+
+
 __all__ = [
     "ActionRequest",  # re-exported from bot.core.model for the callers that import it from here
     "SqlStore",
@@ -35,6 +50,7 @@ __all__ = [
     "StoreError",
     "StoreFull",
     "StoreWriteFailed",
+    "append_audit",
     "iso",
     "open_store",
     "parse_iso",

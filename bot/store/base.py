@@ -21,13 +21,15 @@ class Database:
     """Opens (and migrates) the database named by `database`; every call after that is
     synchronous and thread-safe, each in a transaction of its own."""
 
-    def __init__(self, database: str | os.PathLike[str]) -> None:
+    def __init__(self, database: str | os.PathLike[str], *, guest: bool = False) -> None:
+        """`guest`: another process owns the file (certops run) and has migrated it; this one
+        takes no lock and only appends (the CLI writing the audit log)."""
         location = locate(database)
         self._closed = False
         self._write_problem: str | None = None
         self.name = location.name
         self.url = location.url
-        owner = claim_ownership(location)
+        owner = None if guest else claim_ownership(location)
         # released on close(), or when a store nobody closed is collected
         self._release = weakref.finalize(self, os.close, owner) if owner is not None else None
         self._engine = dialect.make_engine(location.url)
@@ -35,6 +37,8 @@ class Database:
         self._serial: AbstractContextManager[object] = (
             threading.RLock() if dialect.shares_one_connection(self._engine) else nullcontext()
         )
+        if guest:
+            return
         try:
             with self._write() as connection:
                 upgrade(connection, self.name)

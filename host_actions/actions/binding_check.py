@@ -51,13 +51,27 @@ def binding_report(inv: Inventory, site: str | None = None) -> list[dict[str, An
     return rows
 
 
+def require_site(host: Host, inv: Inventory, site: str) -> None:
+    """Refuses a site name IIS does not know, listing the ones it does (a [[sites]] name is the
+    usual mistake)."""
+    sites = inv.sites()
+    if site.lower() not in (s.lower() for s in sites):
+        known = ", ".join(sorted(sites, key=str.lower)) or "none"
+        raise HostActionError(
+            "script_failed",
+            f"{host.name}: IIS has no site named {site}; its sites are: {known}. "
+            "SITE is the IIS site name, as IIS Manager shows it.",
+            host=host.name,
+        )
+
+
 def verify_binding(host: Host, site: str | None = None) -> ActionResult:
     site_name = validate.site_name(site) if site else None
     parts = inventory_parts(host)
     with HostSession(host, "verify-binding") as session:
         inv = build_inventory(host.name, session.run(parts))
-    if site_name and site_name.lower() not in (s.lower() for s in inv.sites()):
-        raise HostActionError("script_failed", f"{host.name}: IIS has no site named {site_name}.", host=host.name)
+    if site_name:
+        require_site(host, inv, site_name)
     rows = binding_report(inv, site_name)
     bad = [r for r in rows if r["status"] != "ok"]
     if not rows:

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from host_actions import validate
-from host_actions.actions.binding_check import binding_report, certs_and_bindings
+from host_actions.actions.binding_check import binding_report, certs_and_bindings, require_site
 from host_actions.actions.result import ActionResult
 from host_actions.diagnose import WILDCARD_IP, http_sys_binding
 from host_actions.errors import HostActionError, InvalidParameter
@@ -25,6 +25,7 @@ def rebind(
     *,
     bindings: Sequence[str] | None = None,
     shared_socket: bool = False,
+    what_if: bool = False,
 ) -> ActionResult:
     """Point the https bindings of `site` whose host name the certificate covers (or exactly the
     `bindings` named: "IP:port:host", "host:port" or a host name) at the certificate.
@@ -47,11 +48,12 @@ def rebind(
                 + ("it is not in My or WebHosting." if cert is None else f"its private key is {cert.key_status}."),
                 host=host.name,
             )
-        if site_name.lower() not in (s.lower() for s in before.sites()):
-            raise HostActionError("script_failed", f"{host.name}: IIS has no site named {site_name}.", host=host.name)
+        require_site(host, before, site_name)
         selected, skipped = _select_bindings(host, before, site_name, cert, named)
         _refuse_shared_sockets(host, before, selected, shared_socket)
         infos = [b.information for b in selected]
+        if what_if:
+            return _would_rebind(host, site_name, cert, selected, skipped, session.stats.round_trips)
         results = session.run(
             [
                 Part("rebind", {"Site": site_name, "Thumbprint": tp, "Store": cert.store, "Bindings": infos}),
@@ -87,6 +89,19 @@ def rebind(
         },
         session.stats.round_trips,
     )
+
+
+def _would_rebind(
+    host: Host, site: str, cert: Certificate, selected: list[SiteBinding], skipped: list[dict[str, Any]], trips: int
+) -> ActionResult:
+    summary = (
+        f"Would replace {len(selected)} https binding(s) of site {site} on {host.name} with ones bound to "
+        f"{cert.thumbprint} in {cert.store}: " + ", ".join(b.information for b in selected) + "."
+    )
+    if skipped:
+        summary += " Would leave alone: " + "; ".join(r["reason"] for r in skipped) + "."
+    details = {"what_if": True, "changed": [b.information for b in selected], "skipped": skipped}
+    return ActionResult("rebind", host.name, True, summary, details, trips)
 
 
 _SELECTOR = re.compile(r"^[^\s'\"`$;|&<>(){}]{1,300}$")

@@ -15,10 +15,20 @@ from host_actions.target import Host
 from host_actions.winrm_client import HostSession
 
 
-def repair_store(host: Host, thumbprint: str) -> ActionResult:
+def repair_store(host: Host, thumbprint: str, *, what_if: bool = False) -> ActionResult:
     tp = validate.thumbprint(thumbprint)
     with HostSession(host, "repair-store") as session:
         before = _one_cert(host, session.run([Part("certs", {"Thumbprint": tp})]), tp)
+        if what_if:
+            return ActionResult(
+                "repair-store",
+                host.name,
+                True,
+                f"Would run certutil -repairstore {before.store} {tp} on {host.name} (its key is now "
+                f"{before.key_status}), then test the key again.",
+                {"what_if": True, "thumbprint": tp, "store": before.store, "before": before.key_status},
+                session.stats.round_trips,
+            )
         results = session.run(
             [Part("repair_store", {"Store": before.store, "Thumbprint": tp}), Part("certs", {"Thumbprint": tp})]
         )

@@ -23,6 +23,9 @@ def _config(tmp_path: Path, url: str) -> str:
     path = tmp_path / "certops.toml"
     path.write_text(
         f"""
+[bot]
+database = "{tmp_path / "state.db"}"
+
 [[hosts]]
 name = "iis01"
 address = "{url}"
@@ -59,7 +62,7 @@ def test_host_repair_store_with_json_prints_one_document(
 ) -> None:
     sim, _host = make_sim()
     tp = max(sim.model.certs, key=lambda c: c.not_before).thumbprint
-    code = _run(["host", "repair-store", "iis01", tp, "--json", "-c", _config(tmp_path, sim.url)])
+    code = _run(["host", "repair-store", "iis01", tp, "--yes", "--json", "-c", _config(tmp_path, sim.url)])
     doc = json.loads(capsys.readouterr().out)
     assert code == 0
     assert doc["ok"]
@@ -99,7 +102,7 @@ def test_an_injected_thumbprint_on_the_command_line_is_refused_without_traffic(
 ) -> None:
     sim, _host = make_sim()
     code = _run(["host", "repair-store", "iis01", "'; Remove-Item C:\\ -Recurse #", "-c", _config(tmp_path, sim.url)])
-    assert code == 2
+    assert code == 3  # the command line is wrong: refused before anything is asked or sent
     assert "40 hexadecimal characters" in capsys.readouterr().err
     assert sim.requests == []
 
