@@ -295,6 +295,7 @@ class _Probe:
             async with asyncio.timeout_at(self.deadline):
                 reader, writer = await asyncio.open_connection(address, port)
         except (OSError, TimeoutError) as exc:
+            failures.forget_tracebacks(exc)
             code, message = failures.describe_connect_error(exc)
             shown = f"[{address}]" if ":" in address else address
             raise _Failed(code, f"{shown}:{port}: {message}") from None
@@ -307,9 +308,13 @@ class _Probe:
             raise
         except Exception as exc:
             stream.abort()
+            failures.forget_tracebacks(exc)
             verify_error = failures.find_verify_error(exc)
             if verify_error is not None:
-                raise verify_error from None
+                try:
+                    raise verify_error from None
+                finally:
+                    del verify_error  # this frame is in the traceback it raises with: no cycle
             code, message = failures.describe_handshake_error(exc)
             raise _Failed(code, message) from None
         return stream
@@ -576,6 +581,7 @@ class _Probe:
         except TLSFlood as exc:
             raise _Failed("tls_protocol_error", str(exc)) from None
         except (OSError, ssl.SSLError) as exc:
+            failures.forget_tracebacks(exc)
             raise _Failed(
                 "http_error", f"connection lost while waiting for the HTTP answer ({type(exc).__name__})"
             ) from None

@@ -39,6 +39,14 @@ def causes(exc: BaseException) -> Iterator[BaseException]:
         current = current.__cause__ or current.__context__
 
 
+def forget_tracebacks(exc: BaseException) -> None:
+    """Drops the tracebacks of `exc` and its causes once only their messages are needed. A
+    StreamReader keeps the error it raised, and the error's traceback keeps the reader's frames:
+    a cycle that held each failed probe's buffers (about 70 KiB) until a full collection."""
+    for error in causes(exc):
+        error.__traceback__ = None
+
+
 def untrusted_reason(verify_code: int, verify_message: str) -> str | None:
     if verify_code in _UNTRUSTED_REASONS:
         return _UNTRUSTED_REASONS[verify_code]
