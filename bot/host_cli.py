@@ -22,16 +22,16 @@ import getpass
 import json
 import shlex
 import sys
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from bot.config import Config, ConfigError, Host, load_config
 from bot.logs import escape
-from bot.store import StoreError, append_audit
-from host_actions import actions
 from host_actions.errors import HostActionError
-from host_actions.inventory import inventory
-from host_actions.model import Inventory
 from host_actions.registry import ACTIONS, HostAction
+
+if TYPE_CHECKING:  # imported where used: `certops check` builds this parser and must stay light
+    from host_actions.actions import ActionResult
+    from host_actions.model import Inventory
 
 EXIT_OK, EXIT_ATTENTION, EXIT_FAILED, EXIT_USAGE = 0, 1, 2, 3
 
@@ -159,6 +159,8 @@ def _confirmed(action: HostAction, host: str, given: list[str], err: TextIO) -> 
 
 
 def _audit(config: Config, event: str, subject: str, outcome: str, detail: str) -> None:
+    from bot.store import StoreError, append_audit  # SQLAlchemy: only when a change is audited
+
     try:
         append_audit(config.bot.database, cli_user(), event, subject, outcome, detail)
     except (StoreError, OSError) as exc:
@@ -193,6 +195,8 @@ def run_inventory(args: argparse.Namespace, out: TextIO | None = None, err: Text
         return loaded
     _config, host = loaded
     try:
+        from host_actions.inventory import inventory
+
         inv = inventory(host)
     except HostActionError as exc:
         return _failed(args, host, exc, EXIT_FAILED, out, err)
@@ -215,7 +219,7 @@ def _config_and_host(args: argparse.Namespace, err: TextIO) -> tuple[Config, Hos
     return config, host
 
 
-def render_result(result: actions.ActionResult) -> str:
+def render_result(result: ActionResult) -> str:
     lines = [result.summary]
     details: dict[str, Any] = result.details
     for f in details.get("findings") or ():

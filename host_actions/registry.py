@@ -13,12 +13,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Literal
+from importlib import import_module
+from typing import TYPE_CHECKING, Any, Literal
 
-from host_actions import actions, validate
-from host_actions.actions import ActionResult
+from host_actions import validate
 from host_actions.errors import InvalidParameter
 from host_actions.target import Host
+
+if TYPE_CHECKING:
+    from host_actions.actions import ActionResult
 
 ParamKind = Literal["positional", "optional", "switch", "option"]
 
@@ -46,8 +49,14 @@ class HostAction:
     changes_host: bool
     rechecked: bool  # its target can go stale while a button waits: diagnose again right before
     params: tuple[Param, ...]
-    runner: Callable[..., ActionResult]
+    runs: str  # "module:function": imported when it first runs, so that reading the table is cheap
     danger: bool = False  # shown as a dangerous button and confirmed twice over
+
+    @property
+    def runner(self) -> Callable[..., ActionResult]:
+        module, _, name = self.runs.partition(":")
+        runner: Callable[..., ActionResult] = getattr(import_module(module), name)
+        return runner
 
     def bind(self, args: Sequence[str]) -> dict[str, Any]:
         """The runner's keyword arguments from a request's words; InvalidParameter names what is wrong."""
@@ -109,10 +118,6 @@ RENEWAL_ID = Param("renewal_id", "RENEWAL_ID", "the win-acme renewal id", check=
 IIS_SITE_HELP = "the IIS site name as IIS Manager shows it (not the [[sites]] name); an unknown one lists the sites"
 
 
-def _diagnose(host: Host) -> ActionResult:
-    return actions.diagnose_host(host)[2]
-
-
 ACTIONS: Mapping[str, HostAction] = {
     a.name: a
     for a in (
@@ -123,7 +128,7 @@ ACTIONS: Mapping[str, HostAction] = {
             changes_host=False,
             rechecked=False,
             params=(),
-            runner=_diagnose,
+            runs="host_actions.actions.diagnosis:diagnosis_result",
         ),
         HostAction(
             "repair-store",
@@ -132,7 +137,7 @@ ACTIONS: Mapping[str, HostAction] = {
             changes_host=True,
             rechecked=True,
             params=(THUMBPRINT,),
-            runner=actions.repair_store,
+            runs="host_actions.actions:repair_store",
         ),
         HostAction(
             "verify-binding",
@@ -141,7 +146,7 @@ ACTIONS: Mapping[str, HostAction] = {
             changes_host=False,
             rechecked=False,
             params=(Param("site", "SITE", IIS_SITE_HELP, "optional", validate.site_name),),
-            runner=actions.verify_binding,
+            runs="host_actions.actions:verify_binding",
         ),
         HostAction(
             "rebind",
@@ -161,7 +166,7 @@ ACTIONS: Mapping[str, HostAction] = {
                 ),
                 Param("shared_socket", "", "also a binding without SNI whose IP:port other bindings share", "switch"),
             ),
-            runner=actions.rebind,
+            runs="host_actions.actions:rebind",
         ),
         HostAction(
             "renew",
@@ -173,7 +178,7 @@ ACTIONS: Mapping[str, HostAction] = {
                 replace(RENEWAL_ID, kind="optional", help="the win-acme renewal id (every due renewal without it)"),
                 Param("force", "", "renew even if not due (needs RENEWAL_ID)", "switch"),
             ),
-            runner=actions.renew,
+            runs="host_actions.actions:renew",
             danger=True,
         ),
         HostAction(
@@ -183,7 +188,7 @@ ACTIONS: Mapping[str, HostAction] = {
             changes_host=False,
             rechecked=False,
             params=(),
-            runner=actions.audit_tasks,
+            runs="host_actions.actions:audit_tasks",
         ),
         HostAction(
             "retire-task",
@@ -192,7 +197,7 @@ ACTIONS: Mapping[str, HostAction] = {
             changes_host=True,
             rechecked=False,
             params=(TASK_PATH,),
-            runner=actions.retire_task,
+            runs="host_actions.actions:retire_task",
             danger=True,
         ),
         HostAction(
@@ -202,7 +207,7 @@ ACTIONS: Mapping[str, HostAction] = {
             changes_host=True,
             rechecked=False,
             params=(RENEWAL_ID,),
-            runner=actions.add_post_renew_step,
+            runs="host_actions.actions:add_post_renew_step",
         ),
     )
 }

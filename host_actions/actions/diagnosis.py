@@ -40,3 +40,8 @@ def diagnose_host(host: Host, probe: ProbeLike | None = None) -> tuple[Inventory
         session.stats.round_trips,
     )
     return inv, findings, result
+
+
+def diagnosis_result(host: Host) -> ActionResult:
+    """diagnose as the registry runs it: the result alone."""
+    return diagnose_host(host)[2]
