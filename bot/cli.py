@@ -3,20 +3,20 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import logging
 import sys
 from collections.abc import Sequence
 from typing import NoReturn, TextIO
 
-from bot import __version__
+from bot import __version__, eventloop
 from bot.config import Config, ConfigError, load_config, missing_secrets
 from bot.config.reader import did_you_mean
 from bot.host_cli import register as register_host_actions
 from bot.probe import ProbeResult, ProbeTarget, probe_many, worst_status
 from bot.probe.report import render_line
 from bot.probe.targets import TargetError, parse_resolve, site_targets, url_target
+from bot.simulator_cli import register as register_simulator
 
 EXIT_UNKNOWN = 3  # monitoring-plugin convention for usage and internal errors
 log = logging.getLogger("certops")
@@ -73,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print a JSON array (schema: docs/probe-json.md)")
     p.set_defaults(handler=cmd_check)
 
+    register_simulator(sub)
     register_host_actions(sub)
 
     p = sub.add_parser(
@@ -184,7 +185,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     if concurrency is not None and concurrency < 1:
         print("certops check: --concurrency must be at least 1.", file=sys.stderr)
         return EXIT_UNKNOWN
-    results = asyncio.run(_run_probes(targets, concurrency or 50, sys.stderr))
+    results = eventloop.run(_run_probes(targets, concurrency or 50, sys.stderr))
     if args.json:
         print(json.dumps([r.to_json() for r in results], indent=2))
     else:
