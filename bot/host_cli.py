@@ -18,10 +18,13 @@ that is handed a Host and never imports bot.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import getpass
 import json
+import os
 import shlex
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from bot.config import Config, ConfigError, Host, load_config
@@ -34,6 +37,7 @@ if TYPE_CHECKING:  # imported where used: `certops check` builds this parser and
     from host_actions.model import Inventory
 
 EXIT_OK, EXIT_ATTENTION, EXIT_FAILED, EXIT_USAGE = 0, 1, 2, 3
+Parser = argparse.ArgumentParser
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -50,8 +54,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     sub = host.add_subparsers(dest="host_action", metavar="ACTION", required=True)
     p = _parser(sub, "inventory", "list certificates, bindings, win-acme renewals and tasks")
     p.set_defaults(handler=lambda args: run_inventory(args))
+    p = _parser(sub, "capture", "save what the read-only scripts print on the host as one JSON file", json=False)
+    p.add_argument("-o", "--output", metavar="FILE", help="where to write it (default HOST-capture-TIME.json)")
+    p.set_defaults(handler=lambda args: run_capture(args))
     for action in ACTIONS.values():
         p = _parser(sub, action.name, action.help + (" (changes the host)" if action.changes_host else ""))
+        if action.name == "diagnose":
+            p.add_argument("--capture", metavar="FILE", help="judge a capture offline instead (HOST may be left out)")
+            p.set_defaults(handler=lambda args: run_diagnose(args))
+            continue
         for param in action.params:
             if param.kind == "positional":
                 p.add_argument(param.name, metavar=param.metavar, help=param.help)
@@ -67,10 +78,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         p.set_defaults(handler=lambda args, action=action: run_action(args, action))
 
 
-def _parser(sub: argparse._SubParsersAction, name: str, help_text: str) -> argparse.ArgumentParser:  # type: ignore[type-arg]
+def _parser(sub: argparse._SubParsersAction, name: str, help_text: str, *, json: bool = True) -> Parser:  # type: ignore[type-arg]
     p: argparse.ArgumentParser = sub.add_parser(name, help=help_text, description=help_text)
-    p.add_argument("host", metavar="HOST", help="a [[hosts]] name from the config")
-    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    nargs = "?" if name == "diagnose" else None  # diagnose --capture FILE needs no host
+    p.add_argument("host", metavar="HOST", nargs=nargs, help="a [[hosts]] name from the config")
+    if json:
+        p.add_argument("--json", action="store_true", help="print the result as JSON")
     _config_option(p)
     return p
 
@@ -186,6 +199,65 @@ def _failed(args: argparse.Namespace, host: Host, exc: HostActionError, code: in
         print(json.dumps(doc), file=out)
     print(exc.message, file=err)
     return code
+
+
+def run_diagnose(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None) -> int:
+    """diagnose a live host, or judge a capture offline exactly as the live host would be judged
+    (with the host's renewal_grace when HOST names one in the config)."""
+    out, err = out or sys.stdout, err or sys.stderr
+    if not args.capture:
+        if args.host is None:
+            print("certops host diagnose: give HOST, or --capture FILE to judge a capture.", file=err)
+            return EXIT_USAGE
+        return run_action(args, ACTIONS["diagnose"], out, err)
+    from host_actions.capture import CaptureError, diagnose_capture, load_capture
+
+    grace = None
+    if args.host is not None:
+        loaded = _config_and_host(args, err)
+        if isinstance(loaded, int):
+            return loaded
+        grace = dt.timedelta(seconds=loaded[1].renewal_grace)
+    try:
+        doc = load_capture(args.capture)
+        _inv, _findings, result = diagnose_capture(doc) if grace is None else diagnose_capture(doc, overdue_grace=grace)
+    except (CaptureError, HostActionError) as exc:
+        print(str(exc), file=err)
+        return EXIT_USAGE if isinstance(exc, CaptureError) else EXIT_FAILED
+    print(json.dumps(result.to_json(), indent=2) if args.json else render_result(result), file=out)
+    return EXIT_OK if result.ok else EXIT_ATTENTION
+
+
+def run_capture(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None) -> int:
+    """The read-only scripts' output, saved as one file (0600: not secret, but a description of
+    the host) that `certops simulator --capture` and `diagnose --capture` read."""
+    out, err = out or sys.stdout, err or sys.stderr
+    loaded = _config_and_host(args, err)
+    if isinstance(loaded, int):
+        return loaded
+    from host_actions.capture import CaptureError, capture, dump_capture
+
+    host = loaded[1]
+    try:
+        doc = capture(host)
+    except (HostActionError, CaptureError) as exc:
+        print(str(exc), file=err)
+        return EXIT_FAILED
+    path = Path(args.output or f"{host.name}-capture-{doc['taken_at'][:19].replace(':', '')}.json")
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(dump_capture(doc))
+    except OSError as exc:
+        print(f"certops host capture: cannot write {path} ({exc.strerror}); give another -o FILE.", file=err)
+        return EXIT_FAILED
+    removed = f" ({len(doc['removed'])} secret(s) cut out)" if doc["removed"] else ""
+    print(
+        f"{host.name}: wrote {path}{removed}. It holds no private key and not the WinRM password; "
+        "read the scheduled tasks' scripts in it before you send it.",
+        file=out,
+    )
+    return EXIT_OK
 
 
 def run_inventory(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None) -> int:

@@ -19,6 +19,13 @@ _SERVICE_REFERENCES = (
     re.compile(r"\b(?:Restart|Start|Stop)-Service\s+(?:-Name\s+)?[\"']?([\w.$-]+)", re.I),
 )
 _OPTION = re.compile(r"^-")
+# %VAR% left in a path: the host could not expand it (tasks.ps1 runs ExpandEnvironmentVariables,
+# which leaves unknown variables as they are), so whether the file exists is unknown, not "no"
+UNEXPANDED = re.compile(r"%[^%\\\s]+%")
+
+
+def unexpanded(path: str) -> bool:
+    return bool(UNEXPANDED.search(path))
 
 
 @dataclass(frozen=True)
@@ -101,7 +108,7 @@ def audit(task: ScheduledTask, services: list[str]) -> AuditedTask:
     known = {s.lower() for s in services}
     for action in task.actions:
         for index, fact in enumerate(action.files):
-            if fact.exists:
+            if fact.exists or unexpanded(fact.path):
                 continue
             code = "missing_program" if index == 0 else "missing_script"
             flags.append(TaskFlag(code, f"{fact.token} does not exist on the host"))

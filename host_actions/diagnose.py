@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-from host_actions.audit import audit_all
+from host_actions.audit import audit_all, unexpanded
 from host_actions.model import (
     Certificate,
     Inventory,
@@ -21,12 +21,14 @@ from host_actions.model import (
     SslBinding,
     to_jsonable,
 )
-from host_actions.parsers import PLUGIN_IIS, task_result
+from host_actions.parsers import PLUGIN_IIS, normal_ip, task_result
+from host_actions.target import OVERDUE_GRACE_SECONDS
 
 Severity = Literal["critical", "warning", "info"]
-OVERDUE_GRACE = dt.timedelta(days=2)  # the daily task had two chances after the due date
+OVERDUE_GRACE = dt.timedelta(seconds=OVERDUE_GRACE_SECONDS)
 EXPIRY_URGENT = dt.timedelta(days=7)
 WILDCARD_IP = "0.0.0.0"  # noqa: S104 - how netsh names an IIS "*" binding; nothing listens here
+WILDCARD_IPV6 = "::"  # netsh's [::]:port, the IPv6 wildcard entry
 
 FINDING_CODES = (
     "newest_cert_key_unusable",
@@ -179,13 +181,24 @@ def hostnames(inv: Inventory) -> list[str]:
     return list(dict.fromkeys(n for n in names if n and "*" not in n))
 
 
+def _name_store(inv: Inventory, name: str) -> str | None:
+    """The store the https binding for this name takes its certificate from, if one names it:
+    with the same thumbprint in My and WebHosting, that copy's key is the one schannel uses."""
+    for b in inv.site_bindings:
+        if b.protocol == "https" and b.host == name and not b.ccs:
+            store = bound_store(inv, b)
+            if store:
+                return store
+    return None
+
+
 def _keys(inv: Inventory) -> list[Finding]:
     out, seen = [], set()
     for name in hostnames(inv):
-        newest = inv.newest_for(name)
-        if newest is None or newest.usable or newest.thumbprint in seen:
+        newest = inv.newest_for(name, store=_name_store(inv, name))
+        if newest is None or newest.usable or (newest.thumbprint, newest.store) in seen:
             continue
-        seen.add(newest.thumbprint)
+        seen.add((newest.thumbprint, newest.store))
         # certutil -repairstore relinks to the key that matches the certificate, when one exists
         repairable = newest.key_status in ("missing_keyset", "no_key_provider_info", "error", "key_mismatch")
         detail = {
@@ -224,15 +237,27 @@ def _keys(inv: Inventory) -> list[Finding]:
 
 
 def http_sys_binding(inv: Inventory, binding: SiteBinding) -> SslBinding | None:
-    """The http.sys entry that serves an IIS binding: SNI by host:port, otherwise by IP:port."""
-    for s in inv.ssl_bindings:
-        if binding.sni and s.kind == "hostname" and s.host == binding.host and s.port == binding.port:
-            return s
-        if not binding.sni and s.kind == "ip" and s.port == binding.port:
-            ip = WILDCARD_IP if binding.ip in ("*", "") else binding.ip
-            if s.host == ip:
-                return s
-    return None
+    """The http.sys entry that serves an IIS binding: SNI by host:port, otherwise by IP:port.
+
+    Addresses are compared in one form (IPv6 with or without brackets, any spelling). IIS's "*"
+    is written by IIS as 0.0.0.0:port; an http.sys entry [::]:port is the IPv6 wildcard, which
+    serves a "*" binding too when there is no 0.0.0.0 entry, and an IIS binding on [::] itself.
+    """
+    if binding.sni:
+        return next(
+            (s for s in inv.ssl_bindings if s.kind == "hostname" and s.host == binding.host and s.port == binding.port),
+            None,
+        )
+    by_ip = {normal_ip(s.host): s for s in inv.ssl_bindings if s.kind == "ip" and s.port == binding.port}
+    ip = normal_ip(binding.ip)
+    wanted = [WILDCARD_IP, WILDCARD_IPV6] if ip == "*" else [ip]
+    return next((by_ip[w] for w in wanted if w in by_ip), None)
+
+
+def bound_store(inv: Inventory, binding: SiteBinding) -> str | None:
+    """The store the binding names: http.sys's Certificate Store Name, else IIS's."""
+    http_sys = http_sys_binding(inv, binding)
+    return (http_sys.store if http_sys and http_sys.thumbprint else None) or binding.store
 
 
 def _bindings(inv: Inventory) -> list[Finding]:
@@ -243,9 +268,10 @@ def _bindings(inv: Inventory) -> list[Finding]:
         http_sys = http_sys_binding(inv, b)
         bound = (http_sys.thumbprint if http_sys else None) or b.thumbprint
         endpoint = f"{b.host or b.ip}:{b.port}"
-        current = inv.certificate(bound) if bound else None
+        store = bound_store(inv, b)
+        current = inv.certificate(bound, store) if bound else None
         names = [b.host] if b.host else list(current.names if current else ())
-        newest = newest_certificate(inv, names)
+        newest = newest_certificate(inv, names, store=store)
         if current is None:
             target = newest if newest and newest.usable else _newest_usable(inv, names)
             out.append(
@@ -275,9 +301,16 @@ def _bindings(inv: Inventory) -> list[Finding]:
     return _dedupe(out)
 
 
-def newest_certificate(inv: Inventory, names: list[str], *, usable: bool = False) -> Certificate | None:
-    candidates = [c for n in names if n for c in inv.covering(n) if c.not_before and (c.usable or not usable)]
-    return max(candidates, key=lambda c: (c.not_before, c.not_after), default=None)
+def newest_certificate(
+    inv: Inventory, names: list[str], *, usable: bool = False, store: str | None = None
+) -> Certificate | None:
+    """The certificate bindings for these names should use (Inventory.newest_for: a renewal's last
+    thumbprint first, never staging or non-serverAuth), the latest of the names' picks."""
+    picks = [c for n in names if n and (c := inv.newest_for(n, usable=usable, store=store)) is not None]
+    return max(picks, key=lambda c: (c.not_before or _EPOCH, c.not_after or _EPOCH), default=None)
+
+
+_EPOCH = dt.datetime.min.replace(tzinfo=dt.UTC)
 
 
 def _newest_usable(inv: Inventory, names: list[str]) -> Certificate | None:
@@ -399,7 +432,9 @@ def _script_step(r: Renewal) -> list[Finding]:
     if not any(s.plugin == PLUGIN_IIS for s in r.steps):
         return []
     scripts = [s for s in r.steps if s.name == "Script"]
-    if scripts and all(s.script_exists is not False for s in scripts):
+    # win-acme expands %VAR% in Script itself (ScriptClient: ExpandEnvironmentVariables); a path
+    # the host did not expand was not really looked for, so it is not reported missing
+    if scripts and all(s.script_exists is not False or unexpanded(s.script or "") for s in scripts):
         return []
     if scripts:
         why = f"its Script step runs {scripts[0].script}, which does not exist"

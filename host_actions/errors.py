@@ -18,6 +18,7 @@ ErrorKind = Literal[
     "too_large",  # one answer, or a command's output, was bigger than the host's max_response_bytes
     "redirected",  # WinRM answered with an HTTP redirect, which certops never follows
     "tls_mismatch",  # an https:// address answered in plain HTTP (or the other way round)
+    "constrained_language",  # PowerShell on the host runs in Constrained Language Mode (AppLocker/WDAC)
 ]
 
 KINDS: tuple[ErrorKind, ...] = get_args(ErrorKind)

@@ -13,10 +13,9 @@ from host_actions.parsers import (
     parse_certificate,
     parse_layer2,
     parse_netsh_sslcert,
-    parse_renewal,
     parse_site_bindings,
+    parse_winacme_renewals,
     prefer_layer2,
-    renewal_days_of,
 )
 from host_actions.scripts import Part
 from host_actions.target import Host
@@ -101,16 +100,8 @@ def build_inventory(host: str, results: list[PartResult], now: dt.datetime | Non
             prefer_layer2(cert, report, verdicts.get(cert.thumbprint), taken_at)
             for cert in (parse_certificate(c) for c in certs_doc.get("certs") or ())
         )
-        renewals = tuple(
-            parse_renewal(
-                str(r["path"]),
-                str(r["text"]),
-                list(r.get("scripts") or ()),
-                renewal_days_of((winacme or {}).get("renewal_days")),
-            )
-            for r in (winacme or {}).get("renewals") or ()
-        )
         tasks, services = parse_tasks(tasks_doc) if tasks_doc is not None else ([], [])
+        renewals = parse_winacme_renewals(winacme or {}, tuple(tasks))  # each tagged with its base URI
         bindings = bindings or {}
         return Inventory(
             host=host,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import asdict, dataclass
 from functools import cached_property
 from typing import Any, Literal
@@ -20,6 +21,11 @@ KeyStatus = Literal[
     "key_unopenable",  # the key container exists but cannot be opened or used
 ]
 KeySource = Literal["winrm", "layer2"]
+SERVER_AUTH_OID = "1.3.6.1.5.5.7.3.1"
+ANY_EKU_OID = "2.5.29.37.0"
+# Let's Encrypt staging intermediates: "(STAGING) Artificial Apricot R3", "(STAGING) Ersatz
+# Edamame E1", and before 2020 "Fake LE Intermediate X1"
+STAGING_ISSUER = re.compile(r"\(STAGING\)|\bFake LE\b", re.I)
 SYSTEM_IDENTITY = "NT AUTHORITY\\SYSTEM"
 
 
@@ -69,6 +75,9 @@ class Certificate:
     eku: tuple[str, ...] | None = None  # dotted OIDs; None when the certificate has no EKU extension
     cn: str | None = None  # the subject CN read from RawData (None when RawData was not read)
     key_link: str | None = None  # "provider|container" of the key link (KeyProvInfo) tested
+    # X509Chain.Build with revocation off: None when not reported, False when the chain does not
+    # reach a trusted root (a `wacs --test` staging certificate, a self-signed leftover)
+    chain_trusted: bool | None = None
 
     @property
     def common_name(self) -> str:
@@ -100,6 +109,26 @@ class Certificate:
     @property
     def usable(self) -> bool:
         return self.key_status == "ok"
+
+    @property
+    def is_staging(self) -> bool:
+        """A test certificate (`wacs --test`: Let's Encrypt staging issuers, or any chain that does
+        not reach a trusted root): it lands in the same store, but must never be bound."""
+        return self.chain_trusted is False or bool(STAGING_ISSUER.search(self.issuer))
+
+    @property
+    def server_auth(self) -> bool:
+        """May serve TLS: no EKU extension (any purpose), serverAuth, or anyExtendedKeyUsage."""
+        return self.eku is None or bool({SERVER_AUTH_OID, ANY_EKU_OID} & set(self.eku))
+
+    @property
+    def eligible(self) -> bool:
+        """Can be "the newest certificate" for a name, the one bindings should use."""
+        return self.server_auth and not self.is_staging
+
+    def in_store(self, store: str | None) -> bool:
+        """IIS and netsh write "MY"; the certificate stores are "My" and "WebHosting"."""
+        return store is not None and self.store.lower() == store.lower()
 
 
 @dataclass(frozen=True)
@@ -162,6 +191,10 @@ class Renewal:
     history: tuple[HistoryEntry, ...]  # newest last, at most the last five
     sha256: str  # of the file text, so an edit can refuse a file that changed meanwhile
     problem: str | None = None  # why the file could not be read, when it could not
+    # the folder under win-acme's configuration root the file lives in (one per ACME server),
+    # and the --baseuri that makes wacs read that folder (None: not known for this folder)
+    base_folder: str = ""
+    base_uri: str | None = None
 
     @property
     def last(self) -> HistoryEntry | None:
@@ -224,7 +257,11 @@ class ScheduledTask:
 
     @property
     def is_wacs(self) -> bool:
-        """win-acme's own renewal task, found by name or by the program it runs."""
+        """win-acme's own renewal task, found by name or by the program it runs. certops's one-shot
+        renew task (\\certops\\certops renew <id>) runs wacs.exe too, but has no trigger: it must not
+        stand in for a missing or disabled win-acme task."""
+        if self.is_certops:
+            return False
         return self.name.lower().startswith("win-acme") or any(
             a.execute.strip('"').lower().endswith("wacs.exe") for a in self.actions
         )
@@ -265,8 +302,12 @@ class Inventory:
     def wacs_tasks(self) -> tuple[ScheduledTask, ...]:
         return tuple(t for t in self.tasks if t.is_wacs)
 
-    def certificate(self, thumbprint: str) -> Certificate | None:
-        return next((c for c in self.certificates if c.thumbprint == thumbprint), None)
+    def certificate(self, thumbprint: str, store: str | None = None) -> Certificate | None:
+        """The certificate; with `store`, the copy in the store a binding names (the same
+        thumbprint in My and WebHosting is a migration leftover, each copy with its own key link),
+        falling back to any copy when that store has none."""
+        copies = [c for c in self.certificates if c.thumbprint == thumbprint]
+        return next((c for c in copies if c.in_store(store)), copies[0] if copies else None)
 
     def renewal(self, renewal_id: str) -> Renewal | None:
         return next((r for r in self.renewals if r.id == renewal_id), None)
@@ -292,10 +333,31 @@ class Inventory:
             found += self._by_name.get("*." + host.split(".", 1)[1], ())
         return tuple(dict.fromkeys(found))
 
-    def newest_for(self, hostname: str) -> Certificate | None:
-        """The certificate a renewal would have installed last for this name."""
-        candidates = [c for c in self.covering(hostname) if c.not_before]
-        return max(candidates, key=lambda c: (c.not_before, c.not_after), default=None)
+    def renewed_thumbprints(self, hostname: str) -> tuple[str, ...]:
+        """Thumbprints of the last successful run of each renewal naming this host, newest first."""
+        host = a_label(hostname)
+        runs = []
+        for r in self.renewals:
+            names = [a_label(h) for h in r.hosts]
+            wildcard = "." in host and "*." + host.split(".", 1)[1] in names
+            success = r.last_success
+            if (host in names or wildcard) and success is not None and success.thumbprint:
+                runs.append((success.date or dt.datetime.min.replace(tzinfo=dt.UTC), success.thumbprint))
+        return tuple(tp for _, tp in sorted(runs, reverse=True))
+
+    def newest_for(self, hostname: str, *, usable: bool = False, store: str | None = None) -> Certificate | None:
+        """The certificate bindings for this name should use: the one a renewal installed last
+        when it is still in the store, otherwise the latest by NotBefore; never a staging
+        certificate nor one without serverAuth. `store`: judge the copy in that store."""
+        candidates = [c for c in self.covering(hostname) if c.not_before and c.eligible and (c.usable or not usable)]
+        for tp in self.renewed_thumbprints(hostname):
+            renewed = [c for c in candidates if c.thumbprint == tp]
+            if renewed:
+                return next((c for c in renewed if c.in_store(store)), renewed[0])
+        newest = max(candidates, key=lambda c: (c.not_before, c.not_after), default=None)
+        if newest is None or store is None:
+            return newest
+        return next((c for c in candidates if c.thumbprint == newest.thumbprint and c.in_store(store)), newest)
 
     def to_json(self) -> dict[str, Any]:
         doc: dict[str, Any] = to_jsonable(asdict(self))

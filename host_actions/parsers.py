@@ -28,6 +28,7 @@ from host_actions.model import (
     KeyStatus,
     Layer2Report,
     Renewal,
+    ScheduledTask,
     SiteBinding,
     SslBinding,
     a_label,
@@ -197,12 +198,35 @@ def _endpoint(label: str, value: str) -> tuple[Any, str | None, int | None] | No
 # -- IIS bindings --------------------------------------------------------------------------
 
 
+# bindingInformation is "IP:port:host"; an IPv6 address is bracketed and holds colons itself
+_BINDING_INFORMATION = re.compile(r"^(\[[^\]]*\]|[^:]*):([^:]*):(.*)$", re.S)
+
+
+def split_binding_information(text: str) -> tuple[str, str, str]:
+    """(ip, port, host) of IIS bindingInformation: "*:443:www.example.com",
+    "[2001:db8::1]:443:www.example.com"; ("", "", "") when it has another shape."""
+    match = _BINDING_INFORMATION.match(text)
+    return (match.group(1), match.group(2), match.group(3)) if match else ("", "", "")
+
+
+def normal_ip(text: str | None) -> str | None:
+    """An address as http.sys and IIS may both spell it, compared in one form: "[2001:DB8:0::1]"
+    and "2001:db8::1" are the same; "*" (IIS's "All Unassigned") and "" stay "*"; None when
+    it is not an address."""
+    value = (text or "").strip()
+    if value in ("*", ""):
+        return "*"
+    try:
+        return ipaddress.ip_address(value.removeprefix("[").removesuffix("]")).compressed
+    except ValueError:
+        return None
+
+
 def parse_site_bindings(sites: list[dict[str, Any]]) -> list[SiteBinding]:
     out = []
     for site in sites:
         for b in site.get("bindings") or []:
-            ip, _, rest = str(b.get("binding_information", "")).partition(":")
-            port, _, host = rest.partition(":")
+            ip, port, host = split_binding_information(str(b.get("binding_information", "")))
             flags = int(b.get("ssl_flags") or 0)
             out.append(
                 SiteBinding(
@@ -392,7 +416,23 @@ def parse_certificate(doc: dict[str, Any]) -> Certificate:
         eku=raw.eku if raw else None,
         cn=raw.cn if raw else None,
         key_link=_link_id(key),
+        chain_trusted=chain_trusted(doc.get("chain")),
     )
+
+
+# X509ChainStatusFlags names (not localised) that mean the chain ends at no trusted root
+UNTRUSTED_CHAIN = {"UntrustedRoot", "PartialChain", "ExplicitDistrust"}
+
+
+def chain_trusted(chain: Any) -> bool | None:
+    """certs.ps1's X509Chain facts ({built, status: [flag names]}, revocation not checked): False
+    when the chain does not reach a trusted root, True when it does, None when not reported.
+    An expired or not-yet-valid certificate still counts as trusted here: that is not what makes
+    a certificate a staging one."""
+    if not isinstance(chain, dict) or "status" not in chain:
+        return None
+    status = {str(s) for s in chain.get("status") or ()}
+    return not (status & UNTRUSTED_CHAIN)
 
 
 def _link_id(key: dict[str, Any]) -> str | None:
@@ -584,3 +624,94 @@ def _history(entry: dict[str, Any], renewal_days: int = RENEWAL_DAYS_DEFAULT) ->
         due=due,
         errors=tuple(dict.fromkeys(str(e) for e in errors if e)),
     )
+
+
+# -- win-acme base URIs, runs and log files ------------------------------------------------
+
+DEFAULT_BASE_URI = "https://acme-v02.api.letsencrypt.org/"  # settings.json Acme.DefaultBaseUri
+DEFAULT_BASE_URI_TEST = "https://acme-staging-v02.api.letsencrypt.org/"  # Acme.DefaultBaseUriTest
+# Path.GetInvalidFileNameChars() on Windows: what win-acme's CleanPath removes from a folder name
+_INVALID_FILE_NAME = re.compile(r'[\x00-\x1f"<>|:*?\\/]')
+_BASEURI_ARG = re.compile(r'--baseuri\s+(?:"([^"]+)"|(\S+))', re.I)
+# a host name whose last label could be a TLD (no digits): "acme.zerossl.comv2DV90" is not one
+_HOST_LIKE = re.compile(r"^[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.(?:[A-Za-z]{2,63}|xn--[A-Za-z0-9-]+)$")
+NO_RENEWALS_FOUND = "No renewals found that match the filter"  # RenewalManager.CheckRenewals, exit code 0
+
+
+def clean_uri(uri: str) -> str:
+    """win-acme's CleanUri: the folder name under the configuration root that holds the renewals
+    of one ACME server ("https://acme-v02.api.letsencrypt.org/" -> "acme-v02.api.letsencrypt.org")."""
+    text = re.sub(r"^(https?://)[^/@]*@", r"\1", uri)
+    text = text.replace("https://", "").replace("http://", "")
+    return _INVALID_FILE_NAME.sub("", text)
+
+
+def base_uris_named(doc: dict[str, Any], tasks: tuple[ScheduledTask, ...] = ()) -> list[str]:
+    """The ACME servers this host names: the --baseuri of win-acme's own tasks (one per server),
+    the defaults in settings.json, then Let's Encrypt's, which win-acme uses when settings say nothing."""
+    found = []
+    for task in tasks:
+        for action in task.actions if task.is_wacs else ():
+            found += [m.group(1) or m.group(2) for m in _BASEURI_ARG.finditer(action.arguments)]
+    settings: dict[str, Any] = doc["settings"] if isinstance(doc.get("settings"), dict) else {}
+    found += [str(settings[k]) for k in ("default_base_uri", "default_base_uri_test") if settings.get(k)]
+    return list(dict.fromkeys([*found, DEFAULT_BASE_URI, DEFAULT_BASE_URI_TEST]))
+
+
+def base_uri_for(folder: str, named: list[str]) -> str | None:
+    """The --baseuri that makes wacs read this folder. CleanUri drops '/' and ':', so a URI with a
+    path (ZeroSSL's https://acme.zerossl.com/v2/DV90) cannot be read back from its folder name:
+    only a named URI whose folder matches is trusted; a bare host name is taken as https://host/."""
+    for uri in named:
+        if clean_uri(uri).lower() == folder.lower():
+            return uri
+    if _HOST_LIKE.fullmatch(folder):
+        return f"https://{folder.lower()}/"
+    return None
+
+
+def parse_winacme_renewals(doc: dict[str, Any], tasks: tuple[ScheduledTask, ...] = ()) -> tuple[Renewal, ...]:
+    """The renewals winacme.ps1 listed, each tagged with its base-URI folder and --baseuri."""
+    named = base_uris_named(doc, tasks)
+    days = renewal_days_of(doc.get("renewal_days"))
+    out = []
+    for r in doc.get("renewals") or ():
+        renewal = parse_renewal(str(r.get("path")), str(r.get("text")), list(r.get("scripts") or ()), days)
+        folder = str(r.get("base_folder") or "")
+        out.append(replace(renewal, base_folder=folder, base_uri=base_uri_for(folder, named) if folder else None))
+    return tuple(out)
+
+
+_LOG_STAMP = re.compile(r"^(\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}(?:\.\d+)?)\s?([+-]\d{2}:?\d{2}|Z)?\s+\[")
+_EVENT_LEVELS = {1: "FTL", 2: "ERR", 3: "WRN"}  # Windows event levels: critical, error, warning
+
+
+def wacs_log_since(texts: list[str], since: dt.datetime | None) -> list[str]:
+    """Lines of win-acme's day log files written at or after `since` (the run's start), oldest
+    first. The file template is "{Timestamp:yyyy-MM-dd HH:mm:ss.fff zzz} [{Level:u3}] {Message}";
+    a line without a stamp (an exception's stack) belongs to the entry above it."""
+    out: list[str] = []
+    keep = since is None
+    for text in texts:
+        for line in text.splitlines():
+            match = _LOG_STAMP.match(line)
+            if match:
+                at = parse_time(match.group(1).replace(" ", "T") + (match.group(2) or ""))
+                keep = since is None or (at is not None and at >= since)
+            if keep and line.strip():
+                out.append(line.rstrip())
+    return out
+
+
+def wacs_event_lines(events: list[Any], since: dt.datetime | None) -> list[str]:
+    """Application events from source win-acme (Get-WinEvent gives them newest first) as log lines."""
+    rows = []
+    for e in events:
+        if not isinstance(e, dict):
+            continue
+        at = parse_time(e.get("at"))
+        if since is not None and (at is None or at < since):
+            continue
+        level = _EVENT_LEVELS.get(int(e.get("level") or 4), "INF")
+        rows.append((at or dt.datetime.min.replace(tzinfo=dt.UTC), f"{e.get('at')} [{level}] {e.get('message')}"))
+    return [line for _at, line in sorted(rows, key=lambda row: row[0])]

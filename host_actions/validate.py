@@ -64,3 +64,16 @@ def windows_path(value: str) -> str:
     if not isinstance(value, str) or len(value) > 260 or not _WINDOWS_PATH.fullmatch(value):
         raise InvalidParameter("That is not an absolute Windows path without special characters.")
     return value
+
+
+# An ACME directory URL as wacs takes it after --baseuri. No quotes, spaces or '%' (Task Scheduler
+# expands %VAR% in a task's arguments), so it can sit between quotes in a task's command line.
+_BASE_URI = re.compile(r"^https?://[A-Za-z0-9.-]+(?::[0-9]{1,5})?(?:/[A-Za-z0-9._~/-]*)?$")
+
+
+def base_uri(value: str) -> str:
+    if not isinstance(value, str) or len(value) > 200 or not _BASE_URI.fullmatch(value):
+        raise InvalidParameter(
+            "An ACME server address is https://host[:port]/path without quotes, spaces or %; this value was refused."
+        )
+    return value

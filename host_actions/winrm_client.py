@@ -79,6 +79,10 @@ POLL_MAX = 2.0  # and the most: a Receive that came back at once with less than 
 BUSY_OUTPUT = 4096  # bytes of output in one Receive that reset the pause to POLL_FIRST
 READ_SIZE = 64 * 1024  # one socket read of an answer body; also one piece fed to the XML parser
 HOST_SESSIONS = 2  # sessions one host may run at once; its further actions wait in its queue
+SEND_ATTEMPTS = 3  # a Send answered with the OperationTimeout fault is tried this often in all
+SEND_RETRY_PAUSE = 0.5  # seconds before the second attempt, twice that before the third
+LANGUAGE_MODE_EXIT = 3  # the bootstrap's exit code when PowerShell is not in FullLanguage mode
+LANGUAGE_MODE_PREFIX = b"CERTOPS-LANGUAGE-MODE "
 MAX_THREADS = 256  # threads for running sessions; a host with none running always gets one at once
 # what an answer may hold before any XML parser sees it (see _check_answer)
 MAX_TAG = 8 * 1024  # bytes of one tag (its attributes): expat and ElementTree build it whole
@@ -665,7 +669,26 @@ class HostSession:
         return self._protocol, self._shell_id
 
     def _send(self, protocol: Protocol, shell_id: str, command_id: str, data: bytes, end: bool) -> None:
-        self._call(lambda: protocol.send_command_input(shell_id, command_id, data, end))
+        """One piece of the job on stdin. A host under load may answer a Send with the w:TimedOut
+        (OperationTimeout) fault; that Send is sent again, at most SEND_ATTEMPTS times in all and
+        never past the deadline. If the host had taken the piece after all, the job arrives twice,
+        the bootstrap cannot decode it and exits 2 (script_failed): never a wrong action."""
+        for attempt in range(1, SEND_ATTEMPTS + 1):
+            try:
+                self._call(lambda: protocol.send_command_input(shell_id, command_id, data, end), timeouts=True)
+                return
+            except WinRMOperationTimeoutError:
+                log.warning("WS-Man Send timed out", extra={"host": self.host.name, "attempt": attempt})
+                pause = min(SEND_RETRY_PAUSE * attempt, self.deadline.remaining())
+                if attempt == SEND_ATTEMPTS or pause <= 0:
+                    break
+                time.sleep(pause)
+        raise HostActionError(
+            "timeout",
+            f"{self.host.name}: the host did not take the job on stdin: {SEND_ATTEMPTS} WS-Man Sends timed "
+            "out (OperationTimeout); the host may be under heavy load.",
+            host=self.host.name,
+        )
 
     def _guard(self, protocol: Protocol) -> None:
         """Mounts this session's adapter on whichever requests session pywinrm builds. NTLM with
@@ -760,7 +783,8 @@ class HostSession:
                 time.sleep(nap)
             pause = POLL_FIRST if busy else min(pause * 2, POLL_MAX)
 
-    def _call(self, fn: Callable[[], T]) -> T:
+    def _call(self, fn: Callable[[], T], *, timeouts: bool = False) -> T:
+        """`timeouts`: let a WS-Man OperationTimeout through for the caller to retry."""
         remaining = self.deadline.remaining()
         if remaining <= 0:
             raise self._timeout()
@@ -770,6 +794,10 @@ class HostSession:
             return fn()
         except HostActionError:
             raise
+        except WinRMOperationTimeoutError:
+            if timeouts and not self._watchdog.fired and not self.deadline.expired():
+                raise
+            raise self._timeout() from None
         except BaseException as exc:
             raise self._translate(exc) from None
 
@@ -942,6 +970,17 @@ class HostSession:
                     hresult=str(raw["hresult"]) if raw.get("hresult") else None,
                 )
             )
+        if exit_code == LANGUAGE_MODE_EXIT and not docs:
+            mode = _language_mode(stdout)
+            if mode is not None:
+                raise HostActionError(
+                    "constrained_language",
+                    f"{name}: PowerShell on this host runs in {mode} mode (AppLocker or WDAC script "
+                    "enforcement), where certops's scripts cannot run. Give the WinRM account's sessions "
+                    "FullLanguage (an AppLocker/WDAC rule that allows them, or a JEA endpoint), or act on "
+                    "this host by hand.",
+                    host=name,
+                )
         if exit_code != 0 and not docs:
             detail = clixml_errors(stderr)
             raise HostActionError(
@@ -956,6 +995,14 @@ class HostSession:
                 host=name,
             )
         return docs
+
+
+def _language_mode(stdout: bytes | bytearray) -> str | None:
+    """The mode the bootstrap named ("ConstrainedLanguage", "RestrictedLanguage", "NoLanguage")."""
+    for line in _output_lines(stdout, LANGUAGE_MODE_PREFIX):
+        mode = bytes(line[len(LANGUAGE_MODE_PREFIX) :]).decode("ascii", "replace").strip()
+        return mode if mode.isalpha() and len(mode) < 40 else "a restricted language"
+    return None
 
 
 SHORT = 300  # characters of a message taken from the host

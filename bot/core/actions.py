@@ -25,7 +25,6 @@ from host_actions.registry import ACTIONS
 log = logging.getLogger(__name__)
 
 
-
 @dataclass(frozen=True)
 class Verification:
     healthy: bool

@@ -160,6 +160,34 @@ function Get-CertopsDnsNames($Cert) {
     }
     return , $names.ToArray()
 }
+function Test-CertopsCovers([string[]]$Names, [string]$Name) {
+    # exactly, or by a wildcard for one label: *.example.com covers www.example.com, not a.b.example.com
+    $parent = if ($Name.Contains('.')) { $Name.Substring($Name.IndexOf('.')) } else { $null }
+    foreach ($n in $Names) {
+        if ($n -eq $Name) { return $true }
+        if ($parent -and $n.StartsWith('*.') -and $n.Substring(1) -eq $parent) { return $true }
+    }
+    return $false
+}
+function Test-CertopsServerCert($Cert) {
+    # never "the newest": a staging certificate (wacs --test: a "(STAGING)" or "Fake LE" issuer, or
+    # a chain that reaches no trusted root) or one whose EKU does not allow serverAuth
+    if ($Cert.Issuer -match '\(STAGING\)|\bFake LE\b') { return $false }
+    foreach ($ext in @($Cert.Extensions)) {
+        if ($ext.Oid.Value -ne '2.5.29.37') { continue }
+        $eku = New-Object Security.Cryptography.X509Certificates.X509EnhancedKeyUsageExtension -ArgumentList $ext, $ext.Critical
+        $oids = @($eku.EnhancedKeyUsages | ForEach-Object { $_.Value })
+        if (-not (($oids -contains '1.3.6.1.5.5.7.3.1') -or ($oids -contains '2.5.29.37.0'))) { return $false }
+    }
+    $chain = New-Object Security.Cryptography.X509Certificates.X509Chain -ArgumentList $true
+    try {
+        $chain.ChainPolicy.RevocationMode = [Security.Cryptography.X509Certificates.X509RevocationMode]::NoCheck
+        $chain.ChainPolicy.UrlRetrievalTimeout = New-Object TimeSpan -ArgumentList 0, 0, 2
+        $null = $chain.Build($Cert)
+        $untrusted = @($chain.ChainStatus | Where-Object { @('UntrustedRoot', 'PartialChain', 'ExplicitDistrust') -contains [string]$_.Status })
+        return ($untrusted.Count -eq 0)
+    } finally { $chain.Reset() }
+}
 
 $certs = New-Object 'Collections.Generic.List[object]'
 $problems = New-Object 'Collections.Generic.List[string]'
@@ -184,20 +212,27 @@ foreach ($site in @(if ($sm) { $sm.Sites })) {
     foreach ($b in @($site.Bindings)) {
         try {
             if ($b.Protocol -ne 'https' -or ($b.SslFlags -band 2)) { continue }
-            $name = ($b.BindingInformation -split ':')[-1]
+            # "IP:port:host"; an IPv6 address is bracketed and holds colons itself
+            if ($b.BindingInformation -notmatch '^(\[[^\]]*\]|[^:]*):([0-9]*):(.*)$') { continue }
+            $name = $Matches[3]
             if (-not $name) { continue }
             $name = $idn.GetAscii($name).ToLowerInvariant()
-            $newest = $certs | Where-Object { $_.Names -contains $name } |
+            $newest = $certs | Where-Object { (Test-CertopsCovers $_.Names $name) -and (Test-CertopsServerCert $_.Cert) } |
                 Sort-Object { $_.Cert.NotBefore } -Descending | Select-Object -First 1
             if ($null -eq $newest) { $problems.Add("${name}: no certificate for this name"); continue }
             $tp = $newest.Cert.Thumbprint
+            # the same thumbprint in My and WebHosting: the copy in the store the binding names is
+            # the one schannel uses, each copy with its own key link
+            $bindingStore = [string]$b.CertificateStoreName
+            $copy = $certs | Where-Object { $_.Cert.Thumbprint -eq $tp -and $_.Store -eq $bindingStore } | Select-Object -First 1
+            if ($null -ne $copy) { $newest = $copy }
             $facts = Get-CertopsKeyFacts $newest.Cert
             if (-not (Test-CertopsKey $facts)) {
                 if ($NoRepair) {
                     $problems.Add("${name}: private key of $tp unusable (not repaired: -NoRepair)")
                 } else {
                     $ErrorActionPreference = 'Continue'  # 5.1 would throw on certutil's stderr under 'Stop'
-                    $out = (& certutil.exe -repairstore $newest.Store $tp 2>&1 | Out-String)
+                    $out = (& certutil.exe -silent -repairstore $newest.Store $tp 2>&1 | Out-String)
                     $ErrorActionPreference = 'Stop'
                     $facts = Get-CertopsKeyFacts (Get-Item -LiteralPath "Cert:\LocalMachine\$($newest.Store)\$tp")
                     if (Test-CertopsKey $facts) { $notes.Add("${name}: repaired the key link of $tp") }

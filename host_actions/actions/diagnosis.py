@@ -1,31 +1,47 @@
-"""diagnose: one read-only inventory, judged in Python."""
+"""diagnose: one read-only inventory, judged in Python; a capture is judged by the same `judge`."""
 
 from __future__ import annotations
 
 import datetime as dt
 
 from host_actions.actions.result import ActionResult
-from host_actions.diagnose import Finding, ProbeLike, diagnose
+from host_actions.diagnose import OVERDUE_GRACE, Finding, ProbeLike, diagnose
 from host_actions.inventory import build_inventory, inventory_parts
 from host_actions.model import Inventory
 from host_actions.target import Host
-from host_actions.winrm_client import HostSession
+from host_actions.winrm_client import HostSession, PartResult
 
 
 def diagnose_host(host: Host, probe: ProbeLike | None = None) -> tuple[Inventory, list[Finding], ActionResult]:
-    parts = inventory_parts(host)
     with HostSession(host, "diagnose") as session:
-        inv = build_inventory(host.name, session.run(parts))
-    findings = diagnose(inv, probe, overdue_grace=dt.timedelta(seconds=host.renewal_grace))
+        results = session.run(inventory_parts(host))
+    grace = dt.timedelta(seconds=host.renewal_grace)
+    return judge(host.name, results, probe, grace, round_trips=session.stats.round_trips)
+
+
+def judge(
+    host_name: str,
+    results: list[PartResult],
+    probe: ProbeLike | None = None,
+    overdue_grace: dt.timedelta = OVERDUE_GRACE,
+    *,
+    now: dt.datetime | None = None,
+    round_trips: int = 0,
+) -> tuple[Inventory, list[Finding], ActionResult]:
+    """The inventory scripts' results judged into findings and the `diagnose` ActionResult: the
+    one judgement of a live host (diagnose_host) and of a capture (diagnose_capture).
+    `now`: when the results were read (None: now); `round_trips`: the session's, 0 offline."""
+    inv = build_inventory(host_name, results, now)
+    findings = diagnose(inv, probe, overdue_grace=overdue_grace)
     worst = [f for f in findings if f.severity == "critical"]
     summary = (
-        f"{host.name}: {len(findings)} finding(s), {len(worst)} critical."
+        f"{host_name}: {len(findings)} finding(s), {len(worst)} critical."
         if findings
-        else f"{host.name}: certificates, bindings, renewals and tasks look healthy."
+        else f"{host_name}: certificates, bindings, renewals and tasks look healthy."
     )
     result = ActionResult(
         "diagnose",
-        host.name,
+        host_name,
         not worst,
         summary,
         {
@@ -37,7 +53,7 @@ def diagnose_host(host: Host, probe: ProbeLike | None = None) -> tuple[Inventory
                 "tasks": len(inv.tasks),
             },
         },
-        session.stats.round_trips,
+        round_trips,
     )
     return inv, findings, result
 

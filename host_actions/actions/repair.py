@@ -72,4 +72,6 @@ def _one_cert(host: Host, results: list[Any], tp: str) -> Certificate:
         raise HostActionError(
             "script_failed", f"{host.name}: certificate {tp} is in neither My nor WebHosting.", host=host.name
         )
-    return certs[0]
+    # the same thumbprint in My and WebHosting has a key link per copy: repair (and judge) the
+    # copy whose key does not work, not whichever store certs.ps1 listed first
+    return next((c for c in certs if not c.usable), certs[0])

@@ -5,6 +5,12 @@
 # Each part prints one line: "CERTOPS " + base64(UTF-8 JSON {name, ok, result, error, hresult}).
 $ProgressPreference = 'SilentlyContinue'
 $ErrorActionPreference = 'Stop'
+# Constrained Language Mode (AppLocker/WDAC script enforcement) blocks [ScriptBlock]::Create,
+# [Convert] and Add-Type, which every part needs: say so in one line certops recognises, exit 3.
+if ($ExecutionContext.SessionState.LanguageMode -ne 'FullLanguage') {
+    'CERTOPS-LANGUAGE-MODE ' + $ExecutionContext.SessionState.LanguageMode
+    exit 3
+}
 try {
     $raw = ($input | Out-String) -replace '\s', ''
     $job = [Text.Encoding]::UTF8.GetString([Convert]::FromBase64String($raw)) | ConvertFrom-Json

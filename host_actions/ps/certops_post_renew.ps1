@@ -24,12 +24,14 @@ $path = "Cert:\LocalMachine\$store\$Thumbprint"
 if (-not (Test-CertopsKey $path)) {
     Write-Output "certops: private key of $Thumbprint unusable; running certutil -repairstore $store"
     $ErrorActionPreference = 'Continue'  # 5.1 would throw on certutil's stderr under 'Stop'
-    $out = (& certutil.exe -repairstore $store $Thumbprint 2>&1 | Out-String)
+    $out = (& certutil.exe -silent -repairstore $store $Thumbprint 2>&1 | Out-String)
     $ErrorActionPreference = 'Stop'
     Write-Output $out
     if (-not (Test-CertopsKey $path)) { Write-Output 'certops: key still unusable after repair'; exit 1 }
 }
-$bound = (& netsh.exe http show sslcert | Out-String) -match $Thumbprint
+$ErrorActionPreference = 'Continue'  # netsh writing to stderr must not end the script under 'Stop'
+$bound = (& netsh.exe http show sslcert 2>&1 | Out-String) -match $Thumbprint
+$ErrorActionPreference = 'Stop'
 if (-not $bound) { Write-Output "certops: http.sys has no binding for $Thumbprint"; exit 2 }
 Write-Output "certops: $Thumbprint in $store has a working key and is bound"
 exit 0

@@ -12,6 +12,20 @@ param(
 $ProgressPreference = 'SilentlyContinue'
 $ErrorActionPreference = 'Stop'
 # certops: include key_test.ps1
+function Get-CertopsChain($Cert) {
+    # Does the chain reach a root the machine trusts? A `wacs --test` (staging) certificate lands
+    # in the same store and must never be "the newest". Revocation is not checked and downloads of
+    # missing intermediates wait at most 2 s; the status flag names are not localised.
+    $chain = New-Object Security.Cryptography.X509Certificates.X509Chain -ArgumentList $true
+    try {
+        $chain.ChainPolicy.RevocationMode = [Security.Cryptography.X509Certificates.X509RevocationMode]::NoCheck
+        $chain.ChainPolicy.UrlRetrievalTimeout = New-Object TimeSpan -ArgumentList 0, 0, 2
+        $built = $chain.Build($Cert)
+        return @{ built = $built; status = @($chain.ChainStatus | ForEach-Object { [string]$_.Status }) }
+    } catch {
+        return @{ built = $false; error = $_.Exception.Message }
+    } finally { $chain.Reset() }
+}
 $list = New-Object 'Collections.Generic.List[object]'
 $errors = New-Object 'Collections.Generic.List[object]'
 foreach ($store in $Stores) {
@@ -33,6 +47,7 @@ foreach ($store in $Stores) {
                 serial = $c.SerialNumber
                 has_private_key = $c.HasPrivateKey
                 key = (Get-CertopsKeyFacts $c)
+                chain = (Get-CertopsChain $c)
             })
         } catch {
             $errors.Add(@{ store = $store; thumbprint = $c.Thumbprint; error = $_.Exception.Message })

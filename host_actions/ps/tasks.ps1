@@ -80,4 +80,7 @@ foreach ($t in @($all | Where-Object { $_.TaskPath -notlike '\Microsoft\*' })) {
 $services = @()
 try { $services = @(Get-Service -ErrorAction SilentlyContinue | ForEach-Object { $_.Name }) }
 catch { $errors.Add(@{ task = $null; error = $_.Exception.Message }) }
-@{ tasks = @($tasks); services = $services; errors = @($errors) }
+# the folders retire-task never renames anything under, and what %VAR% in a renewal's Script means
+$environment = @{ windir = $env:windir; SystemRoot = $env:SystemRoot; ProgramFiles = $env:ProgramFiles
+    'ProgramFiles(x86)' = ${env:ProgramFiles(x86)}; ProgramW6432 = $env:ProgramW6432; ProgramData = $env:ProgramData }
+@{ tasks = @($tasks); services = $services; errors = @($errors); environment = $environment }

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any, Literal, overload
 
@@ -34,6 +35,18 @@ PLUGIN_SCRIPT = "3bb22c70-358d-4251-86bd-11858363d913"
 PLUGIN_STORE = "e30adc8e-d756-4e16-a6f2-450f784b1a97"
 PLUGIN_TARGET_IIS = "54deb3ee-b5df-4381-8485-fe386054055b"
 WINACME_ROOT = "C:\\ProgramData\\win-acme\\acme-v02.api.letsencrypt.org"
+DEFAULT_CONFIG_ROOT = "C:\\ProgramData\\win-acme"
+DEFAULT_BASE_URI = "https://acme-v02.api.letsencrypt.org/"
+STAGING_BASE_URI = "https://acme-staging-v02.api.letsencrypt.org/"
+DEFAULT_ENVIRONMENT = {
+    "windir": "C:\\Windows",
+    "SystemRoot": "C:\\Windows",
+    "ProgramFiles": "C:\\Program Files",
+    "ProgramFiles(x86)": "C:\\Program Files (x86)",
+    "ProgramW6432": "C:\\Program Files",
+    "ProgramData": "C:\\ProgramData",
+}
+STAGING_ISSUER_CN = "(STAGING) Artificial Apricot R3"  # Let's Encrypt's staging intermediate
 
 # One issuer key for the whole process: minting is the slow part of building a big model.
 _ISSUER_KEY = ec.generate_private_key(ec.SECP256R1())
@@ -60,6 +73,7 @@ class SimCert:
     key_alg: KeyAlg = "ecdsa"
     provider_kind: ProviderKind = "cng"
     system_key_state: KeyState | None = None  # as SYSTEM (schannel) sees it, when that differs
+    chain_trusted: bool = True  # X509Chain.Build reaches a trusted root (False: staging, self-signed)
 
     @property
     def link_container(self) -> str:
@@ -114,6 +128,7 @@ class Task:
     last_result: int = 0x41303
     next_run: dt.datetime | None = None
     xml_malformed: bool = False  # Get-ScheduledTask writes an error for it instead of listing it
+    polls_left: int = 0  # a running task: status reads until it ends (certops's renew task)
 
     @property
     def full_path(self) -> str:
@@ -162,6 +177,24 @@ class HostModel:
     # "2.2.3": DueDate only when ACME Renewal Info moved the date, as an object {Start, End, Source};
     # "string": the ISO string older win-acme wrote on every success
     due_date_style: Literal["string", "2.2.3"] = "string"
+    # $ExecutionContext.SessionState.LanguageMode of a WinRM session: "ConstrainedLanguage" plays
+    # a host under AppLocker/WDAC script enforcement, where the bootstrap stops with exit 3
+    language_mode: str = "FullLanguage"
+    # what [Environment]::ExpandEnvironmentVariables knows (names case-insensitive)
+    environment: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_ENVIRONMENT))
+    # settings.json Client.ConfigurationPath ("": %ProgramData%\win-acme). wacs and winacme.ps1
+    # read renewals only under it, one folder per ACME server (CleanUri of its base URI)
+    configuration_path: str = ""
+    # how many status reads certops's one-shot renew task keeps running for after its start
+    # (0: it has ended by the time the start returns); wacs's effect lands when it ends
+    renew_task_polls: int = 0
+    # a wacs.exe process runs now (win-acme's own task, or someone at the console)
+    wacs_running: bool = False
+    # the next run reuses win-acme's cached certificate (Cache.ReuseDays; --force does not bypass
+    # it, only --nocache does): exit 0, a history entry with the old thumbprint, nothing new
+    next_renewal_no_certificate: bool = False
+    # protected ACLs scripts set on files: path (lower case) -> "SID:Rights" entries, comma-separated
+    file_acls: dict[str, str] = field(default_factory=dict)
     log: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -197,9 +230,21 @@ class HostModel:
         friendly_name: str = "",
         key_alg: KeyAlg = "rsa",
         provider_kind: ProviderKind | None = None,
+        staging: bool = False,
+        server_auth: bool = True,
     ) -> SimCert:
-        cert = mint_certificate(names, self.now - dt.timedelta(days=days_old), days_valid, key_alg)
+        """`staging`: issued by Let's Encrypt's staging CA (`wacs --test`), whose chain reaches no
+        trusted root; `server_auth=False`: its EKU is clientAuth only."""
+        cert = mint_certificate(
+            names,
+            self.now - dt.timedelta(days=days_old),
+            days_valid,
+            key_alg,
+            issuer_cn=STAGING_ISSUER_CN if staging else None,
+            server_auth=server_auth,
+        )
         sim = sim_cert(cert, store, key_state, friendly_name, provider_kind)
+        sim.chain_trusted = not staging
         self.certs.append(sim)
         return sim
 
@@ -250,7 +295,9 @@ class HostModel:
         script: str | None = None,
         history: list[dict[str, Any]] | None = None,
         store: str = "WebHosting",
+        base_uri: str = DEFAULT_BASE_URI,
     ) -> Renewal:
+        """`base_uri`: the ACME server; the file goes to its folder under the configuration root."""
         installation: list[dict[str, Any]] = [{"SiteId": site_id, "Plugin": PLUGIN_IIS}]
         if script:
             installation.append({"Script": script, "ScriptParameters": "{CertThumbprint}", "Plugin": PLUGIN_SCRIPT})
@@ -268,7 +315,7 @@ class HostModel:
             "InstallationPluginOptions": installation,
             "History": history if history is not None else [self.history_entry(True, thumbprint, days_ago=10)],
         }
-        renewal = Renewal(renewal_id, f"{WINACME_ROOT}\\{renewal_id}.renewal.json", data)
+        renewal = Renewal(renewal_id, f"{self.base_folder_path(base_uri)}\\{renewal_id}.renewal.json", data)
         self.renewals.append(renewal)
         return renewal
 
@@ -276,6 +323,18 @@ class HostModel:
         """settings.json next to wacs.exe with ScheduledTask.RenewalDays."""
         path = self.wacs_path.rsplit("\\", 1)[0] + "\\settings.json"
         self.files[path.lower()] = json.dumps({"ScheduledTask": {"RenewalDays": renewal_days}})
+
+    @property
+    def config_root(self) -> str:
+        """win-acme's configuration root: settings.json's ConfigurationPath, else ProgramData."""
+        return self.configuration_path.rstrip("\\") or DEFAULT_CONFIG_ROOT
+
+    def base_folder_path(self, base_uri: str) -> str:
+        return f"{self.config_root}\\{clean_uri(base_uri)}"
+
+    def log_file(self, base_uri: str) -> str:
+        """The day's disk log of wacs runs against this ACME server (Serilog rolls it daily)."""
+        return f"{self.base_folder_path(base_uri)}\\Log\\log-{self.now:%Y%m%d}.txt"
 
     def history_entry(
         self,
@@ -388,9 +447,16 @@ def issuer_pem() -> bytes:
 
 
 def mint_certificate(
-    names: list[str], not_before: dt.datetime, days: float, key_alg: KeyAlg = "ecdsa"
+    names: list[str],
+    not_before: dt.datetime,
+    days: float,
+    key_alg: KeyAlg = "ecdsa",
+    *,
+    issuer_cn: str | None = None,
+    server_auth: bool = True,
 ) -> x509.Certificate:
-    issuer = ISSUER_NAME
+    issuer = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer_cn)]) if issuer_cn else ISSUER_NAME
+    usage = ExtendedKeyUsageOID.SERVER_AUTH if server_auth else ExtendedKeyUsageOID.CLIENT_AUTH
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])])
     return (
         x509.CertificateBuilder()
@@ -401,7 +467,7 @@ def mint_certificate(
         .not_valid_before(not_before)
         .not_valid_after(not_before + dt.timedelta(days=days))
         .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), False)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), False)
+        .add_extension(x509.ExtendedKeyUsage([usage]), False)
         .sign(_ISSUER_KEY, hashes.SHA256())
     )
 
@@ -440,3 +506,11 @@ def sim_cert(
 
 def _iso(value: dt.datetime) -> str:
     return value.astimezone(dt.UTC).isoformat()
+
+
+def clean_uri(uri: str) -> str:
+    """win-acme's CleanUri, written here on its own (not imported from certops, whose copy the
+    simulator checks): scheme and user info dropped, then every character Windows forbids in a
+    file name, so "https://acme.zerossl.com/v2/DV90" becomes "acme.zerossl.comv2DV90"."""
+    text = re.sub(r"^https?://([^/@]*@)?", "", uri)
+    return "".join(ch for ch in text if ch not in '"<>|:*?\\/' and ord(ch) >= 32)

@@ -10,12 +10,18 @@ import base64
 import datetime as dt
 import hashlib
 import json
+import ntpath
 import re
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
+from cryptography import x509
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+from host_actions.parsers import split_binding_information
 from host_actions.simulator.model import (
     CERTOPS_TASK,
+    DEFAULT_BASE_URI,
     LAYER2_STATE,
     PLUGIN_IIS,
     PLUGIN_SCRIPT,
@@ -26,9 +32,11 @@ from host_actions.simulator.model import (
     SimCert,
     SiteBinding,
     Task,
+    TaskAction,
     mint_certificate,
     sim_cert,
 )
+from host_actions.simulator.model import Renewal as SimRenewal
 
 Handler = Callable[[HostModel, Mapping[str, Any]], Any]
 MACHINE_KEYS = "C:\\ProgramData\\Microsoft\\Crypto\\RSA\\MachineKeys"
@@ -72,6 +80,8 @@ def cert_doc(model: HostModel, c: SimCert, identity: str) -> dict[str, Any]:
         "serial": c.serial,
         "has_private_key": c.key_state != "no_key_provider_info",
         "key": key_facts(c, identity),
+        # Get-CertopsChain: X509Chain.Build (machine context, revocation not checked)
+        "chain": {"built": c.chain_trusted, "status": [] if c.chain_trusted else ["UntrustedRoot"]},
     }
 
 
@@ -165,14 +175,17 @@ def hourly_check(model: HostModel) -> int:
         for b in site.bindings:
             if b.protocol != "https" or b.ssl_flags & 2:
                 continue
-            name = b.information.split(":")[-1].lower()
+            name = split_binding_information(b.information)[2].lower()
             if not name:
                 continue
-            covering = [c for c in model.certs if name in {n.lower() for n in c.sans}]
+            # Test-CertopsCovers (a wildcard covers one label) and Test-CertopsServerCert
+            covering = [c for c in model.certs if _covers(c, name) and _server_cert(c)]
             if not covering:
                 problems.append(f"{name}: no certificate for this name")
                 continue
             newest = max(covering, key=lambda c: c.not_before)
+            # the copy in the store the binding names, when the thumbprint is in both
+            newest = model.cert(newest.thumbprint, "My" if b.store.upper() == "MY" else b.store) or newest
             facts = key_facts(newest, SYSTEM_IDENTITY)
             if not key_usable_on_host(facts):
                 if not newest.key_lost and newest.key_state in ("missing_keyset", "wrong_key"):
@@ -204,6 +217,22 @@ def hourly_check(model: HostModel) -> int:
         if task.full_path.lower() == CERTOPS_TASK.lower():
             task.last_result, task.last_run = result, model.now
     return result
+
+
+def _covers(c: SimCert, name: str) -> bool:
+    parent = name[name.find(".") :] if "." in name else None
+    return any(n.lower() == name or (parent and n.lower() == "*" + parent) for n in c.sans)
+
+
+def _server_cert(c: SimCert) -> bool:
+    """Not staging (issuer or untrusted chain), and an EKU that allows serverAuth."""
+    if not c.chain_trusted or re.search(r"\(STAGING\)|\bFake LE\b", c.issuer, re.I):
+        return False
+    try:
+        eku = x509.load_der_x509_certificate(c.der).extensions.get_extension_for_class(x509.ExtendedKeyUsage)
+    except (x509.ExtensionNotFound, ValueError):
+        return True  # no EKU extension: any purpose (or no RawData to read it from)
+    return ExtendedKeyUsageOID.SERVER_AUTH in eku.value
 
 
 def render_netsh(model: HostModel) -> str:
@@ -302,7 +331,7 @@ def _file_facts(model: HostModel, execute: str, arguments: str) -> list[dict[str
         if re.search(r"\.(ps1|bat|cmd|exe|vbs|js)$", token, re.I):
             tokens.append(token)
     facts = []
-    for token in tokens:
+    for token in (expand_variables(model, t) for t in tokens):  # tasks.ps1: ExpandEnvironmentVariables
         path = token
         rooted = bool(re.match(r"^[A-Za-z]:\\", token))
         if not rooted and token.lower() in _PATH_ON_PATH:
@@ -315,11 +344,25 @@ def _file_facts(model: HostModel, execute: str, arguments: str) -> list[dict[str
     return facts
 
 
+def expand_variables(model: HostModel, text: str) -> str:
+    """[Environment]::ExpandEnvironmentVariables: %NAME% case-insensitively; unknown ones stay."""
+    known = {k.lower(): v for k, v in model.environment.items()}
+    return re.sub(r"%([^%]+)%", lambda m: known.get(m.group(1).lower(), m.group(0)), text)
+
+
 def winacme(model: HostModel, params: Mapping[str, Any]) -> dict[str, Any]:
+    """As winacme.ps1: every base-URI folder under the configuration root (renewals anywhere
+    else are invisible, as they are to wacs), settings.json, wacs processes, certops renew tasks."""
     renewals = []
     denied = [d.rstrip("\\").lower() + "\\" for d in model.access_denied_folders]
     errors = [{"path": d, "error": f"Access to the path '{d}' is denied."} for d in model.access_denied_folders]
+    root = model.config_root
+    folders: list[str] = []
     for r in model.renewals:
+        folder = _base_folder_of(model, r.path)
+        if folder is None:
+            continue
+        folders.append(folder)
         if any(r.path.lower().startswith(d) for d in denied):
             continue
         scripts = [
@@ -327,14 +370,47 @@ def winacme(model: HostModel, params: Mapping[str, Any]) -> dict[str, Any]:
             for step in r.data.get("InstallationPluginOptions", [])
             if step.get("Script")
         ]
-        renewals.append({"path": r.path, "text": r.text(), "scripts": scripts})
+        renewals.append({"path": r.path, "text": r.text(), "scripts": scripts, "base_folder": folder})
     wacs = str(params.get("WacsPath") or model.wacs_path)
+    settings = _wacs_settings(model, wacs)
+    client = settings.get("Client") or {}
+    acme = settings.get("Acme") or {}
     return {
         "renewals": renewals,
         "wacs_exists": model.file_exists(wacs),
         "renewal_days": _renewal_days(model, wacs),
         "errors": errors,
+        "config_root": root,
+        "base_folders": sorted(set(folders), key=str.lower),
+        "settings": {
+            "configuration_path": client.get("ConfigurationPath") or None,
+            "log_path": client.get("LogPath") or None,
+            "client_name": client.get("ClientName") or "win-acme",
+            "default_base_uri": acme.get("DefaultBaseUri"),
+            "default_base_uri_test": acme.get("DefaultBaseUriTest"),
+        },
+        "wacs_processes": [{"pid": 4711, "path": model.wacs_path}] if _wacs_runs(model) else [],
+        "renew_tasks": [_renew_task_doc(t) for t in model.tasks if _is_renew_task(t)],
+        "now": _iso(model.now),
     }
+
+
+def _base_folder_of(model: HostModel, path: str) -> str | None:
+    """The folder right under the configuration root a file lives in; None outside the root."""
+    root = model.config_root.lower() + "\\"
+    if not path.lower().startswith(root):
+        return None
+    rest = path[len(root) :]
+    return rest.split("\\", 1)[0] if "\\" in rest else None
+
+
+def _wacs_settings(model: HostModel, wacs: str) -> dict[str, Any]:
+    """settings.json next to wacs.exe, with the model's ConfigurationPath in it."""
+    text = model.files.get((wacs.rsplit("\\", 1)[0] + "\\settings.json").lower())
+    settings: dict[str, Any] = json.loads(text) if text else {}
+    if model.configuration_path:
+        settings.setdefault("Client", {})["ConfigurationPath"] = model.configuration_path
+    return settings
 
 
 def _renewal_days(model: HostModel, wacs: str) -> int | None:
@@ -352,7 +428,11 @@ def tasks(model: HostModel, params: Mapping[str, Any]) -> dict[str, Any]:
         "services": sorted(model.services),
         # Get-ScheduledTask's error record for a malformed task does not name the task
         "errors": [{"task": None, "error": TASK_XML_ERROR} for t in model.tasks if t.xml_malformed],
+        "environment": {k: model.environment.get(k) for k in _TASKS_ENVIRONMENT},
     }
+
+
+_TASKS_ENVIRONMENT = ("windir", "SystemRoot", "ProgramFiles", "ProgramFiles(x86)", "ProgramW6432", "ProgramData")
 
 
 def repair_store(model: HostModel, params: Mapping[str, Any]) -> dict[str, Any]:
@@ -445,7 +525,7 @@ def rebind(model: HostModel, params: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _write_http_sys(model: HostModel, b: SiteBinding, thumbprint: str, store: str) -> None:
-    ip, port, hostname = b.information.split(":", 2)
+    ip, port, hostname = split_binding_information(b.information)  # "[2001:db8::1]:443:host" too
     kind: Literal["ip", "hostname"] = "hostname" if b.ssl_flags & 1 else "ip"
     endpoint = f"{hostname}:{port}" if kind == "hostname" else f"{'0.0.0.0' if ip == '*' else ip}:{port}"  # noqa: S104 - http.sys's wildcard address
     for h in model.http_bindings:
@@ -471,50 +551,197 @@ def _rebind_site(model: HostModel, site_id: int, thumbprint: str, store: str) ->
     return changed
 
 
+RENEW_TASK_FOLDER = "\\certops\\"
+TASK_RUNNING = 0x41301
+
+
+def _is_renew_task(t: Task) -> bool:
+    return t.path.lower() == RENEW_TASK_FOLDER and t.name.lower().startswith("certops renew ")
+
+
+def _wacs_runs(model: HostModel) -> bool:
+    """Get-Process wacs: someone's run, or the one certops's renew task is running now."""
+    return model.wacs_running or any(_is_renew_task(t) and t.state == "Running" for t in model.tasks)
+
+
+def _renew_task_doc(t: Task) -> dict[str, Any]:
+    return {
+        "name": t.name,
+        "state": t.state,
+        "last_run": _iso(t.last_run),
+        "last_result": t.last_result,
+        "arguments": t.actions[0].arguments if t.actions else "",
+    }
+
+
 def renew(model: HostModel, params: Mapping[str, Any]) -> dict[str, Any]:
-    renewal_id = str(params.get("RenewalId") or "")
-    force = bool(params.get("Force"))
-    # the console with --verbose: " [{Level:u4}] {Message}", so [INFO], [WARN], [EROR], [FATL]
-    lines = [" [INFO] A simple Windows ACMEv2 client (WACS)"]
-    exit_code = 0
-    selected = [r for r in model.renewals if not renewal_id or r.id == renewal_id]
-    if renewal_id and not selected:
-        lines.append(f" [EROR] No renewals matched --id {renewal_id}")
-        return {"exit": -1, "output": "\r\n".join(lines)}
-    for r in selected:
-        if not force and not _due(model, r.data):
-            lines.append(f" [INFO] Renewal {r.data['FriendlyName']} is due later")
+    """As renew.ps1. 'start' registers \\certops\\<TaskName> (SYSTEM, wacs.exe with win-acme's own
+    arguments narrowed to one renewal) and starts it; 'follow' reads it. The run ends on the
+    model.renew_task_polls-th status read after its start (at once when 0): only then do wacs's
+    effect and the rest of its log lines land. An ended task is unregistered when read."""
+    full = RENEW_TASK_FOLDER + str(params["TaskName"])
+    started_at = None
+    if params.get("Mode", "start") == "start":
+        args = f'--renew --baseuri "{params.get("BaseUri") or DEFAULT_BASE_URI}"'
+        args += f" --id {params['RenewalId']}" if params.get("RenewalId") else ""
+        args += " --force --verbose" if params.get("Force") else " --verbose"
+        model.tasks = [t for t in model.tasks if t.full_path.lower() != full.lower()]  # -Force
+        task: Task | None = Task(
+            RENEW_TASK_FOLDER,
+            str(params["TaskName"]),
+            "Running",
+            "SYSTEM",
+            [TaskAction(str(params["WacsPath"]), args)],
+            model.now,
+            TASK_RUNNING,
+            polls_left=model.renew_task_polls,
+        )
+        assert task is not None
+        model.tasks.append(task)
+        model.log.append(f"start {full}: {args}")
+        _wacs_log(model, args, "INF", "A simple Windows ACMEv2 client (WACS)")
+        started_at = model.now
+        if task.polls_left <= 0:
+            _end_run(model, task)
+    else:
+        task = model.task(full)
+        if task is not None and task.state == "Running":
+            task.polls_left -= 1
+            if task.polls_left <= 0:
+                _end_run(model, task)
+    doc: dict[str, Any] = {
+        "task": full,
+        "exists": task is not None,
+        "now": _iso(model.now),
+        "started_at": None,
+        "log": [],
+        "log_missing": [],
+        "events": [],
+        "collected": False,
+    }
+    if task is None:
+        return doc
+    since = started_at or task.last_run or model.now
+    doc.update(
+        state=task.state,
+        last_result=task.last_result,
+        arguments=task.actions[0].arguments,
+        last_run=_iso(task.last_run),
+        started_at=_iso(since),
+    )
+    path = f"{str(params['LogFolder']).rstrip(chr(92))}\\log-{since:%Y%m%d}.txt"
+    text = model.files.get(path.lower())
+    if text is None:
+        doc["log_missing"] = [path]
+    else:
+        doc["log"] = [{"path": path, "text": text}]
+    if task.state != "Running":
+        model.tasks.remove(task)
+        doc["collected"] = True
+    return doc
+
+
+def _end_run(model: HostModel, task: Task) -> None:
+    """The task's wacs.exe run, from start to end, as the task's command line asks."""
+    code = run_wacs(model, task.actions[0].arguments)
+    task.state, task.last_result, task.polls_left = "Ready", code & 0xFFFFFFFF, 0
+
+
+def _wacs_log(model: HostModel, args: str, level: str, message: str) -> None:
+    """One line of wacs's disk log: "{Timestamp:yyyy-MM-dd HH:mm:ss.fff zzz} [{Level:u3}] {Message}"."""
+    match = re.search(r'--baseuri "([^"]+)"', args)
+    path = model.log_file(match.group(1) if match else DEFAULT_BASE_URI).lower()
+    stamp = model.now.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S.000 +00:00")
+    model.files[path] = model.files.get(path, "") + f"{stamp} [{level}] {message}\r\n"
+
+
+def _unreadable(r: SimRenewal) -> str | None:
+    """Why RenewalStoreDisk.Read would skip this file (it logs an error and goes on)."""
+    data = r.data
+    if data.get("Id") != r.path.rsplit("\\", 1)[-1].removesuffix(".renewal.json"):
+        return f"mismatch between filename and id {data.get('Id')}"
+    for key, what in (("TargetPluginOptions", "source"), ("ValidationPluginOptions", "validation")):
+        if not (data.get(key) or {}).get("Plugin"):
+            return f"missing {what} plugin options"
+    for key, what in (("StorePluginOptions", "store"), ("InstallationPluginOptions", "installation")):
+        if data.get(key) is None:
+            return f"missing {what} plugin options"
+    return None
+
+
+def run_wacs(model: HostModel, args: str) -> int:
+    """wacs.exe --renew [--baseuri "U"] [--id X] [--force]: reads the renewals of U's folder only
+    (the default server's without --baseuri), writes its day log, returns its exit code. An id
+    it does not find is an error line and exit code 0, as in RenewalManager.CheckRenewals."""
+    match = re.search(r'--baseuri "([^"]+)"', args)
+    folder = model.base_folder_path(match.group(1) if match else DEFAULT_BASE_URI).lower() + "\\"
+    id_match = re.search(r"--id (\S+)", args)
+    rid = id_match.group(1) if id_match else ""
+    force = "--force" in args.split()
+    readable = []
+    for r in model.renewals:
+        if not r.path.lower().startswith(folder):
             continue
-        lines.append(f" [INFO] Renewing {r.data['FriendlyName']}")
+        problem = _unreadable(r)
+        if problem:
+            _wacs_log(model, args, "ERR", f"Unable to read renewal {r.path.rsplit(chr(92), 1)[-1]}: {problem}")
+            continue
+        readable.append(r)
+    selected = [r for r in readable if not rid or r.id == rid]
+    if rid and not selected:
+        _wacs_log(model, args, "ERR", "No renewals found that match the filter parameters --id and/or --friendlyname.")
+        return 0
+    exit_code = 0
+    for r in selected:
+        name = str(r.data.get("LastFriendlyName") or r.data["FriendlyName"])
+        if not force and not _due(model, r.data):
+            _wacs_log(model, args, "VRB", f"Checking {name}")
+            continue
+        _wacs_log(model, args, "INF", f"Force renewing {name}" if force else f"Renewing {name}")
         if model.next_renewal_fails:
             error = "Authorization failed for http-01 validation"
             r.data["History"].append(model.history_entry(False, "", days_ago=0, error=error))
-            lines.append(f" [EROR] Renewal for {r.data['FriendlyName']} failed, will retry on next run")
+            _wacs_log(model, args, "ERR", f"Renewal for {name} failed, will retry on next run")
             exit_code = -1
             continue
-        lines += _install_new_certificate(model, r.data)
-    return {"exit": exit_code, "output": "\r\n".join(lines) + "\r\n"}
+        if model.next_renewal_no_certificate:
+            _reuse_cached_certificate(model, args, r.data, name)
+            continue
+        for level, line in _install_new_certificate(model, r.data):
+            _wacs_log(model, args, level, line)
+    return exit_code
 
 
-def _install_new_certificate(model: HostModel, data: dict[str, Any]) -> list[str]:
+def _reuse_cached_certificate(model: HostModel, args: str, data: dict[str, Any], name: str) -> None:
+    """OrderProcessor.GetFromCache: a cached certificate younger than Cache.ReuseDays is used
+    again, --force or not; the install steps run with the certificate already installed."""
+    _wacs_log(
+        model, args, "WRN", f"Using cache for {name}. To get a new certificate within 1 days, run with --nocache."
+    )
+    last = next((h for h in reversed(data.get("History", [])) if h.get("Success")), None)
+    thumbprint = str(((last or {}).get("OrderResults") or [{}])[0].get("Thumbprint") or "")
+    data["History"].append(model.history_entry(True, thumbprint, days_ago=0))
+
+
+def _install_new_certificate(model: HostModel, data: dict[str, Any]) -> list[tuple[str, str]]:
     hosts = list(data["TargetPluginOptions"].get("IncludeHosts") or [])
     store = (data.get("StorePluginOptions") or [{}])[0].get("StoreName") or "WebHosting"
     minted = mint_certificate(hosts, model.now, 90, model.next_renewal_key_alg)
     cert = sim_cert(minted, store, model.next_renewal_key_state)
     model.certs.append(cert)
-    lines = [f" [INFO] Store with CertificateStore... {store}"]
+    lines = [("INF", f"Store with CertificateStore... {store}")]
     errors: list[str] = []
     for step in data.get("InstallationPluginOptions", []):
         if step.get("Plugin") == PLUGIN_IIS:
             for site_id in data["TargetPluginOptions"].get("IncludeSiteIds") or [step["SiteId"]]:
                 _rebind_site(model, int(site_id), cert.thumbprint, store)
-            lines.append(" [INFO] Updating existing https bindings")
+            lines.append(("INF", "Updating existing https bindings"))
         elif step.get("Plugin") == PLUGIN_SCRIPT:
             script = str(step.get("Script", ""))
-            lines.append(f" [INFO] Script {script} starting")
+            lines.append(("INF", f"Script {script} starting"))
             content = model.files.get(script.lower())
             if content is None:
-                lines.append(f" [EROR] Script {script} not found")
+                lines.append(("ERR", f"Script {script} not found"))
             elif "certops-script: certops_post_renew" in content:
                 # what our Layer 3 script does: the shared key test (as SYSTEM), and certutil
                 # -repairstore only when it fails
@@ -522,11 +749,11 @@ def _install_new_certificate(model: HostModel, data: dict[str, Any]) -> list[str
                     model.log.append(f"certutil -repairstore {cert.store} {cert.thumbprint}")
                     if not cert.key_lost and cert.key_state != "user_store":
                         cert.key_state, cert.system_key_state = "ok", None
-                lines.append(" [INFO] Script finished")
+                lines.append(("INF", "Script finished"))
             if model.next_script_exit:
                 # win-acme 2.2: logged, then the renewal is still recorded as a success
-                lines.append(f" [EROR] Script finished with exit code {model.next_script_exit}")
-                lines.append(" [EROR] Installation plugin Script encountered an error")
+                lines.append(("ERR", f"Script finished with exit code {model.next_script_exit}"))
+                lines.append(("ERR", "Installation plugin Script encountered an error"))
                 errors.append("Installation plugin Script encountered an error")
     entry = model.history_entry(True, cert.thumbprint, days_ago=0)
     entry["ErrorMessages"] = list(errors)
@@ -554,8 +781,15 @@ def retire_task(model: HostModel, params: Mapping[str, Any]) -> dict[str, Any]:
     if task is None:
         raise ScriptError("The system cannot find the file specified.", 0x80070002)
     task.state = "Disabled"
-    renamed = []
+    renamed, skipped = [], []
+    env = {k.lower(): v for k, v in model.environment.items()}
+    protected = [env[k].rstrip("\\").lower() + "\\" for k in _PROTECTED if env.get(k)]
     for path in params.get("Scripts") or []:
+        full = ntpath.normpath(str(path)).lower()  # [IO.Path]::GetFullPath
+        under = next((p for p in protected if full.startswith(p)), None)
+        if under is not None:  # the script's own guard: never under %windir% or Program Files
+            skipped.append({"path": path, "reason": f"it is under {under}"})
+            continue
         content = model.files.pop(str(path).lower(), None)
         if content is None:
             continue
@@ -563,10 +797,26 @@ def retire_task(model: HostModel, params: Mapping[str, Any]) -> dict[str, Any]:
         model.files[new.lower()] = content
         renamed.append({"from": path, "to": new})
     model.log.append(f"retire {task.full_path}")
-    return {"state": task.state, "renamed": renamed}
+    return {"state": task.state, "renamed": renamed, "skipped": skipped}
+
+
+_PROTECTED = ("windir", "systemroot", "programfiles", "programfiles(x86)", "programw6432")
+
+
+POST_RENEW_ACL = ("S-1-5-18:FullControl:Allow", "S-1-5-32-544:FullControl:Allow")  # SYSTEM, Administrators
 
 
 def add_post_renew_step(model: HostModel, params: Mapping[str, Any]) -> dict[str, Any]:
+    """As add_post_renew_step.ps1: refuses while wacs runs, writes the script with a protected
+    ACL, and the renewal file through a temporary file and File.Replace (old text as backup)."""
+    if model.wacs_running:
+        raise ScriptError(
+            "wacs.exe is running (process 4711); win-acme rewrites renewal files when a run ends, "
+            "so the step would be lost"
+        )
+    busy = next((t for t in model.tasks if _is_renew_task(t) and t.state == "Running"), None)
+    if busy is not None:
+        raise ScriptError(f"certops task {busy.name} is running wacs.exe; try again when it has ended")
     path = str(params["RenewalPath"])
     renewal = next((r for r in model.renewals if r.path.lower() == path.lower()), None)
     if renewal is None:
@@ -575,12 +825,18 @@ def add_post_renew_step(model: HostModel, params: Mapping[str, Any]) -> dict[str
     if actual != params["ExpectedSha256"]:
         raise ScriptError("the renewal file changed since certops read it")
     new_data = json.loads(str(params["NewText"]))
-    model.files[str(params["ScriptPath"]).lower()] = str(params["ScriptText"])
+    script = str(params["ScriptPath"]).lower()
+    model.files[script] = str(params["ScriptText"])
+    model.file_acls[script] = ",".join(POST_RENEW_ACL)
     backup = f"{path}.certops-{params['Stamp']}.bak"
     model.files[backup.lower()] = renewal.text()
     renewal.data = new_data
     model.log.append(f"add-post-renew-step {renewal.id}")
-    return {"backup": backup, "script": params["ScriptPath"]}
+    return {
+        "backup": backup,
+        "script": params["ScriptPath"],
+        "script_acl": {"protected": True, "rules": list(POST_RENEW_ACL)},
+    }
 
 
 HANDLERS: dict[str, Handler] = {

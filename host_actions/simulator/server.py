@@ -61,6 +61,9 @@ class Faults:
     script_seconds: float = 0.0  # how long each command runs on the "host"
     round_trip_delay: float = 0.0  # added to every answer (network + WinRM service latency)
     operation_timeout_once: bool = False  # the first Receive answers with the w:TimedOut fault
+    # the first N Sends answer with the w:TimedOut fault without taking their input (a host under
+    # heavy load); each later Send is taken as usual
+    send_timeouts: int = 0
     reject_all: bool = False  # 401 to everything, whatever the credentials
     fault_on: str | None = None  # "Create", "Command", "Receive": HTTP 500 WSMan fault there
     garbled: bool = False  # stdout is not what the bootstrap prints
@@ -109,6 +112,7 @@ class WinRMSimulator:
         password: str = "s3cret-Passw0rd",  # noqa: S107 - a loopback simulator's fixture
         faults: Faults | None = None,
         auth: Auth = "basic",
+        port: int = 0,  # on 127.0.0.1; 0: a free one
     ) -> None:
         if auth not in ("basic", "ntlm"):
             raise ValueError(f"auth must be 'basic' or 'ntlm', not {auth!r}")
@@ -117,6 +121,7 @@ class WinRMSimulator:
         self.password = password
         self.faults = faults or Faults()
         self.auth: Auth = auth
+        self.port = port
         self.lock = threading.RLock()
         self.requests: list[str] = []  # the a:Action suffix of every request, in order
         self.wire: list[Exchange] = []  # every POST to /wsman and its answer, handshakes included
@@ -124,6 +129,7 @@ class WinRMSimulator:
         self.shells: dict[str, _Shell] = {}
         self._stop = threading.Event()
         self._timed_out_once = False
+        self._send_timeouts = 0  # Sends answered with w:TimedOut so far
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._acceptor: NTLMAcceptor | None = None
@@ -133,7 +139,7 @@ class WinRMSimulator:
     def start(self) -> WinRMSimulator:
         if self.auth == "ntlm" and self._acceptor is None:
             self._acceptor = NTLMAcceptor(self.username, self.password)
-        server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
+        server = ThreadingHTTPServer(("127.0.0.1", self.port), _handler_for(self))
         server.daemon_threads = True
         self._server = server
         # a short poll keeps stop() (and so every test's teardown) quick
@@ -335,6 +341,9 @@ class WinRMSimulator:
         stream = root.find("s:Body/rsp:Send/rsp:Stream", NS)
         assert stream is not None
         with self.lock:
+            if self._send_timeouts < self.faults.send_timeouts:
+                self._send_timeouts += 1
+                return 500, _timed_out(message_id)
             entry = shell.commands[stream.get("CommandId", "")]
             entry.stdin += base64.b64decode(stream.text or "")
             if stream.get("End") == "true" and entry.started is None:
@@ -343,6 +352,11 @@ class WinRMSimulator:
 
     def _run_job(self, entry: _Command) -> None:
         entry.started = time.monotonic()
+        if self.model.language_mode != "FullLanguage":
+            # bootstrap.ps1's first check: one line naming the mode, exit 3, no part runs
+            entry.stdout = [f"CERTOPS-LANGUAGE-MODE {self.model.language_mode}\r\n".encode("ascii")]
+            entry.exit_code = 3
+            return
         try:
             parts = decode_job(bytes(entry.stdin))
         except (ValueError, KeyError, binascii.Error):

@@ -82,7 +82,10 @@ def broken_but_not_yet_served() -> HostModel:
     old = model.certs[0]
     model.renewals[0].data["History"] = [model.history_entry(True, old.thumbprint, days_ago=5)]
     model.tasks = [t for t in model.tasks if "SSL-PostRenew" not in t.full_path]  # no legacy task here
-    model.add_cert(["www.example.com", "example.com"], days_old=0, key_state="missing_keyset", friendly_name="new")
+    names = ["www.example.com", "example.com"]
+    new = model.add_cert(names, days_old=0, key_state="missing_keyset", friendly_name="new")
+    # win-acme records the run as a success with the new thumbprint (the newest certificate is the renewal's)
+    model.renewals[0].data["History"].append(model.history_entry(True, new.thumbprint, days_ago=0))
     return model
 
 

@@ -82,7 +82,10 @@ def test_verify_binding_of_an_unknown_site_says_so(make_sim: SimFactory) -> None
     _sim, host = make_sim()
     with pytest.raises(HostActionError) as caught:
         actions.verify_binding(host, "Nope")
-    assert caught.value.message == "iis-sim: IIS has no site named Nope."
+    assert caught.value.message == (
+        "iis-sim: IIS has no site named Nope; its sites are: Default Web Site. "
+        "SITE is the IIS site name, as IIS Manager shows it."
+    )
 
 
 def test_rebind_points_iis_and_http_sys_at_the_given_certificate(make_sim: SimFactory) -> None:
@@ -112,7 +115,8 @@ def test_renew_runs_wacs_and_reports_the_new_certificate(make_sim: SimFactory) -
     [new] = result.details["new_certificates"]
     assert result.details["new_key_status"] == {new: "ok"}
     assert {b.thumbprint for b in sim.model.http_bindings} == {new}
-    assert any("Renewing" in line for line in result.details["log"])
+    # the day's log file of the forced run: "Force renewing [IIS] ..." (RenewalExecutor)
+    assert any("Force renewing" in line for line in result.details["log"])
 
 
 def test_renew_replays_the_incident_when_no_post_renew_step_repairs_the_key(make_sim: SimFactory) -> None:
@@ -141,7 +145,7 @@ def test_a_failing_renewal_reports_wacs_exit_code_and_error_lines(make_sim: SimF
     result = actions.renew(host, "shopRenewal01", force=True)
     assert not result.ok
     assert result.details["exit_code"] == -1
-    assert any("[EROR]" in line and "will retry" in line for line in result.details["log"])
+    assert any("[ERR]" in line and "will retry" in line for line in result.details["log"])  # the log file's level
     assert "renewal_failing" in {f["code"] for f in result.details["findings_after"]}
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
 from pathlib import Path
 
 import pytest
@@ -194,3 +195,37 @@ def test_suggested_commands_are_quoted_so_a_shell_keeps_the_backslash(
     _run(["host", "diagnose", "iis01", "-c", _config(tmp_path, sim.url)])
     out = capsys.readouterr().out
     assert "-> certops host retire-task iis01 '\\SSL-PostRenew'" in out
+
+
+def test_diagnose_of_a_capture_judges_it_offline_as_the_live_host_was_judged(
+    make_sim: SimFactory, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sim, _host = make_sim(incident_host())
+    config = _config(tmp_path, sim.url)
+    capture = tmp_path / "iis01.json"
+    assert _run(["host", "capture", "iis01", "-o", str(capture), "-c", config]) == 0
+    assert capsys.readouterr().out.startswith(f"iis01: wrote {capture}.")
+    live = _run(["host", "diagnose", "iis01", "--json", "-c", config])
+    live_doc = json.loads(capsys.readouterr().out)
+    sim.stop()  # offline from here on
+    offline = _run(["host", "diagnose", "--capture", str(capture), "--json"])
+    offline_doc = json.loads(capsys.readouterr().out)
+    assert offline == live == 1
+    assert offline_doc["details"]["findings"] == live_doc["details"]["findings"]
+    assert offline_doc["summary"] == live_doc["summary"]
+
+
+def test_diagnose_without_a_host_or_a_capture_says_what_to_give(capsys: pytest.CaptureFixture[str]) -> None:
+    assert _run(["host", "diagnose"]) == 3
+    assert "give HOST, or --capture FILE" in capsys.readouterr().err
+
+
+def test_diagnose_of_a_file_that_is_no_capture_is_refused_with_a_sentence(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"format": "other"}', encoding="utf-8")
+    assert _run(["host", "diagnose", "--capture", str(bad)]) == 3
+    err = capsys.readouterr().err
+    assert "is not a certops capture" in err
+    assert "Traceback" not in err

@@ -63,6 +63,8 @@ def test_an_access_denied_key_is_reported_without_proposing_repair_store() -> No
 def test_a_binding_to_an_older_certificate_proposes_rebind_to_the_newest() -> None:
     model = healthy_host()
     newer = model.add_cert(["shop.example.net"], days_old=1)
+    # the renewal installed it (its last success names it), but the binding was not moved
+    model.renewals[0].data["History"].append(model.history_entry(True, newer.thumbprint, days_ago=1))
     [finding] = diagnose(inventory_of(model))
     assert finding.code == "binding_not_newest"
     assert finding.proposal is not None

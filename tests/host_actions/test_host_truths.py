@@ -279,6 +279,8 @@ def test_a_tasks_script_that_fails_outright_is_tasks_unreadable_and_no_wacs_task
 def test_a_binding_whose_hash_getter_throws_is_reported_and_the_others_are_checked(make_sim: SimFactory) -> None:
     model = healthy_host()
     newer = model.add_cert(["shop.example.net"], days_old=1)
+    # the renewal installed it (its last success names it), but the binding was not moved
+    model.renewals[0].data["History"].append(model.history_entry(True, newer.thumbprint, days_ago=1))
     other = model.add_cert(["blog.example.net"], days_old=1)
     model.bind_site("Blog", "blog.example.net", other)
     model.sites[1].bindings[-1].hash_getter_throws = True
