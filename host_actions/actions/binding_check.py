@@ -7,7 +7,7 @@ from typing import Any
 
 from host_actions import validate
 from host_actions.actions.result import ActionResult
-from host_actions.diagnose import http_sys_binding, newest_certificate
+from host_actions.diagnose import bound_store, http_sys_binding, newest_certificate
 from host_actions.errors import HostActionError
 from host_actions.inventory import build_inventory, inventory_parts, require
 from host_actions.model import Inventory
@@ -23,9 +23,10 @@ def binding_report(inv: Inventory, site: str | None = None) -> list[dict[str, An
             continue
         http_sys = http_sys_binding(inv, b)
         bound = (http_sys.thumbprint if http_sys else None) or b.thumbprint
-        current = inv.certificate(bound) if bound else None
+        store = bound_store(inv, b)
+        current = inv.certificate(bound, store) if bound else None  # the copy in the store it names
         names = [b.host] if b.host else list(current.names if current else ())
-        newest = newest_certificate(inv, names)
+        newest = newest_certificate(inv, names, store=store)
         if http_sys is None and not b.ccs:
             status = "no_http_sys_binding"
         elif current is None:

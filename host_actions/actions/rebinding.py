@@ -9,7 +9,7 @@ from typing import Any
 from host_actions import validate
 from host_actions.actions.binding_check import binding_report, certs_and_bindings, require_site
 from host_actions.actions.result import ActionResult
-from host_actions.diagnose import WILDCARD_IP, http_sys_binding
+from host_actions.diagnose import WILDCARD_IP, bound_store, http_sys_binding
 from host_actions.errors import HostActionError, InvalidParameter
 from host_actions.inventory import require
 from host_actions.model import Certificate, Inventory, SiteBinding, a_label
@@ -40,7 +40,8 @@ def rebind(
     named = [_binding_selector(b) for b in bindings or ()]
     with HostSession(host, "rebind") as session:
         before = certs_and_bindings(host, session.run([Part("certs"), Part("bindings")]))
-        cert = before.certificate(tp)
+        copies = [c for c in before.certificates if c.thumbprint == tp]  # My and WebHosting may both hold it
+        cert = next((c for c in copies if c.usable), copies[0] if copies else None)
         if cert is None or not cert.usable:
             raise HostActionError(
                 "script_failed",
@@ -222,7 +223,7 @@ def _verify_rebind(inv: Inventory, selected: list[SiteBinding], tp: str) -> tupl
             seen.add((b.site, b.information))
             http_sys = http_sys_binding(inv, b)
             bound = (http_sys.thumbprint if http_sys else None) or b.thumbprint
-            current = inv.certificate(bound) if bound else None
+            current = inv.certificate(bound, bound_store(inv, b)) if bound else None
             covers = None if not b.host else bool(current and current.covers(b.host))
             rows.append(
                 {

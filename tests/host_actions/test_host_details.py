@@ -196,6 +196,28 @@ def test_repair_store_repairs_the_copy_whose_key_is_broken(make_sim: SimFactory)
     assert sim.model.log == [f"certutil -repairstore WebHosting {web.thumbprint}"]
 
 
+def test_verify_binding_judges_the_copy_in_the_store_the_binding_names(make_sim: SimFactory) -> None:
+    model = HostModel()
+    _in_both_stores(model, broken="WebHosting")
+    _, host = make_sim(model)
+    [row] = actions.verify_binding(host, "Shop").details["bindings"]
+    assert row["status"] == "key_unusable"  # the copy in My is healthy, but the binding serves WebHosting's
+    model_ok = HostModel()
+    _in_both_stores(model_ok, broken="My")
+    _, host_ok = make_sim(model_ok)
+    [row_ok] = actions.verify_binding(host_ok, "Shop").details["bindings"]
+    assert row_ok["status"] == "ok"
+
+
+def test_rebind_binds_the_copy_whose_key_works(make_sim: SimFactory) -> None:
+    model = HostModel()
+    web = _in_both_stores(model, broken="My")  # My is listed first, and its key is gone
+    sim, host = make_sim(model)
+    result = actions.rebind(host, "Shop", web.thumbprint)
+    assert result.ok, result.summary
+    assert [(h.thumbprint, h.store) for h in sim.model.http_bindings] == [(web.thumbprint, "WebHosting")]
+
+
 # -- 5. staging and non-serverAuth certificates are never "newest" --------------------------------
 
 
