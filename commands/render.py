@@ -50,15 +50,20 @@ def card(store: StorePort, incident: Incident) -> Reply:
     if incident.diagnosis:
         lines += [f"{incident.host or 'Host'} diagnosis:", *incident.diagnosis]
     transitions = store.transitions(incident.id)
+    shown = [t for t in transitions if t.step in SHOWN_STEPS]
+    # a followed renewal notes "running" again at every look: the timeline shows the first of a run
     timeline = [
         f"{t.step.value} {hhmm(t.at)}" + (f" ({t.actor})" if t.step in (Step.ACKED, Step.APPROVED) else "")
-        for t in transitions
-        if t.step in SHOWN_STEPS
+        for i, t in enumerate(shown)
+        if i == 0 or t.step is not shown[i - 1].step
     ]
     if timeline:
         lines.append("Timeline: " + " · ".join(timeline))
     acted = [t for t in transitions if t.step is Step.ACTED]
     lines += [t.reason for t in acted[-3:]]
+    latest = next((t for t in reversed(transitions) if t.step in (Step.RUNNING, Step.ACTED)), None)
+    if latest is not None and latest.step is Step.RUNNING:
+        lines.append(latest.reason)  # what the host says while it is still at it
     if resolved and incident.resolution:
         lines.append(incident.resolution)
     fields = [Field("Incident", incident.id), Field("State", incident.state.value)]

@@ -17,7 +17,7 @@ from bot.core.describe import describe, finding_line
 from bot.core.incidents import IncidentCore, Observation
 from bot.core.model import ActionRequest, Cause, RequestState, Step
 from bot.core.ports import StorePort
-from bot.core.services import Diagnosis, FindingView, HostRunner, Prober
+from bot.core.services import ActionOutcome, Diagnosis, FindingView, HostRunner, Prober
 from bot.probe import ProbeResult
 from host_actions.errors import HostActionError
 from host_actions.registry import ACTIONS
@@ -69,6 +69,10 @@ class ActionFlows:
         # set by the scheduler: probe this site again this many seconds from now
         self.reschedule: Callable[[str, float], None] = lambda site, seconds: None
         self._verifying: set[str] = set()
+        # how often, and how many times, a running action is followed: a renewal's task may run
+        # for up to 2 hours (win-acme's own limit on it)
+        self.follow_every = 30.0
+        self.follow_limit = 250
         self.config = config
         self.store = store
         self.incidents = incidents
@@ -90,6 +94,7 @@ class ActionFlows:
                 self.on_run(request.host, request.action, "stale")
                 return RunResult(request, False, f"{request.action} not run", stale=stale)
             outcome = await self.hosts.run(request.host, request.action, request.args)
+            outcome = await self._follow(request, subject, outcome)
         except HostActionError as exc:
             await asyncio.to_thread(
                 store.claim_request, request.token, RequestState.RUNNING, RequestState.FAILED, exc.message
@@ -123,6 +128,17 @@ class ActionFlows:
             error=None if outcome.ok else outcome.summary,
             verification=verification,
         )
+
+    async def _follow(self, request: ActionRequest, subject: str, outcome: ActionOutcome) -> ActionOutcome:
+        """An action still running on the host (a renewal's task outlives one WinRM deadline) is
+        asked again until it ends; each answer goes on the card, so it shows the progress."""
+        for _ in range(self.follow_limit):
+            if not outcome.running:
+                break
+            await self._step(request, Step.RUNNING, f"{subject}: {outcome.summary}", "certops", True)
+            await asyncio.sleep(self.follow_every)
+            outcome = await self.hosts.run(request.host, request.action, request.args)
+        return outcome
 
     async def follow_up(self, site: Site, observation: Observation, results: list[ProbeResult]) -> None:
         """Does what a round of probes asked for, whoever probed (the scheduler, /ssl check, a

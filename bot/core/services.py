@@ -33,6 +33,7 @@ class ActionOutcome:
     summary: str
     lines: tuple[str, ...] = ()
     proposals: tuple[FindingView, ...] = ()  # follow-up actions it suggests (e.g. retire a flagged task)
+    running: bool = False  # still at it on the host (a renewal's scheduled task): run it again to follow it
 
 
 @dataclass(frozen=True)

@@ -100,9 +100,11 @@ def test_a_healthy_host_answers_at_once_while_150_hosts_never_answer(make_sim: S
     assert good.future.result(timeout=5).certificates
     # a fixed pool of 64 workers made it wait for the stuck hosts' deadlines, round after round
     assert good.ended[0] - good.submitted < 1.0
-    assert not any(t.future.done() for t in stuck)  # the healthy host finished well before them
     for timed in stuck:
         assert failed(timed, within=10).kind == "timeout"
+    # each stuck host ran to its own deadline, counted from its submission (on a loaded machine
+    # submitting 150 can itself take seconds, so the first may end before the healthy one is sent)
+    assert min(t.ended[0] - t.submitted for t in stuck) > STUCK - 0.1
     latest = max(t.ended[0] - t.submitted for t in stuck)
     assert latest < STUCK + CLEANUP_SECONDS + 0.5  # the timeout and the cleanup allowance, from submission
 
