@@ -32,6 +32,7 @@ from host_actions.simulator import WinRMSimulator
 from host_actions.simulator.model import issuer_pem, leaf_key, mint_certificate
 from host_actions.simulator.scenarios import before_renewal_host, renew_breaking_the_key_link
 from host_actions.simulator.tls import ModelTLSServer
+from host_actions.thumbprints import short_thumbprint
 
 PASSWORD_ENV = "CERTOPS_DEMO_WINRM_PASSWORD"  # noqa: S105 - names the variable holding the simulator's password
 INTERVAL = 5  # seconds between probes; the retry after a first failure comes as soon
@@ -94,7 +95,7 @@ async def _story(core: Core, console: ConsoleAdapter, winrm: WinRMSimulator, int
         thumbprint = renew_breaking_the_key_link(winrm.model)
     broke_at = dt.datetime.now(dt.UTC)
     say(
-        f"{broke_at:%H:%M:%S} win-acme renews www.example.com: the new certificate {thumbprint[:4]}… "
+        f"{broke_at:%H:%M:%S} win-acme renews www.example.com: the new certificate {short_thumbprint(thumbprint)} "
         "is bound, but its key link is broken. Nobody types anything now."
     )
     incident = await _until(lambda: _diagnosed(core), deadline)

@@ -47,6 +47,10 @@ async def heal(ctx: Context, request: Request, args: list[str]) -> Outcome:
         critical = [f for f in diagnosis.findings if f.severity == "critical"]
         state = status_of(results).value
         lines += [finding_line(f) for f in diagnosis.findings] or [diagnosis.summary]
+        if diagnosis.elsewhere:
+            card = f" (on its own card, {diagnosis.host_incident})" if diagnosis.host_incident else ""
+            lines.append(f"Also on {host.name}, not {site.name}'s{card}:")
+            lines += [finding_line(f) for f in diagnosis.elsewhere]
         buttons, notes = buttons_and_notes(requests, ran)
         tone = Tone.CRITICAL if critical else TONE_OF_STATUS[state]
         fields = (Field("Host", host.name), Field("Findings", str(len(diagnosis.findings))))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol
 
 from host_actions.audit import audit_all, unexpanded
@@ -86,6 +86,7 @@ class Finding:
     message: str
     evidence: dict[str, Any] = field(default_factory=dict)
     proposal: Proposal | None = None
+    names: tuple[str, ...] = ()  # the DNS names it concerns (a site's card); () for the host as a whole
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -94,6 +95,7 @@ class Finding:
             "message": self.message,
             "evidence": to_jsonable(self.evidence),
             "proposal": {"action": self.proposal.action, "args": list(self.proposal.args)} if self.proposal else None,
+            "names": list(self.names),
         }
 
 
@@ -138,7 +140,28 @@ def diagnose(
     findings += _renewals(inv, now, overdue_grace)
     findings += _tasks(inv)
     findings += _unreadable(inv)
-    return findings
+    return [replace(f, names=concerns(inv, f)) for f in findings]
+
+
+def concerns(inv: Inventory, finding: Finding) -> tuple[str, ...]:
+    """The DNS names a finding is about, from its evidence: a certificate's names, a binding's
+    host (or, bound without one, its certificate's names), a renewal's hosts. A legacy task or an
+    unreadable part is about the host as a whole: ()."""
+    evidence = finding.evidence
+    if "names" in evidence:
+        return tuple(evidence["names"])
+    if "hostname" in evidence:
+        return (str(evidence["hostname"]),)
+    if "renewal" in evidence:
+        renewal = inv.renewal(str(evidence["renewal"]))
+        return tuple(renewal.hosts) if renewal else ()
+    if "endpoint" in evidence:
+        host = str(evidence["endpoint"]).rpartition(":")[0]
+        if host and normal_ip(host) is None:  # a host name, not "*" or an IP address
+            return (host,)
+        bound = inv.certificate(str(evidence.get("bound") or ""))
+        return tuple(bound.names) if bound else ()
+    return ()
 
 
 def _unreadable(inv: Inventory) -> list[Finding]:
@@ -541,7 +564,8 @@ def _dedupe(findings: list[Finding]) -> list[Finding]:
 
 
 def _short(thumbprint: str | None) -> str:
-    return f"{thumbprint[:2]}…{thumbprint[-2:]}" if thumbprint else "(none)"
+    # in full: a finding is where a person compares it with IIS Manager or the certificates console
+    return thumbprint or "(none)"
 
 
 def _tp(cert: Certificate | None) -> str | None:

@@ -44,6 +44,14 @@ class RunResult:
     verification: Verification | None = None
 
 
+def about_site(finding: FindingView, site: Site) -> bool:
+    """Whether a finding concerns the site: one of its names is the site's host name, or a
+    wildcard covering it (one label). A finding about no name is about the host as a whole."""
+    host = site.hostname.lower()
+    parent = host.partition(".")[2]
+    return any(n.lower() == host or (n.startswith("*.") and n[2:].lower() == parent) for n in finding.names)
+
+
 def host_facing(results: list[ProbeResult]) -> list[ProbeResult]:
     """The probes that show what the IIS host itself serves: its origins, or else the public name
     when no CDN answered there (a CDN edge presents its own certificate, not the host's)."""
@@ -176,15 +184,26 @@ class ActionFlows:
         (pending requests, or runs that [policy] auto_heal allowed) and adds the diagnosis to the
         incident's card. Raises HostActionError when the host cannot be diagnosed."""
         facing = host_facing(results)
-        diagnosis = await self.hosts.diagnose(host, facing[0] if facing else None)
+        found = await self.hosts.diagnose(host, facing[0] if facing else None)
+        mine = tuple(f for f in found.findings if about_site(f, site))
+        elsewhere = tuple(f for f in found.findings if not about_site(f, site))
         # the buttons first: the card edit that shows the diagnosis shows them too
         requests, ran = await self.propose(
-            diagnosis.findings, host=host, site=site.name, incident_id=incident_id, requester=requester
+            mine, host=host, site=site.name, incident_id=incident_id, requester=requester, beside=found.findings
         )
+        host_incident = None
+        if elsewhere:
+            # not this site's: on the host's own card, so resolving the site's incident leaves them be
+            opened = await asyncio.to_thread(self.incidents.observe_host, host, elsewhere, beside_site=True)
+            host_incident = opened[0].id if opened[0] is not None else None
+            more, more_ran = await self.propose(
+                elsewhere, host=host, site=None, incident_id=host_incident, requester=requester, beside=found.findings
+            )
+            requests, ran = requests + more, ran + more_ran
         if incident_id is not None:
-            lines = [finding_line(f) for f in diagnosis.findings] or [diagnosis.summary]
+            lines = [finding_line(f) for f in mine] or [found.summary]
             await asyncio.to_thread(self.incidents.record_diagnosis, incident_id, lines)
-        return diagnosis, requests, ran
+        return Diagnosis(found.host, found.summary, mine, elsewhere, host_incident), requests, ran
 
     async def propose(
         self,
@@ -194,11 +213,13 @@ class ActionFlows:
         site: str | None,
         incident_id: str | None,
         requester: str,
+        beside: Sequence[FindingView] = (),
     ) -> tuple[list[ActionRequest], list[RunResult]]:
         """Pending requests (buttons) for the findings' proposed actions, one per distinct action;
         those [policy] auto_heal allows run at once, but only when the diagnosis is unambiguous:
-        every critical finding that proposes something proposes this same action."""
-        critical = {(f.action, f.args) for f in findings if f.action and f.severity == "critical"}
+        every critical finding that proposes something proposes this same action (`beside`: the
+        whole diagnosis these findings are part of, which counts for that too)."""
+        critical = {(f.action, f.args) for f in (*findings, *beside) if f.action and f.severity == "critical"}
         requests: list[ActionRequest] = []
         ran: list[RunResult] = []
         seen: set[tuple[str, tuple[str, ...]]] = set()

@@ -6,6 +6,7 @@ import datetime as dt
 
 from bot.core.services import FindingView
 from bot.probe import ProbeResult, Severity, Status
+from host_actions.thumbprints import short_thumbprint
 
 ICON = {"ok": "🟢", "warning": "🟡", "critical": "🔴", "unknown": "⚪"}
 
@@ -23,7 +24,7 @@ def span(delta: dt.timedelta) -> str:
 
 
 def short_thumb(sha1: str) -> str:
-    return f"{sha1[:2]}…{sha1[-2:]}"
+    return short_thumbprint(sha1)
 
 
 def where(result: ProbeResult) -> str:

@@ -323,14 +323,22 @@ class IncidentCore:
 
     # hosts ----------------------------------------------------------------------------------------
 
-    def observe_host(self, host: str, findings: Sequence[FindingView]) -> tuple[Incident | None, bool]:
+    def observe_host(
+        self, host: str, findings: Sequence[FindingView], *, beside_site: bool = False
+    ) -> tuple[Incident | None, bool]:
         """A scheduled read-only diagnosis of a host: findings that need a person (critical ones,
         a failing or overdue renewal, a failing legacy task) open or update the host's incident;
-        when none is left, the host's incident resolves. -> (the open incident, opened now)."""
+        when none is left, the host's incident resolves. -> (the open incident, opened now).
+
+        `beside_site`: the findings a site's diagnosis found that are not the site's (a legacy
+        task, another site's renewal). They get the host's card even while the site has one, and,
+        being only part of the host's picture, never resolve it."""
         subject = f"host:{host}"
         serious = [f for f in findings if f.severity == "critical" or f.code in NEEDS_A_PERSON]
         incident = next(iter(self.store.open_incidents(subject)), None)
-        if incident is None and any(i.host == host and i.site for i in self.store.open_incidents()):
+        if beside_site and not serious:
+            return incident, False
+        if incident is None and not beside_site and any(i.host == host and i.site for i in self.store.open_incidents()):
             # a site on this host has an open incident: its card has the host's diagnosis and
             # buttons already, a second card for the same root problem would only be noise
             return None, False

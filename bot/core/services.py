@@ -18,6 +18,7 @@ class FindingView:
     message: str
     action: str | None = None  # the host action that would fix it
     args: tuple[str, ...] = ()
+    names: tuple[str, ...] = ()  # the DNS names it concerns; () for the host as a whole
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,10 @@ class Diagnosis:
     host: str
     summary: str
     findings: tuple[FindingView, ...]
+    # for a site: what the host shows beside it (a legacy task, another site's renewal), put on
+    # the host's own card (`host_incident`) or offered without an incident, never on the site's
+    elsewhere: tuple[FindingView, ...] = ()
+    host_incident: str | None = None
 
 
 @dataclass(frozen=True)

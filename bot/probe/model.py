@@ -71,6 +71,10 @@ class Problem:
         return {"code": self.code, "severity": self.severity.value, "message": self.message}
 
 
+# docs/probe-json.schema.json describes this version; a change that is not only an added field raises it
+SCHEMA_VERSION = 1
+
+
 @dataclass(frozen=True)
 class ProbeTarget:
     """One thing to probe: a URL, reached at `connect_host` (an origin) or through DNS."""
@@ -161,6 +165,7 @@ class ProbeResult:
 
     def to_json(self) -> dict[str, Any]:
         return {
+            "schema_version": SCHEMA_VERSION,
             "target": self.target.url,
             "site": self.target.site,
             "via": self.target.via,

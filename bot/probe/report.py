@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from bot.probe.model import ProbeResult
 from bot.probe.text import printable
+from host_actions.thumbprints import short_thumbprint
 
 _LABEL = {"ok": "OK", "warning": "WARNING", "critical": "CRITICAL", "unknown": "UNKNOWN"}
 
@@ -21,7 +22,7 @@ def render_line(result: ProbeResult) -> str:
     cert = result.certificate
     if cert is not None:
         parts.append(
-            f"cert {cert.sha1[:4]}…{cert.sha1[-4:]} {cert.days_left} day{'' if cert.days_left == 1 else 's'} left"
+            f"cert {short_thumbprint(cert.sha1)} {cert.days_left} day{'' if cert.days_left == 1 else 's'} left"
         )
     http = result.http
     if http is not None:
@@ -31,4 +32,5 @@ def render_line(result: ProbeResult) -> str:
     if result.problems:
         parts.append("; ".join(p.message for p in result.problems))
     # messages are escaped where they are made; a result read back from an older store may not be
-    return printable(" | ".join(parts))
+    # " - ", not " | ": a monitoring system reads everything after a "|" as performance data
+    return printable(" - ".join(parts)).replace("|", "/")

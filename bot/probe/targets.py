@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, replace
 
 from bot.config import Site, split_host_port
@@ -52,6 +53,14 @@ def parse_resolve(text: str) -> Resolve:
     address = address.strip("[]")
     if not (sep and sep2 and host and address and port_text.isdigit() and 0 < int(port_text) < 65536):
         raise TargetError(f"--resolve {text!r}: expected HOST:PORT:ADDRESS, e.g. www.example.com:443:203.0.113.10")
+    try:
+        ipaddress.ip_address(address)
+    except ValueError:
+        # "127.0.0.1:8443" or a name would otherwise go to DNS as a host name
+        raise TargetError(
+            f"--resolve {text!r}: {address!r} is not an IP address; ADDRESS is where to connect "
+            "(203.0.113.10 or [2001:db8::1]), and the port is the one in HOST:PORT"
+        ) from None
     return Resolve(host.lower(), int(port_text), address)
 
 

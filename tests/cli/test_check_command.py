@@ -90,8 +90,9 @@ def test_a_human_line_per_target_names_status_days_thumbprint_and_problems(
         capsys, f"https://{HOST}:{good.port}/", f"https://{HOST}:{broken.port}/",
         *resolve(good.port), *resolve(broken.port), "--ca-file", lab.ca_file,
     )  # fmt: skip
-    first, second = out.strip().splitlines()
+    status, first, second = out.strip().splitlines()
     assert code == 2
+    assert status.startswith("CERTOPS CRITICAL - ")  # the worst state first, as a monitoring plugin says it
     assert first.startswith("OK ")
     assert "days left" in first
     assert "HTTP 200" in first
@@ -156,7 +157,7 @@ def test_the_installed_command_runs_and_exits_with_the_worst_status(lab: Lab) ->
     command = [sys.executable, "-m", "bot.cli", "check", url, *resolve(endpoint.port), "--ca-file", lab.ca_file]
     done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 2
-    assert done.stdout.startswith("CRITICAL")
+    assert done.stdout.startswith("CERTOPS CRITICAL - ")
     assert "expired on" in done.stdout
 
 
@@ -211,7 +212,7 @@ def test_a_certificate_name_with_terminal_escapes_is_printed_escaped(
     code, out, _ = check(capsys, *args)
     assert code == 2  # the name does not match
     assert "\x1b" not in out
-    assert len(out.strip().splitlines()) == 1
+    assert len(out.strip().splitlines()) == 2  # the status line and one line for the one target
     assert "\\x1b[2Jx.test" in out
 
     code, out, _ = check(capsys, *args, "--json")
@@ -225,7 +226,7 @@ def test_a_malformed_http_answer_exits_critical_with_a_sentence(
     server = hostile.http("HTTP/1.1 2\u00b900 OK\r\n\r\n".encode())
     code, out, _ = check(capsys, f"https://{HOST}:{server.port}/", *resolve(server.port), "--ca-file", hostile.ca_file)
     assert code == 2
-    assert out.startswith("CRITICAL")
+    assert out.startswith("CERTOPS CRITICAL - ")
     assert "the status code must be three ASCII digits" in out
 
 
@@ -235,7 +236,7 @@ def test_a_redirect_to_another_site_exits_with_a_warning_that_names_it(
     server = hostile.http(b"HTTP/1.1 302 Found\r\nLocation: https://elsewhere.test/x\r\nContent-Length: 0\r\n\r\n")
     code, out, _ = check(capsys, f"https://{HOST}:{server.port}/", *resolve(server.port), "--ca-file", hostile.ca_file)
     assert code == 1
-    assert out.startswith("WARNING")
+    assert out.startswith("CERTOPS WARNING - ")
     assert "redirects to another site: https://elsewhere.test/x" in out
 
 
@@ -268,7 +269,7 @@ def test_follow_redirects_on_the_command_line_judges_the_final_page(
     code, _out, _ = check(capsys, url, *resolve(server.port), "--ca-file", hostile.ca_file)
     assert code == 0  # unfollowed, a redirect within the site is fine
     code, out, _ = check(capsys, url, *resolve(server.port), "--ca-file", hostile.ca_file, "--follow-redirects")
-    assert (code, out.split()[0]) == (1, "WARNING"), out
+    assert (code, out.split()[:2]) == (1, ["CERTOPS", "WARNING"]), out
     assert "HTTP 404" in out
 
 
