@@ -8,18 +8,21 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import NoReturn, TextIO
 
 from bot import __version__, eventloop
+from bot.audit_cli import register as register_audit
 from bot.config import Config, ConfigError, load_config, missing_secrets
-from bot.config.reader import did_you_mean
+from bot.config.reader import did_you_mean, parse_duration
 from bot.host_cli import register as register_host_actions
 from bot.probe import ProbeResult, ProbeTarget, probe_many, worst_status
-from bot.probe.report import render_line
+from bot.probe.plugin import render_plugin
 from bot.probe.targets import TargetError, parse_resolve, site_targets, url_target
 from bot.simulator_cli import register as register_simulator
 
 EXIT_UNKNOWN = 3  # monitoring-plugin convention for usage and internal errors
+DEFAULT_CONFIG = "certops.toml"
 log = logging.getLogger("certops")
 
 
@@ -52,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     p.add_argument("urls", nargs="*", metavar="URL", help="https:// addresses to probe")
-    p.add_argument("-c", "--config", help="probe the sites of this config file")
+    p.add_argument("-c", "--config", help="probe the sites of this config file (default: certops.toml, without URLs)")
     p.add_argument("--site", action="append", default=[], help="with -c: only this site (repeatable)")
     p.add_argument(
         "--resolve",
@@ -64,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ca-file", help="trust only the CA certificates in this PEM file")
     p.add_argument("--warn-days", type=int, default=21, help="warn when fewer days are left (default 21)")
     p.add_argument("--crit-days", type=int, default=7, help="critical when fewer days are left (default 7)")
-    p.add_argument("--timeout", type=float, default=10.0, help="seconds per probe (default 10)")
+    p.add_argument("--timeout", type=_duration, default=10.0, help='time per probe: 10, "5s", "1m" (default 10 s)')
     p.add_argument(
         "--follow-redirects",
         action="store_true",
@@ -76,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     register_simulator(sub)
     register_host_actions(sub)
+    register_audit(sub)
 
     p = sub.add_parser(
         "run",
@@ -118,14 +122,23 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(exc.render(), file=sys.stderr)
         return 2
-    secrets = [] if args.no_secrets else missing_secrets(config)
-    if secrets:
-        print(f"{config.source}: the file is valid, but {len(secrets)} secret(s) cannot be read:", file=sys.stderr)
+    from bot.config.advice import plural, secret_problems, warnings
+
+    for advice in warnings(config):  # valid, but does nothing here: said, and the exit code stays
+        print(f"warning: {advice}")
+    problems = None if args.no_secrets else secret_problems(config)
+    secrets = problems.all() if problems else []
+    if problems and secrets:
+        print(
+            f"{config.source}: the file is valid, but {plural(len(secrets), 'secret')} cannot be "
+            f"{'used' if problems.wrong_kind else 'read'}:",
+            file=sys.stderr,
+        )
         for line in secrets:
             print(f"  {line}", file=sys.stderr)
         return 2
     print(
-        f"{config.source}: OK ({len(config.sites)} sites, {len(config.hosts)} hosts, "
+        f"{config.source}: OK ({plural(len(config.sites), 'site')}, {plural(len(config.hosts), 'host')}, "
         f"chat: {', '.join(_chats(config)) or 'console only'})"
     )
     from bot.store import resolved_database_path  # the store's libraries are not needed by `check`
@@ -138,10 +151,33 @@ def _chats(config: Config) -> list[str]:
     return [name for name, part in (("slack", config.slack), ("line", config.line)) if part]
 
 
+def _duration(text: str) -> float:
+    """--timeout as the config spells durations ("5s", "1m") or plain seconds (2.5)."""
+    try:
+        return float(text)
+    except ValueError:
+        seconds = parse_duration(text)
+    if seconds is None:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration: give seconds (10) or a unit (5s, 1m)")
+    return seconds
+
+
 def cmd_check(args: argparse.Namespace) -> int:
-    if bool(args.urls) == bool(args.config):
+    if args.urls and args.config:
         print("certops check: give URLs, or -c FILE for the configured sites (not both).", file=sys.stderr)
         return EXIT_UNKNOWN
+    if args.site and args.urls:
+        print("certops check: --site picks configured sites; it does not go with URLs.", file=sys.stderr)
+        return EXIT_UNKNOWN
+    if not args.urls and not args.config:
+        # like every other command: the configured sites of certops.toml
+        if not Path(DEFAULT_CONFIG).exists():
+            print(
+                f"certops check: give URLs to probe, or -c FILE for configured sites ({DEFAULT_CONFIG} is not here).",
+                file=sys.stderr,
+            )
+            return EXIT_UNKNOWN
+        args.config = DEFAULT_CONFIG
     if not 0 <= args.crit_days <= args.warn_days:
         print("certops check: --crit-days must be between 0 and --warn-days.", file=sys.stderr)
         return EXIT_UNKNOWN
@@ -190,8 +226,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([r.to_json() for r in results], indent=2))
     else:
-        for result in results:
-            print(render_line(result))
+        print(render_plugin(results))
     return worst_status(results).exit_code
 
 

@@ -11,11 +11,12 @@ import io
 import logging
 import re
 import sys
+from dataclasses import replace
 from typing import TYPE_CHECKING, TextIO
 
 from bot.app import Core
 from bot.chat.base import DeliveryKind, Outgoing
-from commands.model import Conversation, Outcome, Press, Principal, Reply, Request
+from commands.model import Conversation, Outcome, Press, Principal, Reply, Request, Tone
 
 _MARK = {"info": "ℹ", "ok": "✔", "warning": "⚠", "critical": "✖"}
 LINE_LIMIT = 4096  # characters; the longest command is a few dozen
@@ -82,7 +83,7 @@ class ConsoleAdapter:
 
     async def run(self) -> None:
         """Reads commands until end of input or `quit`; nothing typed ends the process otherwise."""
-        self._write("certops console: type /ssl help, `press N` for a button, quit to leave.\n")
+        self._write(f"certops console ({self.who.key}): type /ssl help, `press N` for a button, quit to leave.\n")
         if isinstance(self.stdin, io.TextIOWrapper):
             # bytes that are not UTF-8 (a pasted Latin-1 text) become U+FFFD instead of ending the loop
             self.stdin.reconfigure(errors="replace")
@@ -144,6 +145,7 @@ class ConsoleAdapter:
                 return True
             token = self.buttons[int(number)]
             outcome = await self.core.dispatcher.press(Press(self.who, self.where, token))
+            outcome = self._with_identity(outcome)
         else:
             text = line.removeprefix("/ssl").strip()
             outcome = await self.core.dispatcher.command(Request(self.who, self.where, text))
@@ -160,6 +162,23 @@ class ConsoleAdapter:
             # a console shows one conversation at a time; the task ends after show_later ran, or
             # with the follow-up's exception (an event set by show_later would then wait forever)
             await self.core.worker.submit(outcome.follow_up, show_later)
+
+    def _with_identity(self, outcome: Outcome) -> Outcome:
+        """A refused press says who pressed: policy names this console by its login name."""
+        title = outcome.reply.title
+        if outcome.follow_up is not None or outcome.reply.tone is not Tone.WARNING or title.startswith("Approved by"):
+            return outcome  # it runs, or it counted and waits for a second approver
+        not_an_approver = "not on the approver list" in title or title.startswith("Nobody may approve")
+        lines = (*outcome.reply.lines, self.identity_line(about_approvers=not_an_approver))
+        return replace(outcome, reply=replace(outcome.reply, lines=lines))
+
+    def identity_line(self, *, about_approvers: bool = True) -> str:
+        """Who this console is to [policy]: console:<the login name> (or the `user` it was given)."""
+        identity = self.who.key or f"console:{self.who.user_id}"
+        line = f"You are {identity} here (the console is console:<your login name>)"
+        if about_approvers:
+            return f'{line}; to approve from this console, add "{identity}" to [policy] approvers.'
+        return f"{line}."
 
     def _show(self, reply: Reply, note: str | None = None) -> None:
         out = [f"({note})"] if note else []

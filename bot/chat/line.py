@@ -43,6 +43,7 @@ from linebot.v3.messaging import (  # type: ignore[import-untyped, unused-ignore
     Configuration,
     PushMessageRequest,
     ReplyMessageRequest,
+    TextMessage,
 )
 from linebot.v3.webhooks import (  # type: ignore[import-untyped, unused-ignore]
     Event,
@@ -112,6 +113,7 @@ class Inbound:
     where: Conversation
     command: str | None = None  # the text after "/ssl"
     data: str | None = None  # postback data
+    joined: bool = False  # the bot was added to this group or room (answered only while `to` is unset)
 
 
 @dataclass
@@ -172,6 +174,8 @@ class LineAdapter:
 
     async def start(self) -> None:
         self._messaging()
+        if self.settings.to is None:
+            log.warning(NO_DESTINATION)
 
     async def stop(self, timeout: float = 10.0) -> None:
         """Finishes events in hand, sends held summaries at once, then closes the HTTP client."""
@@ -197,11 +201,18 @@ class LineAdapter:
     # the incident destination (ChatAdapter) ----------------------------------------------------
 
     async def post(self, reply: Reply) -> str | None:
-        """Pushes a card to `[chat.line] to`; the reference is LINE's message id (None when held)."""
+        """Pushes a card to `[chat.line] to`; the reference is LINE's message id (None when held,
+        or when `to` is not set: then nothing is pushed)."""
+        if self.settings.to is None:
+            log.info("LINE: not pushed, [chat.line] to is not set: %s", reply.title)
+            return None
         return await self.push(self.settings.to, reply)
 
     async def update(self, ref: str, reply: Reply) -> None:
         """LINE cannot edit a sent message, so the new state goes out as a push of its own."""
+        if self.settings.to is None:
+            log.info("LINE: not pushed, [chat.line] to is not set: %s", reply.title)
+            return
         await self.push(self.settings.to, reply)
 
     # the outbox worker's destination -----------------------------------------------------------
@@ -218,6 +229,9 @@ class LineAdapter:
         if self._closing:
             raise DeliveryError("the LINE adapter is stopping")  # transient: the row waits for the next run
         to = self.settings.to
+        if to is None:  # nowhere to push yet: the message is dropped, as start() warned
+            log.info("LINE: not pushed, [chat.line] to is not set: %s", message.reply.title)
+            return message.ref
         gate = await self._quota_gate(to, message.reply)
         if gate is _Gate.USED_UP:
             raise DeliveryError("LINE monthly message quota is used up", permanent=True)
@@ -243,7 +257,7 @@ class LineAdapter:
         recent = [event for event in events if not _too_old(event)]
         if len(recent) < len(events):  # one line, however many: a replayed delivery may carry thousands
             log.warning("ignored %d LINE events sent more than a day ago (a replay?)", len(events) - len(recent))
-        items = [item for item in map(inbound, recent) if item is not None]
+        items = [item for item in map(self._inbound, recent) if item is not None]
         fresh = await asyncio.to_thread(self._fresh, items)
         if fresh:
             # LINE wants its 200 promptly and redelivers otherwise: the work runs after we answer.
@@ -288,8 +302,16 @@ class LineAdapter:
             except Exception:
                 log.exception("LINE event %s failed", item.event_id)
 
+    def _inbound(self, event: Any) -> Inbound | None:
+        if self.settings.to is None and isinstance(event, JoinEvent):
+            return joined(event)  # no destination yet: the group hears its own id, to copy into the config
+        return inbound(event)
+
     async def _handle(self, item: Inbound) -> None:
         dispatcher = self.core.dispatcher
+        if item.joined:
+            await self._reply(item, [TextMessage(text=joined_text(item.where.id))], fallback=None)
+            return
         if item.command is not None:
             outcome = await dispatcher.command(Request(item.who, item.where, item.command))
         elif item.data == line_flex.CANCEL_DATA:
@@ -601,6 +623,28 @@ def inbound(event: Any) -> Inbound | None:
     return None
 
 
+def joined(event: Any) -> Inbound | None:
+    """A join event as an item to answer: the bot was added to a group or room."""
+    where, who = _source(getattr(event, "source", None))
+    if where is None or who is None or not isinstance(event, JoinEvent):
+        return None
+    event_id, reply_token = getattr(event, "webhook_event_id", None), getattr(event, "reply_token", None)
+    return Inbound(event_id, reply_token, who, where, joined=True)
+
+
+def joined_text(chat_id: str) -> str:
+    """What the bot says in a group it joins while [chat.line] to is not set."""
+    kind = "room" if chat_id.startswith("R") else "group"
+    return (
+        f"certops: this {kind}'s id is {chat_id}\n"
+        f'To post incidents here, set  to = "{chat_id}"  under [chat.line] in certops.toml and restart certops.'
+    )
+
+
+NO_DESTINATION = (
+    "LINE: [chat.line] to is not set, so incidents are not pushed to LINE; add the bot to a group "
+    "and it answers there with the group's id to put in the config (commands and buttons work meanwhile)"
+)
 _JOINED = 'LINE: the bot joined %s; to post incidents there, set [chat.line] to = "%s"'
 _FOLLOWED = 'LINE: %s added the bot as a friend; to let them approve, add "line:%s" to [policy]'
 MAX_NOTES = 3  # lines note_ids writes for one delivery; a real one brings one join or follow

@@ -30,11 +30,29 @@ class SecretRef:
     def resolve(self) -> str:
         if self.env:
             value = checked_env_value(self.env, where=f"{self.key_path}: ")
+            file_name = f"{self.env}_FILE"
+            file_var = os.environ.get(file_name)
+            if value and file_var:
+                # the container convention: one or the other, never a guess at which one wins
+                raise SecretUnavailable(
+                    f"{self.key_path}: environment variables {self.env} and {file_name} are both set; "
+                    f"unset one of them ({file_name} to use {self.env}, or {self.env} to read the file)"
+                )
             if value:
                 return value
-            file_var = os.environ.get(f"{self.env}_FILE")
             if file_var:
-                return _read_secret_file(self.key_path, file_var, via=f"{self.env}_FILE")
+                return _read_secret_file(self.key_path, file_var, via=file_name)
+            # set to "": a variable left blank, not a missing one
+            if self.env in os.environ:
+                raise SecretUnavailable(
+                    f"{self.key_path}: environment variable {self.env} is set but empty "
+                    f"(set it to the secret, or unset it and set {file_name} to a file that holds the secret)"
+                )
+            if file_name in os.environ:
+                raise SecretUnavailable(
+                    f"{self.key_path}: environment variable {file_name} is set but empty "
+                    "(set it to the path of a file that holds the secret, or unset it)"
+                )
             raise SecretUnavailable(
                 f"{self.key_path}: environment variable {self.env} is not set "
                 f"(set it, or set {self.env}_FILE to a file that holds the secret)"

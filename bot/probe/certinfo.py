@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 
+from bot.probe.der import NotSure, read_fields
 from bot.probe.model import CertificateInfo
 from bot.probe.text import printable
 
@@ -60,6 +61,40 @@ def read_certificate(der: bytes, now: dt.datetime, chain_length: int | None = No
     return inspect_certificate(der, now, chain_length)[0]
 
 
+# The verified path reads the DER once (bot.probe.der) instead of parsing it again with
+# cryptography; False forces the cryptography path everywhere (bench/cert_read.py compares the two).
+FAST_READ = True
+
+
+def inspect_verified_certificate(
+    der: bytes, now: dt.datetime, chain_length: int | None = None
+) -> tuple[CertificateInfo, list[str]]:
+    """inspect_certificate for a certificate the TLS handshake verified: the same answer, read
+    straight from the DER. Anything the DER reader does not vouch for (a string type, an
+    extension, a key it does not check) goes through inspect_certificate instead, which also
+    names what is malformed; so a certificate read here is never malformed."""
+    if FAST_READ:
+        try:
+            fields = read_fields(der)
+        except (NotSure, ValueError):  # ValueError: a strict UTF-8/UTF-16 decode or date refused
+            pass
+        else:
+            sans = [printable(n, MAX_NAME) for n in fields.dns_names] + list(fields.ip_addresses)
+            return _info(
+                der,
+                now,
+                chain_length,
+                subject=printable(fields.subject, MAX_NAME),
+                issuer=printable(fields.issuer, MAX_NAME),
+                sans=sans,
+                serial=format(fields.serial, "X"),
+                not_before=fields.not_before,
+                not_after=fields.not_after,
+                key_type=fields.key_type,
+            ), []
+    return inspect_certificate(der, now, chain_length)
+
+
 def inspect_certificate(
     der: bytes, now: dt.datetime, chain_length: int | None = None
 ) -> tuple[CertificateInfo, list[str]]:
@@ -75,7 +110,36 @@ def inspect_certificate(
     subject = _name(cert, "subject", malformed)
     issuer = _name(cert, "issuer", malformed)
     sans = _sans(cert, malformed)
-    info = CertificateInfo(
+    info = _info(
+        der,
+        now,
+        chain_length,
+        subject=subject,
+        issuer=issuer,
+        sans=sans,
+        serial=serial,
+        not_before=not_before,
+        not_after=not_after,
+        key_type=_key_type(cert),
+    )
+    return info, malformed
+
+
+def _info(
+    der: bytes,
+    now: dt.datetime,
+    chain_length: int | None,
+    *,
+    subject: str,
+    issuer: str,
+    sans: list[str],
+    serial: str,
+    not_before: dt.datetime,
+    not_after: dt.datetime,
+    key_type: str,
+) -> CertificateInfo:
+    # one place that formats the facts, whichever reader found them: both paths give one answer
+    return CertificateInfo(
         sha1=hashlib.sha1(der, usedforsecurity=False).hexdigest().upper(),  # Windows thumbprints are SHA-1
         sha256=hashlib.sha256(der).hexdigest().upper(),
         subject=subject,
@@ -85,10 +149,9 @@ def inspect_certificate(
         not_before=iso_utc(not_before),
         not_after=iso_utc(not_after),
         days_left=int((not_after - now).total_seconds() // 86400),
-        key_type=_key_type(cert),
+        key_type=key_type,
         chain_length=chain_length,
     )
-    return info, malformed
 
 
 def _name(cert: x509.Certificate, which: str, malformed: list[str]) -> str:

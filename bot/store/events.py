@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, or_, select
 
 from bot.core.model import AuditEntry
 from bot.store.base import Database
@@ -27,9 +28,22 @@ class AuditStore(Database):
                 )
             )
 
-    def audit_log(self, limit: int = 100) -> list[AuditEntry]:
+    def audit_log(
+        self, limit: int = 100, *, since: dt.datetime | None = None, host: str | None = None, sites: Sequence[str] = ()
+    ) -> list[AuditEntry]:
+        """The latest `limit` entries, oldest first. `since`: written at or after that moment.
+        `host`: only entries about that host (or one of `sites`, the sites it serves): a subject
+        that is the name, or ends in it as a word ("repair-store 3A… on iis01", "/ssl audit iis01")."""
+        query = select(audit)
+        if since is not None:
+            query = query.where(audit.c.at >= since)
+        if host is not None:
+            names = [host, *sites]
+            query = query.where(
+                or_(*(audit.c.subject == name for name in names), *(_ends_with_word(name) for name in names))
+            )
         with self._read() as connection:
-            rows = connection.execute(select(audit).order_by(audit.c.seq.desc()).limit(limit)).all()
+            rows = connection.execute(query.order_by(audit.c.seq.desc()).limit(limit)).all()
         return [
             AuditEntry(
                 seq=row.seq,
@@ -42,6 +56,11 @@ class AuditStore(Database):
             )
             for row in reversed(rows)
         ]
+
+
+def _ends_with_word(name: str) -> ColumnElement[bool]:
+    escaped = name.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return audit.c.subject.like(f"% {escaped}", escape="\\")
 
 
 class EventsStore(Database):

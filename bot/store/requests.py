@@ -21,7 +21,7 @@ from sqlalchemy.engine import Connection
 from bot.core.model import REQUEST_MOVES, ActionRequest, RequestState, TransitionRefused
 from bot.store.base import Database
 from bot.store.dialect import insert_ignore
-from bot.store.schema import action_requests, approvals
+from bot.store.schema import action_requests, approvals, audit
 from bot.store.times import iso
 
 _PENDING = RequestState.PENDING.value
@@ -170,7 +170,7 @@ class RequestsStore(Database):
         return moved.rowcount == 1
 
     def fail_interrupted(self) -> list[ActionRequest]:
-        """Runs a previous process left "running" died with it. They are marked failed (whether
+        """Runs a previous process left "running" died with it. They are marked failed and audited (whether
         the host changed is unknown: the next diagnosis will tell), never run again."""
         with self._write() as connection:
             tokens = list(
@@ -185,7 +185,21 @@ class RequestsStore(Database):
                 .where(action_requests.c.token.in_(tokens), action_requests.c.state == _RUNNING)
                 .values(state=RequestState.FAILED.value, result=INTERRUPTED)
             )
-            return [_request(_row(connection, token)) for token in tokens]
+            failed = [_request(_row(connection, token)) for token in tokens]
+            # in the same transaction: no reader sees a request failed without its audit entry
+            for request in failed:
+                subject = f"{request.action} {request.target} on {request.host}"
+                connection.execute(
+                    audit.insert().values(
+                        at=dt.datetime.now(dt.UTC),
+                        actor="certops",
+                        event="run",
+                        subject=subject,
+                        outcome="failed",
+                        detail="interrupted",
+                    )
+                )
+            return failed
 
 
 def _row(connection: Connection, token: str) -> Row[Any]:

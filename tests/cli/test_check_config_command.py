@@ -23,7 +23,7 @@ def test_the_example_config_passes_when_its_secrets_are_set(
         monkeypatch.setenv(name, f"value-of-{name}")
     assert main(["check-config", "-c", str(EXAMPLE)]) == 0
     out = capsys.readouterr().out
-    assert "OK (2 sites, 1 hosts, chat: slack, line)" in out
+    assert "OK (2 sites, 1 host, chat: slack, line)" in out
     assert "value-of" not in out
 
 
@@ -36,7 +36,7 @@ def test_missing_secrets_are_listed_without_values_and_exit_2(
     monkeypatch.delenv("CERTOPS_IIS01_PASSWORD_FILE", raising=False)
     assert main(["check-config", "-c", str(EXAMPLE)]) == 2
     err = capsys.readouterr().err
-    assert "1 secret(s) cannot be read" in err
+    assert "1 secret cannot be read" in err
     assert "hosts[0].password_env: environment variable CERTOPS_IIS01_PASSWORD is not set" in err
     assert main(["check-config", "-c", str(EXAMPLE), "--no-secrets"]) == 0
 

@@ -77,10 +77,13 @@ def postback_event(data: str, src: dict[str, str] | None = None, event_id: str |
     return _event("postback", src or source(), event_id, postback={"data": data})
 
 
-def config_text(api_url: str, sites: str = "", policy: str = "") -> str:
+def config_text(api_url: str, sites: str = "", policy: str = "", to: str | None = GROUP) -> str:
+    """`to`: None leaves [chat.line] to out, as a first config may."""
+    to_line = f'to = "{to}"\n' if to else ""
     return (
         f"{sites}"
-        f'[chat.line]\nto = "{GROUP}"\nchannel_secret_env = "{SECRET_ENV}"\naccess_token_env = "{TOKEN_ENV}"\n'
+        f"[chat.line]\n{to_line}"
+        f'channel_secret_env = "{SECRET_ENV}"\naccess_token_env = "{TOKEN_ENV}"\n'
         f'api_url = "{api_url}"\n'
         f'[policy]\napprovers = ["line:{APPROVER}", "line:{SECOND_APPROVER}"]\n{policy}'
     )
@@ -152,11 +155,12 @@ async def line_bot(
     sites: str = "",
     quota: QuotaRule | None = None,
     reply_grace: float = 0.0,
+    to: str | None = GROUP,
 ) -> AsyncIterator[LineBot]:
     monkeypatch.setenv(SECRET_ENV, CHANNEL_SECRET)
     monkeypatch.setenv(TOKEN_ENV, ACCESS_TOKEN)
     async with LineApiStandIn() as api:
-        config = parse_config(config_text(api.url, sites), "test.toml")
+        config = parse_config(config_text(api.url, sites, to=to), "test.toml")
         assert config.line is not None
         core = build_core(config, database=str(tmp_path / "certops.db"))
         adapter = LineAdapter(
