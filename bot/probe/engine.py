@@ -36,8 +36,15 @@ from urllib.parse import quote, urljoin, urlsplit
 import idna
 
 from bot.probe import failures
-from bot.probe.certinfo import UnreadableCertificate, inspect_certificate, iso_utc, matches_hostname, parse_iso_utc
-from bot.probe.http1 import Answer, HTTPProtocolError, build_request, read_answer
+from bot.probe.certinfo import (
+    UnreadableCertificate,
+    inspect_certificate,
+    inspect_verified_certificate,
+    iso_utc,
+    matches_hostname,
+    parse_iso_utc,
+)
+from bot.probe.http1 import Answer, HTTPProtocolError, build_request, page_contains, read_answer
 from bot.probe.model import (
     PROBLEM_CODES,
     CertificateInfo,
@@ -335,8 +342,11 @@ class _Probe:
         if not der:
             return None, [problem("tls_protocol_error", "the server sent no certificate")]
         chain_length = _chain_length(sslobj) if verify_error is not None else None
+        # a verified handshake has had OpenSSL decode the certificate: read its DER once more,
+        # cheaply, rather than parse it again with cryptography (which reads the unverified ones)
+        inspect = inspect_certificate if verify_error is not None else inspect_verified_certificate
         try:
-            cert, malformed = inspect_certificate(der, self.now, chain_length)
+            cert, malformed = inspect(der, self.now, chain_length)
         except UnreadableCertificate as exc:
             return None, [
                 problem("cert_malformed", f"the certificate {exc.sha1} cannot be parsed: {printable(exc.reason, 200)}")
@@ -477,7 +487,7 @@ class _Probe:
             location = self.http.location if self.http is not None else None
             pointed = f" to {location}" if location else ""
             self.add("http_status", f"HTTP {answer.status}{pointed} (expected {wanted})", severity)
-        elif target.keyword and target.keyword.encode() not in answer.body:
+        elif target.keyword and not page_contains(answer, target.keyword):  # the text, by its charset
             self.add("keyword_missing", f'the page does not contain "{target.keyword}"')
         if _from_cache(answer) and self.http is not None:
             seen = ", ".join(f"{k}: {v}" for k, v in self.http.cache.items())
