@@ -7,6 +7,7 @@ The outbox worker calls these at delivery time, so an edit always shows the card
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 from bot.config import Config
 from bot.core.describe import ICON, span
@@ -34,6 +35,9 @@ SHOWN_STEPS = {
 def button_for(request: ActionRequest) -> Button:
     action = ACTIONS.get(request.action)
     label = action.label if action else request.action
+    named = re.search(r" \(([^()\s]+)\)$", request.target)  # "RID (api.example.com)": "Renew now (api)"
+    if named:
+        label += f" ({named.group(1).split('.')[0]})"
     style = "danger" if action and action.danger else "primary"
     return Button(label, f"act:{request.token}", style, confirm=f"{label} on {request.host}?")
 

@@ -44,6 +44,19 @@ class RunResult:
     verification: Verification | None = None
 
 
+# actions whose argument is opaque to a person (a renewal id): the request names what it is for
+NAMED_BY_SITE = ("renew", "add-post-renew-step")
+
+
+def target_of(finding: FindingView, host: str) -> str:
+    """What a request acts on, readable: its arguments, and for a renewal the name it renews
+    ("mZ3Yk1fWbkW0yJbqv7NfVw (api.example.com)"), so two such buttons can be told apart."""
+    target = " ".join(finding.args) or host
+    if finding.action in NAMED_BY_SITE and finding.names:
+        target += f" ({finding.names[0]})"
+    return target
+
+
 def about_site(finding: FindingView, site: Site) -> bool:
     """Whether a finding concerns the site: one of its names is the site's host name, or a
     wildcard covering it (one label). A finding about no name is about the host as a whole."""
@@ -234,7 +247,7 @@ class ActionFlows:
                 host=host,
                 action=finding.action,
                 args=finding.args,
-                target=" ".join(finding.args) or host,
+                target=target_of(finding, host),
                 requested_by=requester,
                 ttl=self.config.policy.button_ttl,
             )

@@ -9,7 +9,9 @@ from pathlib import Path
 from bot.app import build_core
 from bot.config import parse_config
 from bot.core.model import Cause, RequestState
+from bot.core.services import FindingView
 from bot.probe import StaticResolver
+from commands.render import button_for
 from tests.fakes.bot import APPROVER, press, say
 from tests.fakes.clock import ManualClock
 from tests.fakes.iis import SimulatedIIS
@@ -75,6 +77,25 @@ def test_a_failing_legacy_task_found_by_heal_opens_the_host_card_even_while_the_
         assert not any(
             "newest_cert_key_unusable" in line or "cannot be used for TLS" in line for line in host_card.details
         )
+        core.close()
+
+    asyncio.run(scenario())
+
+
+def test_two_renewals_give_two_buttons_a_person_can_tell_apart(iis: SimulatedIIS, tmp_path: Path) -> None:
+    async def scenario() -> None:
+        core = build_core(
+            parse_config(iis.config(), "test.toml"), database=str(tmp_path / "db"), resolver=RESOLVER,
+            clock=ManualClock(),
+        )  # fmt: skip
+        findings = [
+            FindingView("renewal_lacks_script_step", "warning", "no step", "add-post-renew-step", (rid,), (name,))
+            for rid, name in (("R1www", "www.example.com"), ("R2api", "api.example.com"))
+        ]
+        requests, _ = await core.flows.propose(findings, host="iis01", site=None, incident_id=None, requester="x")
+        assert [button_for(r).label for r in requests] == ["Add post-renew step (www)", "Add post-renew step (api)"]
+        assert [r.target for r in requests] == ["R1www (www.example.com)", "R2api (api.example.com)"]
+        assert [r.args for r in requests] == [("R1www",), ("R2api",)]  # what runs is unchanged
         core.close()
 
     asyncio.run(scenario())
