@@ -56,12 +56,14 @@ class Core:
     async def start(self) -> None:
         """Starts watching: the outbox worker, then the scheduler (attach the chats first)."""
         self.outbox.start()
+        await self.prober.start()  # the probe workers, if any: the first round need not wait for them
         await self.watcher.start()
 
     async def stop(self) -> None:
         """In order: no new probes, running work finishes, and its messages are delivered."""
         await self.watcher.stop()
         await self.worker.drain()  # follow-ups deliver through their adapters first
+        await self.prober.close()  # nothing probes any more: the probe workers end
         await self.outbox.stop()
 
     def close(self) -> None:
@@ -78,9 +80,7 @@ def build_core(
     """Must be called inside a running event loop (the prober and worker use asyncio primitives)."""
     store = open_store(database or config.bot.database)
     store.prune_seen_events()
-    interrupted = store.fail_interrupted()
-    for request in interrupted:
-        store.audit("certops", "run", f"{request.action} {request.target} on {request.host}", "failed", "interrupted")
+    interrupted = store.fail_interrupted()  # each one audited as failed, interrupted
     destinations: dict[str, Destination] = {}
     metrics = Metrics()
 
@@ -110,7 +110,7 @@ def build_core(
     approvals = Approvals(store, config.policy)
     # only an approver's (or the bot's own) new proposal replaces a waiting button
     store.may_supersede = approvals.may_supersede
-    prober = SiteProber(config, resolver)
+    prober = SiteProber(config, resolver, on_restart=metrics.probe_worker_restarts.inc)
     # one guard for the commands, the flows and the scheduler: whoever asks, a host is read once
     hosts = HostGuard(HostActionRunner(config), clock=clock)
     flows = ActionFlows(config, store, incidents, prober, hosts, on_run=_count_runs(metrics))

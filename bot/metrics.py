@@ -48,6 +48,11 @@ class Metrics:
         self.heartbeat_failures = Counter(
             "certops_heartbeat_failures", "Failed pings of [bot] heartbeat_url", registry=self.registry
         )
+        self.probe_worker_restarts = Counter(
+            "certops_probe_worker_restarts",
+            "Probe worker processes restarted after they died or stopped answering ([bot] probe_workers)",
+            registry=self.registry,
+        )
 
     def observe_probes(self, results: Sequence[ProbeResult]) -> None:
         for result in results:

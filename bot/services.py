@@ -7,10 +7,12 @@ Host actions block (pywinrm has no async API), so they run on the WinRM worker t
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 from bot.config import Config, Host, Site
 from bot.core.services import ActionOutcome, Diagnosis, FindingView, RenewalView
 from bot.probe import ProbeResult, ProbeTarget, Resolver, probe_many
+from bot.probe.pool import ProbePool
 from bot.probe.targets import site_targets, url_target
 from host_actions import actions
 from host_actions.errors import HostActionError
@@ -20,10 +22,29 @@ from host_actions.winrm_client import arun
 
 
 class SiteProber:
-    def __init__(self, config: Config, resolver: Resolver | None = None) -> None:
+    """Every probe the bot makes. With [bot] probe_workers above 1 they run in worker processes
+    (bot.probe.pool), started at the first probe or by start(); with 1, in this process.
+
+    A `resolver` (tests and the demo pass one) is an object of this process and can't cross into
+    a worker: given one, the prober probes in this process whatever probe_workers says."""
+
+    def __init__(
+        self, config: Config, resolver: Resolver | None = None, *, on_restart: Callable[[], None] | None = None
+    ) -> None:
         self.config = config
         self.resolver = resolver
         self._gate = asyncio.Semaphore(config.bot.probe_concurrency)
+        workers = config.bot.probe_workers
+        self.pool = ProbePool(workers, on_restart=on_restart) if workers > 1 and resolver is None else None
+
+    async def start(self) -> None:
+        if self.pool is not None:
+            await self.pool.start()
+
+    async def close(self) -> None:
+        """Ends the workers; a probe asked for later (a late command at shutdown) runs in process."""
+        if self.pool is not None:
+            await self.pool.close()
 
     async def probe_site(self, site: Site) -> list[ProbeResult]:
         return await self._probe(site_targets(site))
@@ -34,6 +55,8 @@ class SiteProber:
     async def _probe(self, targets: list[ProbeTarget]) -> list[ProbeResult]:
         # one gate for every probe the bot makes: [bot] probe_concurrency bounds them all together
         # the caller records them (IncidentCore.observe, or /ssl status for a first look)
+        if self.pool is not None and not self.pool.closed:
+            return await self.pool.probe_many(targets, gate=self._gate)
         return await probe_many(targets, resolver=self.resolver, gate=self._gate)
 
 
@@ -56,6 +79,7 @@ class HostActionRunner:
                 f.message,
                 f.proposal.action if f.proposal else None,
                 tuple(f.proposal.args) if f.proposal else (),
+                f.names,
             )
             for f in findings
         )
@@ -64,7 +88,8 @@ class HostActionRunner:
     async def run(self, host: str, action: str, args: tuple[str, ...]) -> ActionOutcome:
         cfg = self._host(host)
         result = await arun(host_action(action).run, cfg, args)
-        return ActionOutcome(result.ok, result.summary, _lines(result), _task_proposals(result))
+        running = bool(result.details.get("running"))
+        return ActionOutcome(result.ok, result.summary, _lines(result), _task_proposals(result), running)
 
     async def renewals(self, host: str) -> list[RenewalView]:
         inv = await arun(inventory, self._host(host))

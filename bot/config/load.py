@@ -14,11 +14,12 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 import idna
 from tzlocal.windows_tz import win_tz
 
-from bot.config import files
+from bot.config import files, toml_hints
 from bot.config.errors import ConfigError, ConfigIssue, mask_credentials
 from bot.config.model import (
     DIGEST_AT,
     HOST_ACTIONS,
+    MAX_PROBE_WORKERS,
     BotSettings,
     Config,
     Host,
@@ -29,6 +30,7 @@ from bot.config.model import (
     SlackSettings,
     TimeOfDay,
     cron_trigger,
+    default_probe_workers,
     redact_url,
 )
 from bot.config.reader import Table, did_you_mean, human_seconds, quoted
@@ -70,6 +72,11 @@ def parse_config(text: str, source: str = "certops.toml", *, base_dir: Path | No
     """`base_dir`: where relative file names in the config are looked up (the config's folder)."""
     data = _toml(text, source)
     issues: list[ConfigIssue] = []
+    for name in toml_hints.ARRAYS_OF_TABLES:  # [sites] where [[sites]] belongs: one problem that says so
+        if isinstance(data.get(name), dict):
+            at = toml_hints.single_bracket_line(text, name)
+            issues.append(ConfigIssue(name, (f"line {at}: " if at else "") + toml_hints.one_table(name)))
+            data[name] = None
     root = Table(data, "", issues)
     bot = _bot(Table(root.raw("bot") or {}, "bot", issues))
     base = base_dir or Path.cwd()
@@ -100,7 +107,7 @@ def _toml(text: str, source: str) -> dict[str, Any]:
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise refuse(f"not valid TOML: {exc}") from None
+        raise refuse(f"not valid TOML: {toml_hints.decode_hint(text, str(exc))}") from None
     except RecursionError:  # nesting the scan above did not see, and tomllib could not follow
         raise refuse(
             "not valid for certops: values are nested too deeply; no setting needs more than 3 levels"
@@ -207,6 +214,7 @@ def _bot(t: Table) -> BotSettings:
         database=t.string("database", "certops.db") or "certops.db",
         log_level=t.choice("log_level", LOG_LEVELS, "info"),
         probe_concurrency=t.whole("probe_concurrency", 50, unit="probes", minimum=1, maximum=2000),
+        probe_workers=_probe_workers(t),
         digest_at=_digest_at(t),
         timezone=_timezone(t),
         heartbeat_url=_heartbeat_url(t),
@@ -217,6 +225,23 @@ def _bot(t: Table) -> BotSettings:
     )
     t.finish()
     return settings
+
+
+def _probe_workers(t: Table) -> int:
+    default = 1
+    if t.raw("probe_workers") is None:  # only then does the default (maybe from the environment) count
+        try:
+            default = default_probe_workers()
+        except ValueError as exc:
+            t.problem("probe_workers", str(exc))
+    return t.whole(
+        "probe_workers",
+        default,
+        unit="worker processes",
+        minimum=1,
+        maximum=MAX_PROBE_WORKERS,
+        hint=" (1 probes in the bot's own process; leave it out for one per core)",
+    )
 
 
 def _digest_at(t: Table) -> TimeOfDay | None:
@@ -583,12 +608,13 @@ def _slack(t: Table) -> SlackSettings | None:
 
 
 def _line(t: Table) -> LineSettings | None:
-    to = t.string("to", required=True, hint=" (the group or user id that receives incidents)")
+    # optional at first: without it incidents are not pushed, and the bot names each group it joins
+    to = t.string("to")
     secret = t.secret("channel_secret", required=True)
     token = t.secret("access_token", required=True)
     api_url = _api_url(t)
     t.finish()
-    if to is None or secret is None or token is None:
+    if secret is None or token is None:
         return None
     return LineSettings(to, secret, token, api_url)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, NamedTuple
@@ -30,6 +31,33 @@ class TimeOfDay(NamedTuple):
 
 
 DIGEST_AT = TimeOfDay(9, 0)
+MAX_PROBE_WORKERS = 64
+PROBE_WORKERS_ENV = "CERTOPS_PROBE_WORKERS"
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity, where the system tells it)."""
+    counted = getattr(os, "process_cpu_count", None)  # Python 3.13+
+    if counted is not None:
+        return int(counted() or 1)
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
+
+
+def default_probe_workers() -> int:
+    """[bot] probe_workers when the config leaves it out: CERTOPS_PROBE_WORKERS when set (the
+    test suite sets 1, so that not every test's bot starts processes), else one per usable core,
+    at most MAX_PROBE_WORKERS. ValueError says what is wrong with a bad CERTOPS_PROBE_WORKERS."""
+    text = os.environ.get(PROBE_WORKERS_ENV, "").strip()
+    if not text:
+        return min(MAX_PROBE_WORKERS, usable_cores())
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= MAX_PROBE_WORKERS:
+        raise ValueError(
+            f"the default from the environment variable {PROBE_WORKERS_ENV} must be a whole number "
+            f"from 1 to {MAX_PROBE_WORKERS}, got {text!r}"
+        )
+    return int(text)
 
 
 @dataclass(frozen=True)
@@ -38,6 +66,8 @@ class BotSettings:
     database: str = "certops.db"
     log_level: str = "info"
     probe_concurrency: int = 50
+    # processes that probe (bot.probe.pool), fed by this one; 1: probe in this process
+    probe_workers: int = field(default_factory=default_probe_workers)
     digest_at: TimeOfDay | None = DIGEST_AT  # when the daily digest is posted; None: no digest
     timezone: str | None = None  # IANA name; None: this machine's zone (see tz())
     # its path may carry the monitor's secret token: kept out of repr, log heartbeat_label() instead
@@ -174,7 +204,7 @@ class SlackSettings:
 
 @dataclass(frozen=True)
 class LineSettings:
-    to: str
+    to: str | None  # the group or user id incidents are pushed to; None: not pushed (see bot.chat.line)
     channel_secret: SecretRef
     access_token: SecretRef
     api_url: str | None = None
