@@ -856,8 +856,11 @@ class HostSession:
         name = self.host.name
         if isinstance(exc, HostActionError):
             return exc
-        if self._watchdog.fired or isinstance(exc, _DeadlinePassed):
-            return self._timeout()  # whatever the cut socket raised, the cause is the deadline
+        cut = self._watchdog.fired or (self._watchdog.ever_fired and self.deadline.expired())
+        if cut or isinstance(exc, _DeadlinePassed):
+            # whatever the cut socket raised, the cause is the deadline (also when a cleanup has
+            # re-armed the watchdog since it cut the socket this error came from)
+            return self._timeout()
         if isinstance(exc, _BadAnswer):
             return HostActionError(
                 "bad_output", f"{name}: WinRM sent an answer that could not be read ({exc.args[0]}).", host=name
