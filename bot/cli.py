@@ -172,8 +172,9 @@ def cmd_check(args: argparse.Namespace) -> int:
     if not args.urls and not args.config:
         # like every other command: the configured sites of certops.toml
         if not Path(DEFAULT_CONFIG).exists():
+            wanted = "--site picks sites from a config" if args.site else "give URLs to probe"
             print(
-                f"certops check: give URLs to probe, or -c FILE for configured sites ({DEFAULT_CONFIG} is not here).",
+                f"certops check: {wanted}, or -c FILE for configured sites ({DEFAULT_CONFIG} is not here).",
                 file=sys.stderr,
             )
             return EXIT_UNKNOWN

@@ -13,6 +13,7 @@ import pytest
 
 from bot.cli import main
 from bot.probe.plugin import label
+from tests.cli.test_check_command import check, resolve
 from tests.fakes.hostile_targets import HostileServers
 from tests.fakes.tls import Behaviour, Lab, MiniCA
 
@@ -46,16 +47,6 @@ def parse_perfdata(text: str) -> list[dict[str, str | None]]:
         assert position == len(text) or text[position] == " ", f"junk after a pair: {text[position:]!r}"
         position += 1
     return pairs
-
-
-def check(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(["check", *argv])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def resolve(port: int) -> list[str]:
-    return ["--resolve", f"{HOST}:{port}:127.0.0.1"]
 
 
 def test_the_first_line_is_the_worst_state_with_perfdata_for_every_target(
@@ -151,6 +142,9 @@ def test_check_without_urls_or_config_uses_certops_toml_here(
     code, _, err = check(capsys)
     assert code == 3
     assert "give URLs to probe, or -c FILE for configured sites (certops.toml is not here)" in err
+    code, _, err = check(capsys, "--site", "shop")
+    assert code == 3
+    assert "--site picks sites from a config, or -c FILE for configured sites (certops.toml is not here)" in err
     (tmp_path / "certops.toml").write_text(
         f'[[sites]]\nname = "shop"\nurl = "https://{HOST}:{endpoint.port}/"\norigins = ["127.0.0.1:{endpoint.port}"]\n'
         f'ca_file = "{lab.ca_file}"\n',
