@@ -927,7 +927,10 @@ class HostSession:
                 host=name,
             )
         if isinstance(exc, (ET.ParseError, StopIteration, AssertionError, ValueError, KeyError)):
-            return HostActionError("bad_output", f"{name}: WinRM sent an answer that could not be read.", host=name)
+            log.warning("unreadable WinRM answer", extra={"host": name, "error": type(exc).__name__}, exc_info=exc)
+            return HostActionError(
+                "bad_output", f"{name}: WinRM sent an answer that could not be read ({type(exc).__name__}).", host=name
+            )
         if isinstance(exc, WinRMError):
             return HostActionError("unreachable", f"{name}: WinRM failed.", host=name)
         if isinstance(exc, Exception):
