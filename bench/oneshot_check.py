@@ -31,6 +31,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from probe_throughput import apt_install  # noqa: E402 - bench/, the script's own folder
+
 from bot.testbed.pki import MiniCA  # noqa: E402
 from bot.testbed.tls_servers import Endpoint, TLSServers  # noqa: E402
 
@@ -68,28 +70,8 @@ def ensure_plugins() -> None:
     if shutil.which("apt-get") is None or (os.geteuid() != 0 and shutil.which("sudo") is None):
         log(f"{', '.join(missing)} not installed and no apt-get (or sudo): those rows are left out")
         return
-    sudo = [] if os.geteuid() == 0 else ["sudo", "-n"]
-    log(f"installing {' '.join(missing)} with apt-get")
-    policy = Path("/usr/sbin/policy-rc.d")  # no package service may start meanwhile
-    made_policy = False
-    if os.geteuid() == 0 and not policy.exists():
-        policy.write_text("#!/bin/sh\nexit 101\n")
-        policy.chmod(0o755)
-        made_policy = True
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    try:
-        subprocess.run([*sudo, "apt-get", "update"], check=False, env=env, stdout=sys.stderr)
-        cp = subprocess.run(
-            [*sudo, "apt-get", "install", "-y", "--no-install-recommends", *missing],
-            check=False,
-            env=env,
-            stdout=sys.stderr,
-        )
-        if cp.returncode != 0:
-            log(f"apt-get install exited {cp.returncode}: the missing plugins' rows are left out")
-    finally:
-        if made_policy:
-            policy.unlink()
+    if not apt_install(missing, required=False):
+        log("the missing plugins' rows are left out")
 
 
 def run_once(

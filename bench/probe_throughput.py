@@ -204,8 +204,9 @@ def rep_order(rep: int, probers: Sequence[str] = PROBERS) -> list[str]:
     return list(probers) if rep % 2 == 0 else list(reversed(probers))
 
 
-def _tls_server(ports: Sequence[int], cert: Path, key: Path) -> str:
-    listens = "\n".join(f"        listen 127.0.0.1:{p} ssl;" for p in ports)
+def _tls_server(ports: Sequence[int], cert: Path, key: Path, reuseport: bool = False) -> str:
+    flags = " ssl reuseport" if reuseport else " ssl"  # reuseport: several nginx workers share a port
+    listens = "\n".join(f"        listen 127.0.0.1:{p}{flags};" for p in ports)
     return f"""\
     server {{
 {listens}
@@ -229,12 +230,14 @@ def nginx_conf(
     key: Path,
     concurrency: int,
     others: Sequence[tuple[Sequence[int], Path | None, Path | None]] = (),
+    workers: int = 1,
 ) -> str:
-    """nginx.conf: 1 worker, no daemon, everything in `tmp`, full handshake every time. `others`:
-    more servers as (ports, certificate, key); no certificate: plain HTTP on those ports."""
+    """nginx.conf: `workers` worker processes (1: the server's cost is one core's), no daemon,
+    everything in `tmp`, full handshake every time. `others`: more servers as (ports,
+    certificate, key); no certificate: plain HTTP on those ports."""
     every_port = [*ports, *(p for o in others for p in o[0])]
     conns = len(every_port) + 4 * concurrency + 256  # listening sockets take connections too
-    servers = [_tls_server(ports, cert, key)]
+    servers = [_tls_server(ports, cert, key, reuseport=workers > 1)]
     for o_ports, o_cert, o_key in others:
         if not o_ports:
             continue
@@ -260,7 +263,7 @@ def nginx_conf(
     return f"""\
 daemon off;
 master_process on;
-worker_processes 1;
+worker_processes {workers};
 worker_rlimit_nofile {2 * conns};
 pid {tmp / "nginx.pid"};
 error_log {tmp / "nginx-error.log"} warn;
@@ -857,9 +860,18 @@ def ensure_packages() -> None:
         return
     if shutil.which("apt-get") is None:
         raise SystemExit(f"need {NGINX_BIN} and {BLACKBOX_BIN}, and there is no apt-get")
-    sudo = [] if os.geteuid() == 0 else ["sudo"]
-    log(f"installing {' '.join(APT_PACKAGES)} with apt-get")
-    # keep the packages' own services from starting (port 80, 9115): we run our own instances
+    apt_install(APT_PACKAGES, required=True)
+    for b in (NGINX_BIN, BLACKBOX_BIN):
+        if not Path(b).exists():
+            raise SystemExit(f"{b} still missing after apt-get install")
+
+
+def apt_install(packages: Sequence[str], *, required: bool) -> bool:
+    """apt-get update and install `packages`, with the packages' own services kept from starting
+    (nginx on port 80, the exporter on 9115: the benches run their own instances). `required`:
+    a failing apt-get ends the bench; else it is logged and False returned."""
+    sudo = [] if os.geteuid() == 0 else ["sudo", "-n"]
+    log(f"installing {' '.join(packages)} with apt-get")
     policy = Path("/usr/sbin/policy-rc.d")
     made_policy = False
     if os.geteuid() == 0 and not policy.exists():
@@ -868,19 +880,19 @@ def ensure_packages() -> None:
         made_policy = True
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     try:
-        subprocess.run([*sudo, "apt-get", "update"], check=True, env=env, stdout=sys.stderr)
-        subprocess.run(
-            [*sudo, "apt-get", "install", "-y", "--no-install-recommends", *APT_PACKAGES],
-            check=True,
+        subprocess.run([*sudo, "apt-get", "update"], check=required, env=env, stdout=sys.stderr)
+        done = subprocess.run(
+            [*sudo, "apt-get", "install", "-y", "--no-install-recommends", *packages],
+            check=required,
             env=env,
             stdout=sys.stderr,
         )
     finally:
         if made_policy:
             policy.unlink()
-    for b in (NGINX_BIN, BLACKBOX_BIN):
-        if not Path(b).exists():
-            raise SystemExit(f"{b} still missing after apt-get install")
+    if done.returncode != 0:
+        log(f"apt-get install exited {done.returncode}")
+    return done.returncode == 0
 
 
 def free_ports(n: int) -> list[int]:

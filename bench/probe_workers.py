@@ -43,6 +43,8 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
+from probe_throughput import HOSTNAME, free_ports, nginx_conf  # noqa: E402 - bench/, the script's own folder
+
 from bot import eventloop  # noqa: E402 - after the path is set, as the script runs from anywhere
 from bot.probe.engine import probe_many  # noqa: E402
 from bot.probe.model import ProbeResult, ProbeTarget, Status  # noqa: E402
@@ -50,7 +52,6 @@ from bot.probe.pool import ProbePool  # noqa: E402
 from bot.testbed.pki import MiniCA  # noqa: E402
 
 NGINX_BIN = "/usr/sbin/nginx"
-HOSTNAME = "bench.test"
 MODES = ("workers=1", "pool of 1", "workers=2")
 TARGET_RATIO = 1.7  # workers=2 vs workers=1 throughput, on a 2-core machine
 TICK = os.sysconf("SC_CLK_TCK")
@@ -120,54 +121,6 @@ def cpu_line() -> list[int]:
 
 
 # --------------------------------------------------------------------------- the server
-
-
-def nginx_conf(tmp: Path, ports: Sequence[int], cert: Path, key: Path, workers: int, concurrency: int) -> str:
-    listens = "\n".join(f"        listen 127.0.0.1:{p} ssl reuseport;" for p in ports)
-    temp_paths = "\n".join(
-        f"    {name}_temp_path {tmp / ('nginx_' + name)};"
-        for name in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
-    )
-    conns = len(ports) + 4 * concurrency + 256
-    return f"""\
-daemon off;
-master_process on;
-worker_processes {workers};
-worker_rlimit_nofile {2 * conns};
-pid {tmp / "nginx.pid"};
-error_log {tmp / "nginx-error.log"} warn;
-events {{
-    worker_connections {conns};
-}}
-http {{
-    access_log off;
-{temp_paths}
-    keepalive_timeout 0;
-    server {{
-{listens}
-        server_name {HOSTNAME};
-        ssl_certificate {cert};
-        ssl_certificate_key {key};
-        ssl_protocols TLSv1.2 TLSv1.3;
-        ssl_session_tickets off;
-        ssl_session_cache off;
-        location / {{
-            return 200 "ok\\n";
-        }}
-    }}
-}}
-"""
-
-
-def free_ports(count: int) -> list[int]:
-    socks = [socket.socket() for _ in range(count)]
-    try:
-        for sock in socks:
-            sock.bind(("127.0.0.1", 0))
-        return [int(s.getsockname()[1]) for s in socks]
-    finally:
-        for sock in socks:
-            sock.close()
 
 
 def wait_listening(port: int, proc: subprocess.Popen[bytes], log_file: Path) -> None:
@@ -293,7 +246,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for d in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
             (tmp / f"nginx_{d}").mkdir()
         conf = tmp / "nginx.conf"
-        conf.write_text(nginx_conf(tmp, ports, cert, key, args.nginx_workers, args.concurrency))
+        conf.write_text(nginx_conf(tmp, ports, cert, key, args.concurrency, workers=args.nginx_workers))
         log_file = tmp / "nginx-error.log"
         nginx = subprocess.Popen([NGINX_BIN, "-p", str(tmp), "-e", str(log_file), "-c", str(conf)])
         try:
