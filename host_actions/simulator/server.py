@@ -436,6 +436,16 @@ class WinRMSimulator:
         return 200, _envelope(message_id, f"{SHELL}/ReceiveResponse", body)
 
 
+def send_answer(handler: BaseHTTPRequestHandler, status: int, payload: bytes, headers: dict[str, str]) -> None:
+    """One framed HTTP answer, as a WinRM listener sends it."""
+    handler.send_response(status)
+    for name, value in headers.items():
+        handler.send_header(name, value)
+    handler.send_header("Content-Length", str(len(payload)))
+    handler.end_headers()
+    handler.wfile.write(payload)
+
+
 def _handler_for(sim: WinRMSimulator) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"  # keep-alive, as requests expects from WinRM
@@ -461,12 +471,7 @@ def _handler_for(sim: WinRMSimulator) -> type[BaseHTTPRequestHandler]:
                 status, payload, headers = sim.respond(
                     self.conn_auth, self.headers.get("Authorization"), self.headers.get("Content-Type") or "", body
                 )
-            self.send_response(status)
-            for name, value in headers.items():
-                self.send_header(name, value)
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
+            send_answer(self, status, payload, headers)
 
         def log_message(self, format: str, *args: Any) -> None:
             return  # tests read sim.requests instead of stderr noise

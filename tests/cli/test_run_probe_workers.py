@@ -12,26 +12,10 @@ import urllib.request
 from pathlib import Path
 
 from tests.cli.test_run_command import free_port
+from tests.fakes.processes import probe_workers_of
 from tests.fakes.tls import Lab
 
-WORKER_MARK = "from bot.probe.pool import serve"
 GOOD = 'certops_probe_success{address="127.0.0.1",site="www",via="public"} 1.0'
-
-
-def workers_of(parent: int) -> list[int]:
-    """The live probe workers whose parent is `parent`, read from /proc."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            state, ppid = (entry / "stat").read_text().rpartition(")")[2].split()[:2]
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if int(ppid) == parent and WORKER_MARK in cmdline and state not in ("Z", "X"):
-            found.append(int(entry.name))
-    return sorted(found)
 
 
 def metrics(port: int) -> str:
@@ -67,21 +51,21 @@ def test_the_bot_probes_through_two_worker_processes_and_restarts_a_killed_one(l
     )  # fmt: skip
     try:
         wait_for("the site's first good probe", lambda: GOOD in metrics(port))
-        workers = workers_of(proc.pid)
+        workers = probe_workers_of(proc.pid)
         assert len(workers) == 2, workers
         assert "certops_probe_worker_restarts_total 0.0" in metrics(port)
         assert endpoint.requests, "the probe reached the loopback server"
 
         os.kill(workers[0], signal.SIGKILL)
         wait_for("the restart in /metrics", lambda: "certops_probe_worker_restarts_total 1.0" in metrics(port))
-        wait_for("a replacement worker", lambda: len(workers_of(proc.pid)) == 2)
-        replacement = set(workers_of(proc.pid)) - set(workers)
+        wait_for("a replacement worker", lambda: len(probe_workers_of(proc.pid)) == 2)
+        replacement = set(probe_workers_of(proc.pid)) - set(workers)
         assert len(replacement) == 1
         seen = len(endpoint.requests)
         wait_for("the next round", lambda: len(endpoint.requests) > seen, seconds=15)  # still watched
         assert GOOD in metrics(port)
 
-        final = workers_of(proc.pid)
+        final = probe_workers_of(proc.pid)
         proc.send_signal(signal.SIGTERM)
         _out, err = proc.communicate(timeout=60)
     finally:

@@ -53,7 +53,7 @@ from typing import Any, Literal, get_args
 from host_actions.simulator import HostModel, WinRMSimulator
 from host_actions.simulator.ntlm import ConnectionAuth
 from host_actions.simulator.scenarios import incident_host
-from host_actions.simulator.server import DONE, NS, RUNNING, SOAP_CONTENT_TYPE
+from host_actions.simulator.server import DONE, NS, RUNNING, SOAP_CONTENT_TYPE, send_answer
 from host_actions.target import EnvSecret, Host
 
 Mode = Literal[
@@ -326,12 +326,7 @@ def _handler_for(server: HostileWinRM) -> type[BaseHTTPRequestHandler]:
             status, payload, headers = server.sim.respond(
                 self.conn_auth, self.headers.get("Authorization"), self.headers.get("Content-Type") or "", body
             )
-            self.send_response(status)
-            for name, value in headers.items():
-                self.send_header(name, value)
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
+            send_answer(self, status, payload, headers)
 
         def log_message(self, format: str, *args: Any) -> None:
             return

@@ -32,25 +32,14 @@ from tests.fakes.hostile_targets import (
     leaf_with,
     stalling,
 )
+from tests.probe.helpers import probe_hostile
 
 OTHER = "other.example.test"
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 
 
 def probe_of(servers: HostileServers, target: Target, **overrides: object) -> ProbeResult:
-    fields: dict[str, object] = {
-        "url": f"https://{HOST}:{target.port}/",
-        "hostname": HOST,
-        "port": target.port,
-        "connect_host": "127.0.0.1",
-        "ca_file": servers.ca_file,
-        "timeout": 2.0,
-    }
-    resolver = overrides.pop("resolver", None)
-    fields.update(overrides)
-    result = asyncio.run(probe(ProbeTarget(**fields), resolver=resolver))  # type: ignore[arg-type]
-    assert result.status is not Status.UNKNOWN, result.problems  # never certops's own failure
-    return result
+    return probe_hostile(servers, target.port, **overrides)
 
 
 def codes(result: ProbeResult) -> list[str]:

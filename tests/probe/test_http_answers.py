@@ -10,24 +10,14 @@ from collections.abc import Iterator
 
 import pytest
 
-from bot.probe import ProbeResult, ProbeTarget, Status, probe
+from bot.probe import ProbeResult
 from bot.probe.http1 import Answer, page_charset, page_contains, page_text, read_answer
-from tests.fakes.hostile_targets import HOST, HostileServers, Target
+from tests.fakes.hostile_targets import HostileServers, Target
+from tests.probe.helpers import probe_hostile
 
 
 def probe_of(servers: HostileServers, target: Target, **overrides: object) -> ProbeResult:
-    fields: dict[str, object] = {
-        "url": f"https://{HOST}:{target.port}/",
-        "hostname": HOST,
-        "port": target.port,
-        "connect_host": "127.0.0.1",
-        "ca_file": servers.ca_file,
-        "timeout": 3.0,
-    }
-    fields.update(overrides)
-    result = asyncio.run(probe(ProbeTarget(**fields)))  # type: ignore[arg-type]
-    assert result.status is not Status.UNKNOWN, result.problems  # never certops's own failure
-    return result
+    return probe_hostile(servers, target.port, **{"timeout": 3.0, **overrides})
 
 
 def codes(result: ProbeResult) -> list[str]:

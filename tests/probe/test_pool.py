@@ -26,11 +26,11 @@ from bot.config.model import usable_cores
 from bot.probe import ProbeResult, ProbeTarget, StaticResolver, Status, probe_many
 from bot.probe.pool import ProbePool
 from bot.services import SiteProber
+from tests.fakes.processes import probe_workers_of
 from tests.fakes.tls import Behaviour, Endpoint, Lab
 from tests.probe.helpers import HOST, target
 
 REPO = Path(__file__).resolve().parents[2]
-WORKER_MARK = "from bot.probe.pool import serve"
 
 
 def free_port() -> int:
@@ -43,23 +43,6 @@ def same_apart_from_timing(result: ProbeResult) -> ProbeResult:
     """A result with what differs between any two runs (durations, the time it was made) blanked."""
     http = dataclasses.replace(result.http, elapsed_ms=0.0) if result.http else None
     return dataclasses.replace(result, http=http, elapsed_ms=0.0, checked_at="")
-
-
-def worker_children(parent: int) -> list[int]:
-    """Live (not zombie) processes whose parent is `parent` and that run a probe worker."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        state, ppid = stat.rpartition(")")[2].split()[:2]
-        if int(ppid) == parent and WORKER_MARK in cmdline and state not in ("Z", "X"):
-            found.append(int(entry.name))
-    return found
 
 
 def alive(pid: int) -> bool:
@@ -274,14 +257,14 @@ def test_close_leaves_no_child_process() -> None:
         pool = ProbePool(3)
         await pool.start()
         pids = pool.pids()
-        assert sorted(worker_children(os.getpid())) == sorted(pids)
+        assert sorted(probe_workers_of(os.getpid())) == sorted(pids)
         await pool.close()
         assert pool.pids() == [] or not any(alive(pid) for pid in pool.pids())
         return pids
 
     pids = asyncio.run(scenario())
     assert len(pids) == 3
-    assert worker_children(os.getpid()) == []
+    assert probe_workers_of(os.getpid()) == []
     assert not any(Path(f"/proc/{pid}").exists() for pid in pids)  # exited and reaped
 
 
