@@ -64,7 +64,9 @@ class CommandDispatcher:
             return Outcome(_internal_error("button press", private=True))
         request = decision.request
         if not decision.run or request is None:
-            return Outcome(Reply(decision.message, Tone.WARNING, private=True))
+            return Outcome(
+                Reply(decision.message, Tone.WARNING, private=True), not_an_approver=decision.not_an_approver
+            )
 
         approved_by = press.who.key or press.who.describe()
         if request.incident_id:

@@ -94,3 +94,5 @@ class Outcome:
 
     reply: Reply
     follow_up: FollowUp | None = field(default=None, compare=False)
+    # a press refused because the presser may not approve it: an adapter may say how to become one
+    not_an_approver: bool = False

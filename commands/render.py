@@ -7,9 +7,9 @@ The outbox worker calls these at delivery time, so an edit always shows the card
 from __future__ import annotations
 
 import datetime as dt
-import re
 
 from bot.config import Config
+from bot.core.actions import named_in
 from bot.core.describe import ICON, span
 from bot.core.model import ActionRequest, Incident, IncidentState, MessageKind, OutboxMessage, RequestState, Step
 from bot.core.ports import StorePort
@@ -35,9 +35,9 @@ SHOWN_STEPS = {
 def button_for(request: ActionRequest) -> Button:
     action = ACTIONS.get(request.action)
     label = action.label if action else request.action
-    named = re.search(r" \(([^()\s]+)\)$", request.target)  # "RID (api.example.com)": "Renew now (api)"
+    named = named_in(request.target)
     if named:
-        label += f" ({named.group(1).split('.')[0]})"
+        label += f" ({named.split('.')[0]})"  # "Renew now (api)": which renewal, of several
     style = "danger" if action and action.danger else "primary"
     return Button(label, f"act:{request.token}", style, confirm=f"{label} on {request.host}?")
 

@@ -168,8 +168,7 @@ class ConsoleAdapter:
         title = outcome.reply.title
         if outcome.follow_up is not None or outcome.reply.tone is not Tone.WARNING or title.startswith("Approved by"):
             return outcome  # it runs, or it counted and waits for a second approver
-        not_an_approver = "not on the approver list" in title or title.startswith("Nobody may approve")
-        lines = (*outcome.reply.lines, self.identity_line(about_approvers=not_an_approver))
+        lines = (*outcome.reply.lines, self.identity_line(about_approvers=outcome.not_an_approver))
         return replace(outcome, reply=replace(outcome.reply, lines=lines))
 
     def identity_line(self, *, about_approvers: bool = True) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -55,6 +56,15 @@ def target_of(finding: FindingView, host: str) -> str:
     if finding.action in NAMED_BY_SITE and finding.names:
         target += f" ({finding.names[0]})"
     return target
+
+
+def named_in(target: str) -> str | None:
+    """The name target_of put in a request's target ("RID (api.example.com)": "api.example.com")."""
+    found = _NAMED.search(target)
+    return found.group(1) if found else None
+
+
+_NAMED = re.compile(r" \(([^()\s]+)\)$")
 
 
 def about_site(finding: FindingView, site: Site) -> bool:

@@ -30,6 +30,7 @@ class Decision:
     run: bool  # True exactly once per request: the caller runs the action now
     message: str  # a polite sentence for the presser or the card
     request: ActionRequest | None = None
+    not_an_approver: bool = False  # refused because the presser may not approve this action
 
 
 class Approvals:
@@ -77,8 +78,10 @@ class Approvals:
                 self.store.audit, who.key or who.describe(), "press", subject, "refused", "not an approver"
             )
             if not self.approvers_for(request.action):
-                return Decision(False, "Nobody may approve this yet: add approvers to [policy] in the config.", request)
-            return Decision(False, f"Sorry, you are not on the approver list for {request.action}.", request)
+                return Decision(
+                    False, "Nobody may approve this yet: add approvers to [policy] in the config.", request, True
+                )
+            return Decision(False, f"Sorry, you are not on the approver list for {request.action}.", request, True)
         return await asyncio.to_thread(self._approve, who, request)
 
     def _before_approval(self, who: Principal, token: str) -> Decision | ActionRequest:
