@@ -7,6 +7,7 @@ Run from the repository root:
     .venv/bin/python bench/probe_throughput.py --failures 20           # and a mix with 20% failing sites
     .venv/bin/python bench/probe_throughput.py --sites 50000 --concurrency 500 --failures 20 --repeat 1
     .venv/bin/python bench/probe_throughput.py --json     # machine-readable
+    .venv/bin/python bench/probe_throughput.py --failures 20 --against HEAD   # and HEAD's engine, a row of its own
 
 What it does (issues 2 and 10):
 
@@ -24,7 +25,10 @@ What it does (issues 2 and 10):
   server_name bench.test) and drives its ``/probe`` endpoint from a lean asyncio client;
 * probes every site R times, at the same concurrency, with three probers, each in its own child
   process so CPU and peak memory are its own:
-    - ``certops``: ``bot.probe.engine.probe_many``;
+    - ``certops``: ``bot.probe.engine.probe_many``, on the loop certops runs its probes on
+      (``bot.eventloop``: uvloop where installed, as ``certops check`` and the probe workers);
+      ``certops_asyncio`` (on request): the same on asyncio's own loop; ``certops@REV``
+      (``--against REV``): the engine of git revision REV (``git archive`` into the temp dir);
     - ``blackbox``: the exporter's CPU (``/proc/<pid>/stat`` utime+stime) and peak RSS (VmHWM,
       reset before each run); the driving client's CPU is reported separately, not charged;
     - ``floor``: one shared ``SSLContext``, ``asyncio.open_connection`` + ``HEAD /`` + status line;
@@ -72,6 +76,10 @@ BLACKBOX_BIN = "/usr/bin/prometheus-blackbox-exporter"
 APT_PACKAGES = ("nginx", "prometheus-blackbox-exporter")
 BLACKBOX_MODULE = "bench_https"
 PROBERS = ("certops", "blackbox", "floor")
+# more rows on request: the same engine on asyncio's own loop (certops runs on uvloop where it is
+# installed), and with --against REV the engine of another revision, so a change shows side by side
+EXTRA_PROBERS = ("certops_asyncio",)
+AGAINST = "certops@"  # + the revision: a prober row
 SCENARIOS = ("happy", "mix")  # every site good; PCT% of the sites failing (--failures)
 ROUND_SECONDS = 300  # one scheduling round: 5 minutes
 TARGET_SITES = 50_000  # per 5-minute round (issue 10; issue 2 asked for 10,000 on 2 cores)
@@ -114,6 +122,8 @@ class Spec:
     failure_pct: float = 0.0  # share of the sites that point at `fail_ports`
     fail_ports: dict[str, list[int]] = field(default_factory=dict)  # FAIL_KINDS -> ports
     scenario: str = "happy"
+    repo: str = ""  # the source tree whose bot.probe a certops worker imports ("": this one)
+    loop: str = ""  # "asyncio": asyncio's own loop; "": the loop certops itself runs on (bot.eventloop)
 
 
 @dataclass
@@ -131,6 +141,7 @@ class RunResult:
     error: str = ""
     scenario: str = "happy"
     expected_failures: int = 0  # probes of sites meant to fail (the mix)
+    loop: str = ""  # the event loop a certops worker ran on
 
     @property
     def probes_per_s(self) -> float:
@@ -323,6 +334,13 @@ def summarize(kind: str, runs: Sequence[RunResult]) -> Summary:
     )
 
 
+def prober_order(kinds: Sequence[str]) -> list[str]:
+    """The probers of a run in table order: certops, its other rows, blackbox, floor."""
+    known = [k for k in ("certops", *EXTRA_PROBERS) if k in kinds]
+    known += sorted(k for k in kinds if k.startswith(AGAINST))
+    return known + [k for k in PROBERS[1:] if k in kinds]
+
+
 def ratio(a: float, b: float) -> float | None:
     return a / b if a > 0 and b > 0 else None
 
@@ -414,25 +432,26 @@ def render(summaries: dict[str, Summary], meta: dict[str, Any], mix: dict[str, S
             "each must fail as expected"
         )
     head = (
-        f"{'scenario':<8} | {'prober':<8} | {'probes/s':>9} | {'CPU ms/probe':>12} | {'x blackbox':>10} | "
+        f"{'scenario':<8} | {'prober':<15} | {'probes/s':>9} | {'CPU ms/probe':>12} | {'x blackbox':>10} | "
         f"{'peak RSS MiB':>12} | {'round s':>8} | {'failed probes':>13}"
     )
     lines += ["", head, "-" * len(head)]
     for scen, sums in scenarios.items():
         bb = sums.get("blackbox")
-        for kind in PROBERS:
+        for kind in prober_order(list(sums)):
             s = sums.get(kind)
             if s is None:
                 continue
             if s.runs == 0:
                 why = "; ".join(dict.fromkeys(s.errors)) or "not run"
-                lines.append(f"{scen:<8} | {kind:<8} | {'-':>9} | {'-':>12} | {'-':>10} | {'-':>12} | {'-':>8} | "
+                lines.append(f"{scen:<8} | {kind:<15} | {'-':>9} | {'-':>12} | {'-':>10} | {'-':>12} | {'-':>8} | "
                              f"{'-':>13}  ({why})")  # fmt: skip
                 continue
             x = ratio(s.cpu_ms_per_probe, bb.cpu_ms_per_probe) if bb and bb.runs else None
             round_s = s.wall_s / meta["rounds"] if meta["rounds"] else 0.0
             lines.append(
-                f"{scen:<8} | {kind:<8} | {s.probes_per_s:>9.0f} | {s.cpu_ms_per_probe:>12.3f} | {_fmt_ratio(x):>10} | "
+                f"{scen:<8} | {kind:<15} | {s.probes_per_s:>9.0f} | {s.cpu_ms_per_probe:>12.3f} | "
+                f"{_fmt_ratio(x):>10} | "
                 f"{s.peak_rss_mib:>12.1f} | {round_s:>8.1f} | {s.failures:>13}"
             )
         if bb and bb.runs:
@@ -456,9 +475,21 @@ def render(summaries: dict[str, Summary], meta: dict[str, Any], mix: dict[str, S
                 f"{judged}, throughput {_fmt_ratio(r[f'throughput_certops_over_{other}'])}, "
                 f"peak RSS {_fmt_ratio(r[f'peak_rss_certops_over_{other}'])}"
             )
+        c = sums.get("certops")
+        for kind in prober_order(list(sums)):
+            s = sums.get(kind)
+            if (kind.startswith("certops_") or kind.startswith(AGAINST)) and c and c.runs and s and s.runs:
+                lines.append(
+                    f"{scen:<5} certops/{kind + ':':<9} CPU per probe "
+                    f"{_fmt_ratio(ratio(c.cpu_ms_per_probe, s.cpu_ms_per_probe))}, throughput "
+                    f"{_fmt_ratio(ratio(c.probes_per_s, s.probes_per_s))}"
+                )
+    loops = meta.get("certops_loops") or {}
+    if loops:
+        lines.append("event loops: " + ", ".join(f"{k} on {v}" for k, v in sorted(loops.items())))
     lines += _capacity_lines(scenarios, meta)
     for scen, sums in scenarios.items():
-        for kind in PROBERS:
+        for kind in prober_order(list(sums)):
             s = sums.get(kind)
             if s and s.failures:
                 lines.append(f"WARNING: {scen} {kind} had {s.failures} failed probes: {s.first_failure}")
@@ -650,8 +681,21 @@ async def _run_floor(spec: Spec) -> tuple[int, str, float, float]:
     return failures, first, time.perf_counter() - t0, _rusage_cpu() - cpu0
 
 
+def _certops_loop(spec: Spec) -> tuple[str, Any]:
+    """(name, runner) of the loop a certops worker runs on: the bot's own choice (bot.eventloop,
+    uvloop where installed) unless the spec asks for asyncio's; asyncio's for a tree without it."""
+    sys.path.insert(0, spec.repo or str(REPO_ROOT))
+    if spec.loop != "asyncio":
+        try:
+            from bot import eventloop
+        except ImportError:
+            pass
+        else:
+            return eventloop.name(), eventloop.run
+    return "asyncio", asyncio.run
+
+
 async def _run_certops(spec: Spec) -> tuple[int, str, float, float]:
-    sys.path.insert(0, str(REPO_ROOT))
     from bot.probe.engine import probe_many
     from bot.probe.model import ProbeTarget
 
@@ -798,8 +842,9 @@ def worker_main(spec_path: str) -> int:
         if spec.kind == "floor":
             result.failures, result.first_failure, result.wall_s, result.cpu_s = asyncio.run(_run_floor(spec))
             result.peak_rss_kib = _maxrss_kib()
-        elif spec.kind == "certops":
-            result.failures, result.first_failure, result.wall_s, result.cpu_s = asyncio.run(_run_certops(spec))
+        elif spec.kind == "certops" or spec.kind in EXTRA_PROBERS or spec.kind.startswith(AGAINST):
+            result.loop, runner = _certops_loop(spec)
+            result.failures, result.first_failure, result.wall_s, result.cpu_s = runner(_run_certops(spec))
             result.peak_rss_kib = _maxrss_kib()
         elif spec.kind == "blackbox":
             (
@@ -1070,6 +1115,19 @@ def run_worker(procs: Procs, spec: Spec, tmp: Path, timeout: float) -> RunResult
     return RunResult(**data)
 
 
+def export_tree(rev: str, into: Path) -> Path:
+    """The source of git revision `rev`, written into `into`/<rev> with git archive (no worktree,
+    nothing in .git changes), for a certops@REV row; the whole tree, so that its bot imports its
+    own host_actions and commands, never bench/host_actions.py."""
+    tree = into / rev.replace("/", "_")
+    tree.mkdir(parents=True, exist_ok=True)
+    archive = subprocess.run(["git", "-C", str(REPO_ROOT), "archive", rev], capture_output=True, check=False)
+    if archive.returncode != 0:
+        raise RuntimeError(f"git archive {rev} failed: {archive.stderr.decode(errors='replace').strip()}")
+    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive.stdout, check=True)
+    return tree
+
+
 def engine_present() -> bool:
     engine = REPO_ROOT / "bot" / "probe" / "engine.py"
     return engine.exists() and "def probe_many" in engine.read_text()
@@ -1088,7 +1146,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap.add_argument("--concurrency", type=int, default=50, help="probes in flight")
     ap.add_argument("--repeat", type=int, default=3, help="runs per prober (medians reported)")
     ap.add_argument("--warmup", type=int, default=None, help="untimed probes first (default c)")
-    ap.add_argument("--probers", default=",".join(PROBERS), help=f"subset of {','.join(PROBERS)}")
+    ap.add_argument(
+        "--probers",
+        default=",".join(PROBERS),
+        help=f"of {','.join((*PROBERS, *EXTRA_PROBERS))} (default {','.join(PROBERS)}; certops_asyncio: the "
+        "engine on asyncio's loop)",
+    )
+    ap.add_argument(
+        "--against",
+        metavar="REV",
+        help="also probe with the engine of git revision REV (its bot/ in a temp folder), a row of its own",
+    )
     ap.add_argument(
         "--failures",
         type=float,
@@ -1114,8 +1182,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     if not 0 <= args.failures < 100:
         ap.error("--failures must be a percentage from 0 to under 100")
     args.probers = [p.strip() for p in args.probers.split(",") if p.strip()]
-    if unknown := set(args.probers) - set(PROBERS):
+    if unknown := set(args.probers) - {*PROBERS, *EXTRA_PROBERS}:
         ap.error(f"unknown prober(s): {', '.join(sorted(unknown))}")
+    if args.against:
+        args.probers.append(AGAINST + args.against)
     if args.scenarios is None:
         args.scenarios = ["happy", "mix"] if args.failures > 0 else ["happy"]
     else:
@@ -1211,7 +1281,7 @@ def _own_cpu_s(pids: Sequence[int]) -> float:
 
 def run_bench(args: argparse.Namespace) -> tuple[dict[str, dict[str, Summary]], dict[str, Any]]:
     """Every scenario's summaries ({"happy": {prober: Summary}, "mix": ...}) and the run's facts."""
-    probers = [p for p in PROBERS if p in args.probers]
+    probers = prober_order(args.probers)
     if "certops" in probers and not engine_present():
         log("bot/probe/engine.py has no probe_many yet: the certops row will be empty")
     workers = probe_workers(args.config)
@@ -1221,6 +1291,7 @@ def run_bench(args: argparse.Namespace) -> tuple[dict[str, dict[str, Summary]], 
     tmp = Path(tempfile.mkdtemp(prefix="certops-bench-"))
     try:
         mixing = "mix" in args.scenarios
+        trees = {k: export_tree(k.removeprefix(AGAINST), tmp / "against") for k in probers if k.startswith(AGAINST)}
         ca, leaf, key = mint_certs(tmp, failures=mixing)
         per_kind = failing_ports_per_kind(args.endpoints, args.failures) if mixing else 0
         nginx_kinds = [k for k in FAIL_KINDS if k != "reset"]
@@ -1308,6 +1379,8 @@ def run_bench(args: argparse.Namespace) -> tuple[dict[str, dict[str, Summary]], 
                         failure_pct=args.failures if scen == "mix" else 0.0,
                         fail_ports=fail_ports if scen == "mix" else {},
                         scenario=scen,
+                        repo=str(trees.get(kind, "")),
+                        loop="asyncio" if kind == "certops_asyncio" else "",
                     )
                     servers = [(nginx, "nginx", nginx_log), (blackbox, "blackbox_exporter", bb_log)]
                     if mixing:
@@ -1322,7 +1395,7 @@ def run_bench(args: argparse.Namespace) -> tuple[dict[str, dict[str, Summary]], 
                         log(f"run {rep + 1} {scen:<5} {kind}: ERROR {r.error}")
                     else:
                         log(
-                            f"run {rep + 1} {scen:<5} {kind:<8} {r.probes_per_s:7.0f} probes/s "
+                            f"run {rep + 1} {scen:<5} {kind:<15} {r.probes_per_s:7.0f} probes/s "
                             f"{r.cpu_ms_per_probe:6.3f} CPU ms/probe "
                             f"{r.peak_rss_kib / 1024:6.1f} MiB  {r.wall_s:6.1f} s  failed probes {r.failures}"
                             + (f": {r.first_failure[:300]}" if r.failures else "")
@@ -1351,6 +1424,7 @@ def run_bench(args: argparse.Namespace) -> tuple[dict[str, dict[str, Summary]], 
             "nginx_version": tool_version([NGINX_BIN, "-v"]).split("/")[-1],
             "blackbox_version": " ".join(tool_version([BLACKBOX_BIN, "--version"]).split()[2:3]),
             "runs": {sc: {k: [asdict(r) for r in v] for k, v in kinds.items()} for sc, kinds in runs.items()},
+            "certops_loops": {k: r.loop for kinds in runs.values() for k, v in kinds.items() for r in v if r.loop},
         }
         return {sc: {k: summarize(k, v) for k, v in kinds.items()} for sc, kinds in runs.items()}, meta
     finally:

@@ -189,6 +189,28 @@ def median_run(runs: list[Run]) -> Run:
     )
 
 
+def ceiling_lines(one: Run, two: Run) -> list[str]:
+    """What the machine's cores allow 2 workers at the CPU each probe measured (prober and nginx
+    together), as x workers=1: nginx shares the cores, so on 2 cores the target can be out of
+    reach however well the workers scale; and the share of that ceiling reached."""
+    per_probe = (two.bot_cpu_s + two.worker_cpu_s + two.nginx_cpu_s) / two.probes if two.probes else 0.0
+    if per_probe <= 0 or one.per_s <= 0:
+        return []
+    idle = CORES / per_probe / one.per_s
+    others = max(0.0, CORES - two.others_cpu_s / two.wall_s) / per_probe / one.per_s if two.wall_s else idle
+    own = two.nginx_cpu_s / two.probes * 1000
+    prober = (two.bot_cpu_s + two.worker_cpu_s) / two.probes * 1000
+    # the most 2 workers could give with nginx on cores of its own: the workers' CPU-bound rate
+    alone = min(2 / (two.worker_cpu_s / two.probes), 1 / (two.bot_cpu_s / two.probes)) if two.worker_cpu_s else 0.0
+    return [
+        f"ceiling on these {CORES} cores at the measured CPU per probe (prober {prober:.3f} ms + nginx {own:.3f} ms): "
+        f"{idle:.2f}x workers=1 on an idle machine, {others:.2f}x with the other processes' measured share; "
+        f"reached {two.per_s / one.per_s / others:.0%} of the latter",
+        f"projected with nginx on cores of its own (not measured): {alone / one.per_s:.2f}x "
+        "(2 workers CPU-bound at their own CPU per probe, the dispatch on one core)",
+    ]
+
+
 def render(medians: dict[str, Run], meta: str) -> str:
     head = (
         f"{'mode':<10} | {'probes/s':>9} | {'x workers=1':>11} | {'bot CPU ms/probe':>16} | "
@@ -212,6 +234,7 @@ def render(medians: dict[str, Run], meta: str) -> str:
         ratio = two.per_s / base
         verdict = "meets" if ratio >= TARGET_RATIO else "misses"
         lines += ["", f"workers=2 vs workers=1: {ratio:.2f}x the throughput ({verdict} the {TARGET_RATIO}x target)"]
+        lines += ceiling_lines(medians["workers=1"], two)
     for r in medians.values():
         if r.first_failure:
             lines.append(f"first failure ({r.mode}): {r.first_failure}")

@@ -15,10 +15,13 @@ from dataclasses import dataclass, field
 from bot.chat.base import Destination
 from bot.config import Config
 from bot.core.actions import ActionFlows
+from bot.core.agents import AgentDesk
 from bot.core.approvals import Approvals
 from bot.core.host_guard import HostGuard
 from bot.core.incidents import Clock, IncidentCore, system_clock
 from bot.core.model import Cause, Step
+from bot.core.reports import ReportDesk
+from bot.leader import LeaderElector
 from bot.metrics import Metrics
 from bot.outbox import OutboxWorker
 from bot.probe import Resolver
@@ -46,7 +49,16 @@ class Core:
     metrics: Metrics
     watcher: Watcher
     outbox: OutboxWorker
+    reports: ReportDesk
     destinations: dict[str, Destination] = field(default_factory=dict)
+    # replicas on one PostgreSQL database: only the lease holder watches (None: this one always leads)
+    elector: LeaderElector | None = None
+    new_watcher: Callable[[], Watcher] | None = None  # a fresh scheduler for each term this replica leads
+    agents: AgentDesk | None = None  # the probe agents' work, results, quorum and heartbeats
+
+    @property
+    def leading(self) -> bool:
+        return self.elector is None or self.elector.leading
 
     def attach(self, destination: Destination) -> None:
         """Cards and digests go to this chat from now on (Slack, LINE, the console)."""
@@ -54,13 +66,28 @@ class Core:
         self.outbox.wake()
 
     async def start(self) -> None:
-        """Starts watching: the outbox worker, then the scheduler (attach the chats first)."""
-        self.outbox.start()
+        """Starts watching: the outbox worker, then the scheduler (attach the chats first); with
+        replicas, once this one holds the leader lease (every replica answers chat meanwhile)."""
         await self.prober.start()  # the probe workers, if any: the first round need not wait for them
+        if self.elector is None:
+            await self._lead()
+        else:
+            self.elector.start()
+
+    async def _lead(self) -> None:
+        self.outbox.start()
+        if self.watcher.stopped and self.new_watcher is not None:
+            self.watcher = self.new_watcher()  # an APScheduler that was shut down does not start again
         await self.watcher.start()
+
+    async def _follow(self) -> None:
+        await self.watcher.stop()
+        await self.outbox.stop()
 
     async def stop(self) -> None:
         """In order: no new probes, running work finishes, and its messages are delivered."""
+        if self.elector is not None:
+            await self.elector.stop()  # stops leading first, if it did, and gives the lease up
         await self.watcher.stop()
         await self.worker.drain()  # follow-ups deliver through their adapters first
         await self.prober.close()  # nothing probes any more: the probe workers end
@@ -78,7 +105,8 @@ def build_core(
     clock: Clock = system_clock,
 ) -> Core:
     """Must be called inside a running event loop (the prober and worker use asyncio primitives)."""
-    store = open_store(database or config.bot.database)
+    password = config.bot.database_password
+    store = open_store(database or config.bot.database, password=password.resolve() if password else None)
     store.prune_seen_events()
     interrupted = store.fail_interrupted()  # each one audited as failed, interrupted
     destinations: dict[str, Destination] = {}
@@ -116,8 +144,14 @@ def build_core(
     flows = ActionFlows(config, store, incidents, prober, hosts, on_run=_count_runs(metrics))
     limits = RateLimits(config.policy, clock=clock)
     ctx = Context(config, store, approvals, prober, hosts, incidents, flows, limits=limits)
-    # the scheduled host check looks afresh each time; what it reads is reused by the others
-    watcher = Watcher(config, incidents, flows, prober, hosts.looking(), metrics)
+    reports = ReportDesk(incidents)
+    agents = AgentDesk(incidents)
+
+    def new_watcher() -> Watcher:
+        # the scheduled host check looks afresh each time; what it reads is reused by the others
+        return Watcher(config, incidents, flows, prober, hosts.looking(), metrics, reports=reports, agents=agents)
+
+    watcher = new_watcher()
     metrics.add_gauges(
         lambda: {
             "certops_incidents_open": ("Incidents open now", float(len(store.open_incidents()))),
@@ -128,7 +162,7 @@ def build_core(
             ),
         }
     )
-    return Core(
+    core = Core(
         config,
         store,
         approvals,
@@ -141,8 +175,21 @@ def build_core(
         metrics,
         watcher,
         outbox,
+        reports,
         destinations,
+        new_watcher=new_watcher,
+        agents=agents,
     )
+    if store.url.get_backend_name() != "sqlite":  # SQLite's file lock already makes this process the only one
+        core.elector = LeaderElector(
+            store, config.bot.leader_lease, on_elected=core._lead, on_deposed=core._follow, clock=clock
+        )
+    metrics.add_gauges(
+        lambda: {
+            "certops_leader": ("1 while this replica leads (runs the scheduler and the outbox)", float(core.leading))
+        }
+    )
+    return core
 
 
 def _count_runs(metrics: Metrics) -> Callable[[str, str, str], None]:

@@ -92,7 +92,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
             # still read: the log keeps the history of a host that has left the config
             print(f"certops audit: {args.host!r} is not a [[hosts]] entry in {config.source}{hint}", file=sys.stderr)
         sites = [s.name for s in config.sites if s.host == args.host]
-    entries = _read(config.bot.database, args.limit, since, args.host, sites)
+    secret = config.bot.database_password
+    entries = _read(config.bot.database, args.limit, since, args.host, sites, secret.resolve() if secret else None)
     if entries is None:
         return 2
     if args.json:
@@ -111,7 +112,12 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 
 def _read(
-    database: str, limit: int, since: dt.datetime | None, host: str | None, sites: list[str]
+    database: str,
+    limit: int,
+    since: dt.datetime | None,
+    host: str | None,
+    sites: list[str],
+    password: str | None = None,
 ) -> list[AuditEntry] | None:
     """The entries, or None after a sentence on stderr saying why they cannot be read."""
     # the store's libraries load only for this command
@@ -122,7 +128,7 @@ def _read(
 
     where = resolved_database_path(database)
     try:
-        location = locate(database)
+        location = locate(database, password=password)
     except StoreError as exc:
         print(f"certops audit: {exc}", file=sys.stderr)
         return None
@@ -137,7 +143,9 @@ def _read(
         )
         return None
     try:
-        store = SqlStore(database, guest=True)  # certops run owns the file: read beside it, take no lock
+        store = SqlStore(
+            database, guest=True, password=password
+        )  # certops run owns the file: read beside it, take no lock
     except (StoreError, SQLAlchemyError) as exc:
         print(f"certops audit: cannot open {where}: {exc}", file=sys.stderr)
         return None

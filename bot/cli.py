@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import logging
 import sys
@@ -12,9 +11,11 @@ from pathlib import Path
 from typing import NoReturn, TextIO
 
 from bot import __version__, eventloop
+from bot.agent import register as register_agent
 from bot.audit_cli import register as register_audit
 from bot.config import Config, ConfigError, load_config, missing_secrets
 from bot.config.reader import did_you_mean, parse_duration
+from bot.db_cli import register as register_db
 from bot.host_cli import register as register_host_actions
 from bot.probe import ProbeResult, ProbeTarget, probe_many, worst_status
 from bot.probe.plugin import render_plugin
@@ -78,8 +79,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_check)
 
     register_simulator(sub)
+    register_agent(sub)
     register_host_actions(sub)
     register_audit(sub)
+    register_db(sub)
 
     p = sub.add_parser(
         "run",
@@ -100,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     from bot.logs import setup_logging  # one escaped line per record: a request cannot forge a log line
 
-    setup_logging(logging.WARNING)
+    setup_logging(logging.WARNING, fmt="plain")  # for a person at a terminal; certops run switches to logfmt/json
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "handler", None):
@@ -249,10 +252,17 @@ def cmd_run(args: argparse.Namespace) -> int:
         for line in secrets:
             print(f"  {line}", file=sys.stderr)
         return 2
+    from bot.logs import setup_logging
+
+    setup_logging(config.bot.log_level.upper(), fmt=config.bot.log_format)  # [bot] log_format from here on
     logging.getLogger().setLevel(config.bot.log_level.upper())
     print(f"certops run: database {resolved_database_path(config.bot.database)}", file=sys.stderr)
     try:
-        return asyncio.run(serve(config, console=args.console))
+        # uvloop where installed, as certops check and the probe workers (CERTOPS_EVENT_LOOP=asyncio: asyncio's)
+        return eventloop.run(serve(config, console=args.console))
+    except eventloop.EventLoopUnavailable as exc:
+        print(f"certops run: not starting: {exc}", file=sys.stderr)
+        return 2
     except OSError as exc:  # the port is taken, the database folder is not writable...
         print(f"certops run: cannot start: {exc.strerror or exc}", file=sys.stderr)
         return 2

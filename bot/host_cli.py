@@ -175,7 +175,16 @@ def _audit(config: Config, event: str, subject: str, outcome: str, detail: str) 
     from bot.store import StoreError, append_audit  # SQLAlchemy: only when a change is audited
 
     try:
-        append_audit(config.bot.database, cli_user(), event, subject, outcome, detail)
+        password = config.bot.database_password
+        append_audit(
+            config.bot.database,
+            cli_user(),
+            event,
+            subject,
+            outcome,
+            detail,
+            password=password.resolve() if password else None,
+        )
     except (StoreError, OSError) as exc:
         raise _Refused(
             f"certops cannot write the audit log in {config.bot.database} ({exc}); nothing was run. "

@@ -54,16 +54,31 @@ class Metrics:
             registry=self.registry,
         )
 
-    def observe_probes(self, results: Sequence[ProbeResult]) -> None:
+        self.reports = Counter(
+            "certops_reports",
+            "Reports of the hosts' own scripts accepted on /api/report, by kind and whether the run was ok",
+            ["host", "kind", "outcome"],
+            registry=self.registry,
+        )
+        self.report_refusals = Counter(
+            "certops_report_refusals",
+            "Requests to /api/report refused (401, 400 or 503), by reason",
+            ["reason"],
+            registry=self.registry,
+        )
+
+    def observe_probes(self, results: Sequence[ProbeResult], vantage: str = "local") -> None:
+        """`vantage`: where they were probed from, "local" (the bot) or a probe agent's name."""
         for result in results:
-            labels = (result.target.site or result.target.hostname, result.target.via, result.address or "")
+            site = result.target.site or result.target.hostname
+            labels = (site, result.target.via, result.address or "", vantage)
             self.paths.set("certops_probe_success", labels, 0 if result.status.value in ("critical", "unknown") else 1)
             self.paths.set("certops_probe_duration_seconds", labels, result.elapsed_ms / 1000)
             if result.certificate is not None:
                 not_after = parse_iso_utc(result.certificate.not_after).timestamp()
                 self.paths.set("certops_cert_expiry_timestamp_seconds", labels, not_after)
             for problem in result.problems:
-                self.problems.labels(labels[0], problem.code).inc()
+                self.problems.labels(site, problem.code).inc()
 
     def add_gauges(self, gauges: Callable[[], dict[str, tuple[str, float]]]) -> None:
         """Values read at scrape time (open incidents, outbox depth): name -> (help, value)."""
@@ -81,19 +96,19 @@ PATH_GAUGES = {
 
 
 class PathGauges:
-    """The per-path gauges (site, via, address), kept as exposition lines rendered when a probe
+    """The per-path gauges (site, via, address, vantage), kept as exposition lines rendered when a probe
     sets them. At 10,000 sites they are 30,000 samples: prometheus-client formats every sample at
     each scrape (about 0.4 s holding the GIL, which stalled /healthz), this joins strings. Same
     text format, labels in prometheus-client's (sorted) order."""
 
     def __init__(self) -> None:
-        self._lines: dict[str, dict[tuple[str, str, str], str]] = {name: {} for name in PATH_GAUGES}
+        self._lines: dict[str, dict[tuple[str, str, str, str], str]] = {name: {} for name in PATH_GAUGES}
         self._lock = threading.Lock()
 
-    def set(self, name: str, labels: tuple[str, str, str], value: float) -> None:
-        site, via, address = (_escape(v) for v in labels)
+    def set(self, name: str, labels: tuple[str, str, str, str], value: float) -> None:
+        site, via, address, vantage = (_escape(v) for v in labels)
         number = floatToGoString(value)  # type: ignore[no-untyped-call]  # formatted as prometheus-client does
-        line = f'{name}{{address="{address}",site="{site}",via="{via}"}} {number}\n'
+        line = f'{name}{{address="{address}",site="{site}",vantage="{vantage}",via="{via}"}} {number}\n'
         with self._lock:
             self._lines[name][labels] = line
 

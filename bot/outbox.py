@@ -29,17 +29,18 @@ import contextlib
 import dataclasses
 import datetime as dt
 import inspect
-import logging
 import random
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import NamedTuple
 
 from bot.chat.base import DeliveryError, DeliveryKind, Destination, Outgoing
 from bot.core.model import MessageKind, OutboxMessage
 from bot.core.ports import OutboxPort, StoreRefused
+from bot.logs import logger
 from commands.model import Reply
 
-log = logging.getLogger(__name__)
+log = logger(__name__)
 
 POLL_SECONDS = 1.0  # a loop looks again this often without a wake()
 BACKOFF_BASE = 1.0
@@ -221,25 +222,39 @@ class OutboxWorker:
     async def _take(self, platform: str, head: OutboxMessage) -> None:
         self._heads[platform] = head
         row = await self._newest_card(head)
+        started = time.monotonic()
         try:
             async with asyncio.timeout(DELIVERY_DEADLINE):
                 delivered = await self._deliver(platform, row)
         except DeliveryError as exc:
             if exc.permanent:
-                await self._fail(platform, row, str(exc))
+                await self._fail(platform, row, str(exc), time.monotonic() - started)
             else:
-                await self._retry(platform, head, str(exc), exc.retry_after)
+                await self._retry(platform, head, str(exc), exc.retry_after, time.monotonic() - started)
             return
         except Exception as exc:  # a renderer or adapter bug: retried like an outage, logged in full once
+            seconds = time.monotonic() - started
             if self._traced.get(platform) != head.seq:
                 self._traced[platform] = head.seq
-                log.exception("outbox: %s message #%d failed unexpectedly", platform, row.seq)
-            await self._retry(platform, head, f"unexpected {type(exc).__name__}", None)
+                log.exception(
+                    "outbox: %s message #%d failed unexpectedly",
+                    platform,
+                    row.seq,
+                    extra=_fields(platform, row, "unexpected", seconds, head.attempts + 1),
+                )
+            await self._retry(platform, head, f"unexpected {type(exc).__name__}", None, seconds)
             return
         await self._settle(row)
         self._heads.pop(platform, None)
         if delivered:
             self.delivered_total += 1
+            log.info(
+                "outbox: %s delivered to %s (message #%d)",
+                _what(row),
+                platform,
+                row.seq,
+                extra=_fields(platform, row, "delivered", time.monotonic() - started, head.attempts + 1),
+            )
 
     async def _newest_card(self, head: OutboxMessage) -> OutboxMessage:
         """The row whose content goes out in the head's place: for a CARD row, the newest pending
@@ -257,7 +272,13 @@ class OutboxWorker:
         """Renders and delivers one row; False when the renderer found nothing to send."""
         rendered = await self._render(row)
         if rendered is None:
-            log.info("outbox: %s message #%d (%s) has nothing to send any more", platform, row.seq, row.kind)
+            log.info(
+                "outbox: %s message #%d (%s) has nothing to send any more",
+                platform,
+                row.seq,
+                row.kind,
+                extra=_fields(platform, row, "nothing-to-send"),
+            )
             return False
         reply, notable = rendered
         kind, ref = await self._where(row)
@@ -294,15 +315,24 @@ class OutboxWorker:
         await self._supersede_older(row)
         await asyncio.to_thread(self.store.mark_sent, row.seq, self.clock())
 
-    async def _fail(self, platform: str, row: OutboxMessage, error: str) -> None:
-        log.warning("outbox: %s message #%d (%s) failed for good: %s", platform, row.seq, row.kind, error)
+    async def _fail(self, platform: str, row: OutboxMessage, error: str, seconds: float | None = None) -> None:
+        log.warning(
+            "outbox: %s message #%d (%s) failed for good: %s",
+            platform,
+            row.seq,
+            row.kind,
+            error,
+            extra=_fields(platform, row, "failed", seconds, row.attempts + 1),
+        )
         await self._supersede_older(row)  # their content is older still: no point sending it later
         await asyncio.to_thread(self.store.mark_failed, row.seq, error, self.clock())
         self._heads.pop(platform, None)
         self.failed_total += 1
         self._last_errors[platform] = error
 
-    async def _retry(self, platform: str, head: OutboxMessage, error: str, retry_after: float | None) -> None:
+    async def _retry(
+        self, platform: str, head: OutboxMessage, error: str, retry_after: float | None, seconds: float | None = None
+    ) -> None:
         # The head holds the line and counts the attempts, whichever row's content was tried.
         delay = max(backoff(head.attempts, jitter=self._jitter), retry_after or 0.0)
         log.warning(
@@ -312,6 +342,7 @@ class OutboxWorker:
             error,
             head.attempts + 2,
             delay,
+            extra=_fields(platform, head, "retrying", seconds, head.attempts + 1),
         )
         next_at = self.clock() + dt.timedelta(seconds=delay)
         await asyncio.to_thread(self.store.mark_retry, head.seq, error, next_at)
@@ -331,6 +362,24 @@ class OutboxWorker:
 
     def _lock(self, platform: str) -> asyncio.Lock:
         return self._locks.setdefault(platform, asyncio.Lock())
+
+
+def _what(row: OutboxMessage) -> str:
+    """What a row is, for a log line: "card for INC-0007", "digest"."""
+    return f"{row.kind} for {row.incident_id}" if row.incident_id else str(row.kind)
+
+
+def _fields(
+    platform: str, row: OutboxMessage, outcome: str, seconds: float | None = None, attempt: int | None = None
+) -> dict[str, object]:
+    """The structured fields of a delivery's log line (bot.logs.FIELDS)."""
+    return {
+        "platform": platform,
+        "incident": row.incident_id,
+        "outcome": outcome,
+        "seconds": seconds,
+        "attempt": attempt,
+    }
 
 
 def _is_coroutine_function(function: object) -> bool:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import signal
 import sys
 
@@ -14,9 +13,10 @@ from bot.app import Core, build_core
 from bot.chat.base import ChatAdapter, ChatSetupError
 from bot.chat.console import ConsoleAdapter
 from bot.config import Config
+from bot.logs import logger
 from bot.web import start_web
 
-log = logging.getLogger(__name__)
+log = logger(__name__)
 
 
 def chat_adapters(core: Core) -> tuple[list[ChatAdapter], list[web.RouteDef]]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import gc
-import logging
 import random
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -23,21 +22,24 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from bot.config import Config
+from bot.config.model import LOCAL
 from bot.core.actions import ActionFlows
+from bot.core.agents import AgentDesk
 from bot.core.incidents import IncidentCore, Observation
 from bot.core.ports import StoreRefused
+from bot.core.reports import ReportDesk
 from bot.core.services import HostRunner, Prober
-from bot.logs import Throttle
+from bot.logs import Throttle, logger
 from bot.metrics import Metrics
 from bot.probe.engine import failed_probe
 from bot.probe.targets import site_targets
 from host_actions.errors import HostActionError
 
-log = logging.getLogger(__name__)
+log = logger(__name__)
 _REFUSALS = Throttle(log, interval=60.0)
 
 JOBS_PER_BATCH = 200
-TICK_SECONDS = 15.0  # renotifications and the end of mute and maintenance windows
+TICK_SECONDS = 15.0  # renotifications, the end of mute and maintenance windows, silent self-heal tasks
 HEARTBEAT_TIMEOUT = 10.0
 DAY = 86400.0
 
@@ -51,8 +53,18 @@ class Watcher:
         prober: Prober,
         hosts: HostRunner,
         metrics: Metrics,
+        *,
+        reports: ReportDesk | None = None,
+        agents: AgentDesk | None = None,
     ) -> None:
+        """`reports`: whose heartbeats the incident clock checks (None: the hosts' reports are not watched).
+        `agents`: the probe agents' desk, which judges sites watched from several vantage points
+        and checks the agents' heartbeats (None: every site is judged on the bot's probes alone)."""
         self.config = config
+        self.reports = reports
+        self.agents = agents
+        if agents is not None:
+            agents.reschedule = self._probe_again
         self.incidents = incidents
         self.flows = flows
         self.prober = prober
@@ -69,6 +81,7 @@ class Watcher:
         self._tasks: set[asyncio.Task[Any]] = set()  # diagnoses and verifications started by jobs
         self._jobs: set[asyncio.Task[Any]] = set()
         self.started = False
+        self.stopped = False  # shut down: this scheduler cannot start again
 
     # lifecycle --------------------------------------------------------------------------------
 
@@ -129,6 +142,7 @@ class Watcher:
             return
         self.scheduler.shutdown(wait=False)
         self.started = False
+        self.stopped = True
         await asyncio.sleep(0)  # a job submitted just before the shutdown starts now: wait for it too
         deadline = asyncio.get_running_loop().time() + timeout
         while self._jobs or self._tasks:
@@ -189,21 +203,26 @@ class Watcher:
         if site is None:
             return None
         try:
-            results = await self.prober.probe_site(site)
+            # a site probed only by agents has no probes here: its round judges what they reported
+            results = await self.prober.probe_site(site) if LOCAL in site.vantage else []
         except Exception:
-            log.exception("probing %s raised; recorded as probe_error", name)
+            log.exception("probing %s raised; recorded as probe_error", name, extra={"site": name})
             results = [failed_probe(t) for t in site_targets(site)]
         self.metrics.observe_probes(results)
+        judged = results
         try:
-            observation = await asyncio.to_thread(self.incidents.observe, site, results)
+            if self.agents is not None:
+                observation, judged = await asyncio.to_thread(self.agents.observe, site, results)
+            else:
+                observation = await asyncio.to_thread(self.incidents.observe, site, results)
         except StoreRefused as exc:
             # every site of every round would say the same thing: one line a minute, with a count
             _REFUSALS.warning("store-refused", "probe results are not recorded: %s", exc.reason)
             return None
         except Exception:
-            log.exception("recording the probes of %s failed", name)
+            log.exception("recording the probes of %s failed", name, extra={"site": name})
             return None
-        self._spawn(self.flows.follow_up(site, observation, results), f"follow-up:{name}")
+        self._spawn(self.flows.follow_up(site, observation, judged), f"follow-up:{name}")
         await self._round_done(name)
         return observation
 
@@ -222,10 +241,15 @@ class Watcher:
         try:
             diagnosis = await self.hosts.diagnose(name, None)
         except HostActionError as exc:
-            log.warning("scheduled check of %s failed: %s", name, exc.message)
+            log.warning(
+                "scheduled check of %s failed: %s",
+                name,
+                exc.message,
+                extra={"host": name, "action": "check", "outcome": exc.kind},
+            )
             return
         incident, opened = await asyncio.to_thread(self.incidents.observe_host, name, diagnosis.findings)
-        log.info("checked %s: %s", name, diagnosis.summary)
+        log.info("checked %s: %s", name, diagnosis.summary, extra={"host": name, "action": "check", "outcome": "done"})
         if opened and incident is not None:
             await self.flows.propose(
                 diagnosis.findings, host=name, site=None, incident_id=incident.id, requester="certops"
@@ -237,6 +261,14 @@ class Watcher:
 
     async def tick(self) -> None:
         await asyncio.to_thread(self.incidents.tick)
+        if self.reports is not None:
+            for incident in await asyncio.to_thread(self.reports.check_heartbeats):
+                log.warning(
+                    "%s: %s", incident.id, incident.summary, extra={"incident": incident.id, "host": incident.host}
+                )
+        if self.agents is not None:
+            for incident in await asyncio.to_thread(self.agents.check_heartbeats):
+                log.warning("%s: %s", incident.id, incident.summary, extra={"incident": incident.id})
 
     async def _round_done(self, name: str) -> None:
         self._round.add(name)

@@ -23,17 +23,17 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any
+from typing import Any, cast
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from bot.app import Core
 from bot.config import split_host_port
-from bot.logs import Throttle
+from bot.logs import Throttle, logger
 from bot.metrics import CONTENT_TYPE
 
-log = logging.getLogger(__name__)
+log = logger(__name__)
 
 
 async def start_web(core: Core, routes: list[web.RouteDef]) -> web.AppRunner:
@@ -47,7 +47,14 @@ async def start_web(core: Core, routes: list[web.RouteDef]) -> web.AppRunner:
         body = await asyncio.to_thread(core.metrics.render)  # the live gauges read the database
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
-    app.add_routes([web.get("/healthz", healthz), web.get("/metrics", metrics), *routes])
+    from bot.reports.model import MAX_BODY
+    from bot.web_agents import agent_routes  # as web_reports: built on refuse() and load_json()
+    from bot.web_reports import PATH, report_route  # it builds on this module's refuse() and load_json()
+
+    app.add_routes(
+        [web.get("/healthz", healthz), web.get("/metrics", metrics), report_route(core), *agent_routes(core), *routes]
+    )
+    app[BODY_CAPS] = {PATH: MAX_BODY}
     parsed = split_host_port(core.config.bot.listen, any_port=True)  # 0: a port the system picks
     assert parsed is not None  # validated with the config
     descriptors = raise_fd_limit()
@@ -70,7 +77,7 @@ async def health(core: Core) -> dict[str, Any]:
     """`ok` only while the scheduler runs, the database answers and the outbox is not stuck;
     each failing check is named, so a load balancer's 503 says why."""
     problems: list[str] = []
-    if not core.watcher.running:
+    if core.leading and not core.watcher.running:  # a replica that does not lead answers chat only
         problems.append("the scheduler is not running")
     pending: int | None = None
     try:
@@ -91,6 +98,8 @@ async def health(core: Core) -> dict[str, Any]:
         "follow_ups_running": core.worker.busy,
         "outbox_pending": pending,
         "outbox_errors": core.outbox.permanent_errors(),
+        "leader": core.leading,
+        **({"replica": core.elector.holder} if core.elector is not None else {}),
     }
 
 
@@ -198,6 +207,7 @@ def refuse(
         request.remote,
         reason,
         status,
+        extra={"status": status, "outcome": "refused"},
     )
     if json_body is not None:
         return web.json_response(json_body, status=status)
@@ -288,10 +298,20 @@ def _finite(text: str) -> float:
     return number
 
 
-REFUSALS_LOG = logging.getLogger("bot.web.refusals")
+REFUSALS_LOG = logging.getLogger("certops.web.refusals")
 # Each server keeps its own throttles (several run in one process in tests); refuse() finds its
 # server's through the app, and falls back to this one for an app served some other way.
 _REFUSALS = web.AppKey("certops_refusals", Throttle)
+# routes whose bodies are capped below BODY_LIMIT: path -> bytes; a request that declares more is
+# handed to its handler unread, for the route's own refusal (POST /api/report answers 401)
+BODY_CAPS = web.AppKey("certops_body_caps", dict[str, int])
+
+
+def _over_own_cap(request: web.Request) -> bool:
+    cap = request.config_dict.get(BODY_CAPS, {}).get(_where(request))
+    return cap is not None and request.content_length is not None and request.content_length > cap
+
+
 _fallback_refusals = Throttle(REFUSALS_LOG)
 
 
@@ -315,8 +335,8 @@ class _Connection(asyncio.Protocol):
         self.timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # a stream transport: asyncio's, or uvloop's (which implements it without subclassing it)
+        self.transport = cast(asyncio.Transport, transport)
         if not self.guard.admit(self):
             return
         self.inner = self.make_inner()
@@ -463,7 +483,7 @@ class _Guard:
     ) -> web.StreamResponse:
         conn = self.by_transport.get(request.transport) if request.transport is not None else None
         try:
-            if request.body_exists:
+            if request.body_exists and not _over_own_cap(request):
                 if conn is not None:
                     self.reading_body(conn)
                 try:

@@ -8,12 +8,12 @@ pool (bot.services), so neither a chat SDK's listener threads nor the loop are e
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Awaitable, Callable
 
+from bot.logs import logger
 from commands.model import FollowUp, Reply
 
-log = logging.getLogger(__name__)
+log = logger(__name__)
 
 Deliver = Callable[[Reply], Awaitable[None]]
 

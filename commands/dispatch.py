@@ -10,19 +10,19 @@ certops never acts without the audit line and the state it would have written.
 from __future__ import annotations
 
 import asyncio
-import logging
 import secrets
 
 from bot.config.reader import did_you_mean
 from bot.core.model import Cause, Step
 from bot.core.ports import StoreRefused
-from commands import ack, audit, check, heal, help, mute, renew, status  # noqa: F401 - they register themselves
+from bot.logs import logger
+from commands import ack, audit, check, heal, help, mute, renew, self_heal, status  # noqa: F401 - they register themselves
 from commands.context import Context
 from commands.model import FollowUp, Outcome, Press, Reply, Request, Tone
 from commands.proposals import run_request
 from commands.registry import COMMANDS, UsageError, shown
 
-log = logging.getLogger(__name__)
+log = logger(__name__)
 
 
 class CommandDispatcher:

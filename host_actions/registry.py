@@ -203,11 +203,27 @@ ACTIONS: Mapping[str, HostAction] = {
         HostAction(
             "add-post-renew-step",
             "Add post-renew step",
-            "add the certops repair-and-verify script to a renewal, after its IIS step",
+            "add the certops repair-and-verify script (Layer 3, it reports each run) to a renewal, after its IIS step",
             changes_host=True,
             rechecked=False,
             params=(RENEWAL_ID,),
             runs="host_actions.actions:add_post_renew_step",
+        ),
+        HostAction(
+            "install-self-heal",
+            "Install self-heal",
+            "install the self-heal task (Layer 2): a check as SYSTEM every report_interval that reports to certops",
+            changes_host=True,
+            rechecked=False,
+            params=(
+                Param(
+                    "repair",
+                    "",
+                    "let the task also repair broken key links (self-heal.ps1 -Repair: certutil -repairstore)",
+                    "switch",
+                ),
+            ),
+            runs="host_actions.actions.self_heal_install:install_self_heal",
         ),
     )
 }

@@ -29,6 +29,9 @@ SCRIPT_NAMES = (
     "renew",
     "retire_task",
     "add_post_renew_step",
+    "layer_state",
+    "report_config",
+    "install_self_heal",
 )
 MARKER = "# certops-script: "
 OUTPUT_PREFIX = "CERTOPS "
@@ -48,7 +51,7 @@ class Part:
 
 @cache
 def script_text(name: str) -> str:
-    if name not in (*SCRIPT_NAMES, "bootstrap", "certops_post_renew"):
+    if name not in (*SCRIPT_NAMES, "bootstrap"):
         raise KeyError(name)
     text = resources.files("host_actions").joinpath(f"ps/{name}.ps1").read_text(encoding="utf-8")
     # a piece several scripts share is written once, under ps/include/, and put in where named
@@ -56,6 +59,20 @@ def script_text(name: str) -> str:
 
 
 _INCLUDE = re.compile(r"^# certops: include (\w+\.ps1)\n", re.M)
+
+
+def expand_includes(text: str, folders: Sequence[str] = ("ps/include",)) -> str:
+    """`text` (a script kept outside ps/, such as ps/layers/) with each include line replaced by
+    that file from the first of `folders` (inside the package) that has it."""
+
+    def piece(name: str) -> str:
+        for folder in folders:
+            path = resources.files("host_actions").joinpath(f"{folder}/{name}")
+            if path.is_file():
+                return path.read_text(encoding="utf-8")
+        raise FileNotFoundError(f"no {name} in {', '.join(folders)}")
+
+    return _INCLUDE.sub(lambda m: piece(m.group(1)), text)
 
 
 def _included(name: str) -> str:

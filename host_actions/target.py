@@ -89,3 +89,7 @@ class Host:
     check_interval: float = 3600.0  # seconds between read-only inventory + diagnosis rounds
     renewal_grace: float = OVERDUE_GRACE_SECONDS  # after a renewal's due date, before it is overdue
     max_response_bytes: int = 16 * 1024 * 1024  # one WinRM answer beyond this is refused
+    # the key the host's own scripts sign their POST /api/report with (docs/report-api.md)
+    report_secret: Secret | None = None
+    report_url: str | None = None  # [bot] public_url + "/api/report": where the host's scripts post
+    report_interval: float = 3600.0  # seconds between the self-heal task's reports (heartbeats)

@@ -66,7 +66,7 @@ from host_actions.parsers import JSONRefused, load_json
 from host_actions.scripts import OUTPUT_PREFIX, Part, bootstrap_command, chunks, encode_job
 from host_actions.target import Host, SecretUnavailable
 
-log = logging.getLogger("certops.host_actions")
+log = logging.getLogger("certops." + __name__)  # the certops.* tree (host_actions imports nothing from bot)
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -630,14 +630,22 @@ class HostSession:
             self._close_shell()
         finally:
             self._watchdog.close()
+        outcome = _outcome(exc, self._watchdog.ever_fired)
+        seconds = round(time.monotonic() - self._started, 3)
         log.info(
-            "host action finished",
+            "%s on %s: %s in %.1f s, %d round trips",
+            self.action,
+            self.host.name,
+            outcome,
+            seconds,
+            self.stats.round_trips,
             extra={
                 "host": self.host.name,
                 "action": self.action,
+                "outcome": outcome,
                 "ok": exc is None,
                 "round_trips": self.stats.round_trips,
-                "seconds": round(time.monotonic() - self._started, 3),
+                "seconds": seconds,
                 "cut_at_deadline": self._watchdog.ever_fired,
             },
         )
@@ -678,7 +686,13 @@ class HostSession:
                 self._call(lambda: protocol.send_command_input(shell_id, command_id, data, end), timeouts=True)
                 return
             except WinRMOperationTimeoutError:
-                log.warning("WS-Man Send timed out", extra={"host": self.host.name, "attempt": attempt})
+                log.warning(
+                    "%s: WS-Man Send timed out (attempt %d of %d)",
+                    self.host.name,
+                    attempt,
+                    SEND_ATTEMPTS,
+                    extra={"host": self.host.name, "action": self.action, "attempt": attempt, "outcome": "timeout"},
+                )
                 pause = min(SEND_RETRY_PAUSE * attempt, self.deadline.remaining())
                 if attempt == SEND_ATTEMPTS or pause <= 0:
                     break
@@ -807,7 +821,7 @@ class HostSession:
         try:
             protocol.cleanup_command(shell_id, command_id)
         except Exception:  # best effort; the shell's Delete follows
-            log.debug("command cleanup failed", extra={"host": self.host.name})
+            log.debug("%s: command cleanup failed", self.host.name, extra={"host": self.host.name})
         finally:
             if not self.deadline.expired():
                 self._arm_main()  # the next command, if any, runs on the action's own clock
@@ -821,7 +835,7 @@ class HostSession:
             if self._arm_cleanup(protocol):
                 protocol.close_shell(shell_id)
         except Exception:  # the host drops idle shells itself after IdleTimeOut
-            log.debug("shell close failed", extra={"host": self.host.name})
+            log.debug("%s: shell close failed", self.host.name, extra={"host": self.host.name})
         finally:
             protocol.transport.close_session()  # close_shell skips this when its POST fails
 
@@ -831,7 +845,7 @@ class HostSession:
         spent (the host drops the shell itself after its IdleTimeOut)."""
         budget = min(CLEANUP_SECONDS, self.deadline.end + CLEANUP_SECONDS - time.monotonic())
         if budget < 0.1:
-            log.debug("no time left to clean up", extra={"host": self.host.name})
+            log.debug("%s: no time left to clean up", self.host.name, extra={"host": self.host.name})
             return False
         self._watchdog.arm(time.monotonic() + budget)
         protocol.transport.read_timeout_sec = max(1, math.ceil(budget))
@@ -927,14 +941,24 @@ class HostSession:
                 host=name,
             )
         if isinstance(exc, (ET.ParseError, StopIteration, AssertionError, ValueError, KeyError)):
-            log.warning("unreadable WinRM answer", extra={"host": name, "error": type(exc).__name__}, exc_info=exc)
+            log.warning(
+                "%s: unreadable WinRM answer (%s)",
+                name,
+                type(exc).__name__,
+                exc_info=exc,
+                extra={"host": name, "action": self.action, "outcome": "bad_output", "error": type(exc).__name__},
+            )
             return HostActionError(
                 "bad_output", f"{name}: WinRM sent an answer that could not be read ({type(exc).__name__}).", host=name
             )
         if isinstance(exc, WinRMError):
             return HostActionError("unreachable", f"{name}: WinRM failed.", host=name)
         if isinstance(exc, Exception):
-            log.exception("unexpected WinRM failure", extra={"host": name})
+            log.exception(
+                "%s: unexpected WinRM failure",
+                name,
+                extra={"host": name, "action": self.action, "outcome": "unreachable"},
+            )
             return HostActionError("unreachable", f"{name}: WinRM failed unexpectedly.", host=name)
         raise exc  # KeyboardInterrupt, SystemExit
 
@@ -1037,6 +1061,16 @@ def clixml_errors(stderr: bytes | bytearray) -> str:
         if kept > SHORT:
             break
     return _short(" ".join(messages))
+
+
+def _outcome(exc: BaseException | None, cut: bool) -> str:
+    """How a session ended, one word for its log line: done, or the error's kind (timeout,
+    unreachable, auth_failed...), or the exception's type for anything else."""
+    if exc is None:
+        return "done"
+    if isinstance(exc, HostActionError):
+        return exc.kind
+    return "timeout" if cut else type(exc).__name__
 
 
 def _short(text: str, limit: int = SHORT) -> str:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import getpass
 import io
-import logging
 import re
 import sys
 from dataclasses import replace
@@ -16,6 +15,7 @@ from typing import TYPE_CHECKING, TextIO
 
 from bot.app import Core
 from bot.chat.base import DeliveryKind, Outgoing
+from bot.logs import WithFields, logger
 from commands.model import Conversation, Outcome, Press, Principal, Reply, Request, Tone
 
 _MARK = {"info": "ℹ", "ok": "✔", "warning": "⚠", "critical": "✖"}
@@ -23,7 +23,8 @@ LINE_LIMIT = 4096  # characters; the longest command is a few dozen
 _BUTTON_NUMBER = re.compile(r"[0-9]{1,9}")  # ASCII digits only: "²".isdigit() is True, int("²") fails
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # but tab and newline
 
-log = logging.getLogger(__name__)
+log = logger(__name__)
+log.addFilter(WithFields(platform="console"))
 
 
 class _TooLong:

@@ -26,7 +26,6 @@ import base64
 import contextlib
 import hashlib
 import hmac
-import logging
 import re
 import time
 import uuid
@@ -63,10 +62,12 @@ from bot.chat import line_flex
 from bot.chat.base import DeliveryError, DeliveryKind, Outgoing, is_transient, parse_retry_after
 from bot.config.model import LineSettings
 from bot.core.ports import StoreRefused
+from bot.logs import WithFields, logger
 from bot.web import Malformed, load_json, refuse
 from commands.model import Conversation, Outcome, Press, Principal, Reply, Request
 
-log = logging.getLogger(__name__)
+log = logger(__name__)
+log.addFilter(WithFields(platform="line"))
 
 WEBHOOK_PATH = "/line/webhook"
 COMMAND_PREFIX = "/ssl"
@@ -378,9 +379,14 @@ class LineAdapter:
                 )
                 return
             except ApiException as exc:
-                log.warning("LINE refused a reply (HTTP %s %s)", exc.status, exc.reason)
+                log.warning(
+                    "LINE refused a reply (HTTP %s %s)",
+                    exc.status,
+                    exc.reason,
+                    extra={"status": exc.status, "outcome": "refused"},
+                )
             except (ClientError, TimeoutError) as exc:
-                log.warning("could not reach LINE to reply (%s)", type(exc).__name__)
+                log.warning("could not reach LINE to reply (%s)", type(exc).__name__, extra={"outcome": "unreachable"})
         if fallback is not None and not fallback.private:
             await self.push(item.where.id, fallback)
         elif fallback is not None:
@@ -428,10 +434,19 @@ class LineAdapter:
                 return None, None
             consumption = await api.get_message_quota_consumption(_request_timeout=REQUEST_TIMEOUT)
         except ApiException as exc:
-            log.warning("could not read the LINE message quota (HTTP %s %s)", exc.status, exc.reason)
+            log.warning(
+                "could not read the LINE message quota (HTTP %s %s)",
+                exc.status,
+                exc.reason,
+                extra={"status": exc.status, "outcome": "refused"},
+            )
             return None, None
         except (ClientError, TimeoutError) as exc:
-            log.warning("could not reach LINE to read the message quota (%s)", type(exc).__name__)
+            log.warning(
+                "could not reach LINE to read the message quota (%s)",
+                type(exc).__name__,
+                extra={"outcome": "unreachable"},
+            )
             return None, None
         return int(quota.value), int(consumption.total_usage)
 
@@ -468,7 +483,12 @@ class LineAdapter:
             try:
                 return await self._push_once(to, messages, retry_key)
             except DeliveryError as exc:
-                log.warning("%s (try %d)", exc, attempt)
+                log.warning(
+                    "%s (try %d)",
+                    exc,
+                    attempt,
+                    extra={"attempt": attempt, "outcome": "failed" if exc.permanent else "retrying"},
+                )
                 if exc.permanent or attempt == attempts:
                     return None
             await asyncio.sleep(self.retry_delay * attempt)

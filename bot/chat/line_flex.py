@@ -11,7 +11,6 @@ The SDK ships no type information, so its message models are typed `Any` here (`
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -28,9 +27,11 @@ from linebot.v3.messaging import (  # type: ignore[import-untyped, unused-ignore
     TextMessage,
 )
 
+from bot.logs import WithFields, logger
 from commands.model import Button, Reply, Tone
 
-log = logging.getLogger(__name__)
+log = logger(__name__)
+log.addFilter(WithFields(platform="line"))
 
 LineMessage = Any  # an SDK message model (TextMessage, FlexMessage, TemplateMessage)
 

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
 import aiohttp
-from aiohttp import web
+from aiohttp import WSMessage, web
 from multidict import CIMultiDictProxy
 from slack_bolt.adapter.aiohttp import to_aiohttp_response
 from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
@@ -52,8 +52,10 @@ from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
 from bot.chat.base import ChatSetupError, DeliveryError, DeliveryKind, Outgoing, is_transient, parse_retry_after
 from bot.chat.slack_blocks import ACTION_PREFIX, Rendered, escape, render, render_copy
+from bot.chat.slack_reconnects import ReconnectStorm
 from bot.config import SlackSettings
 from bot.core.ports import StoreRefused
+from bot.logs import WithFields, logger
 from bot.web import Malformed, load_json, refuse
 from commands.model import Conversation, Outcome, Press, Principal, Reply, Request, Tone
 
@@ -61,16 +63,19 @@ if TYPE_CHECKING:
     from bot.app import Core
     from bot.chat.base import ChatAdapter
 
-log = logging.getLogger(__name__)
+log = logger(__name__)
+log.addFilter(WithFields(platform="slack"))
 # Bolt's own loggers: its signature check logs the whole refused body at INFO (50 unsigned 1 MB
 # requests were 50 MB of log), so they stay at WARNING whatever the root level is.
-BOLT_LOG = logging.getLogger("bot.chat.slack.bolt")
+BOLT_LOG = logging.getLogger("certops.chat.slack.bolt")
 BOLT_LOG.setLevel(logging.WARNING)
+BOLT_LOG.addFilter(WithFields(platform="slack"))  # Bolt copies it onto the loggers it makes
 
 EVENTS_PATH = "/slack/events"
 ACK_BUDGET = 2.0  # seconds we wait for the core before acking anyway; Slack gives up at 3
 GROUP_CACHE_SECONDS = 60.0  # user group membership: fresh enough for approvals, few API calls
 STOP_GRACE = 5.0  # seconds stop() waits for answers already on their way
+SOCKET_PING_INTERVAL = 10.0  # seconds between the socket client's pings, and between its reconnect attempts
 MAX_CARDS = 500  # cards remembered for in-place updates (oldest forgotten first)
 # Answers to a token check that no retry will change: stop and tell the operator.
 PERMANENT_ERRORS = frozenset(
@@ -153,7 +158,9 @@ class SlackAdapter:
         self._signing_secret = signing_secret.encode()
         self._auth: AuthorizeResult | None = None
         self.app = AsyncApp(
-            name="certops",
+            # Bolt names its loggers after the app and sets their level: "certops" would be the
+            # root of certops's own tree, so the app is named after its own logger instead
+            name=BOLT_LOG.name,
             client=self.client,
             signing_secret=signing_secret,
             authorize=self._authorizer(),
@@ -167,6 +174,7 @@ class SlackAdapter:
         self._tasks: set[asyncio.Task[None]] = set()
         self._listening: set[asyncio.Task[Any]] = set()
         self._socket: AsyncSocketModeHandler | None = None
+        self._storm: ReconnectStorm | None = None  # the socket client's reconnect lines, one per attempt
         core.approvals.group_members = self.group_members  # so "slack-group:S…" approvers work
 
     # lifecycle ------------------------------------------------------------------------------
@@ -184,10 +192,19 @@ class SlackAdapter:
         # ourselves so that a wrong app token is reported instead of retried silently.
         opened = self.client.apps_connections_open(app_token=app_token)
         await self._check("apps.connections.open", opened, self.settings.app_token.describe())
-        self._socket = AsyncSocketModeHandler(self.app, app_token, web_client=self.client)
+        self._socket = AsyncSocketModeHandler(
+            self.app, app_token, web_client=self.client, ping_interval=SOCKET_PING_INTERVAL
+        )
+        self._storm = ReconnectStorm(BOLT_LOG)
+        self._storm.install()
+        self._socket.client.on_message_listeners.append(self._socket_message)
         # In the background: while Slack is unreachable the client keeps retrying, and the rest
         # of the bot (LINE, the web endpoints, probes) must not wait for it.
         self._spawn(_typed(self._socket.connect_async)())
+
+    async def _socket_message(self, _message: WSMessage) -> None:
+        if self._storm is not None:
+            self._storm.connected()
 
     def _authorizer(self) -> Callable[[], Awaitable[AuthorizeResult]]:
         """Who the bot is, for Bolt. Bolt would otherwise call auth.test inside the first request,
@@ -225,6 +242,9 @@ class SlackAdapter:
         if self._socket is not None:
             await _typed(self._socket.close_async)()
             self._socket = None
+        if self._storm is not None:
+            self._storm.remove()
+            self._storm = None
         busy = self._listening | self._tasks
         if busy:
             await asyncio.wait(busy, timeout=STOP_GRACE)

@@ -43,6 +43,7 @@ def warnings(config: Config) -> list[Advice]:
     found += _chats_nobody_can_press(config)
     found += _host_keys_unused(config)
     found += _slack_keys_unused(config)
+    found += _reports_unreachable(config)
     if config.line is not None and config.line.to is None:
         found.append(
             Advice(
@@ -52,6 +53,21 @@ def warnings(config: Config) -> list[Advice]:
             )
         )
     return found
+
+
+def _reports_unreachable(config: Config) -> list[Advice]:
+    secrets = [i for i, h in enumerate(config.hosts) if h.report_secret is not None]
+    if not secrets or config.bot.public_url:
+        return []
+    return [
+        Advice(
+            "bot.public_url",
+            f"not set, though report_secret is set for {plural(len(secrets), 'host')}: certops host "
+            "install-self-heal and add-post-renew-step cannot tell a host where to send its reports. "
+            "Set it to the address the hosts reach certops at, such as "
+            'public_url = "https://certops.example.com" (docs/report-api.md)',
+        )
+    ]
 
 
 def _empty(config: Config) -> list[Advice]:

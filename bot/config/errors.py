@@ -10,13 +10,16 @@ from dataclasses import dataclass
 _URL_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<info>[^\s\"']*)@")
 _BARE_USERINFO = re.compile(r"(?<![\w.:/*-])(?P<user>[^\s\"':/@]+):(?P<password>[^\s\"'/]*)@")
 _PORT_THEN_PATH = re.compile(r"^[^:/]*:[0-9]*/")
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s\"']*")
+_QUERY_VALUE = re.compile(r"(?P<name>[?&;][^=\s\"'&;#]*=)[^\s\"'&;#]+")
 
 
 def mask_credentials(text: str) -> str:
     """'https://svc:hunter2@iis01/wsman' -> 'https://svc:***@iis01/wsman', wherever it appears.
 
     Every config message passes through here: a URL that has a password and another problem too
-    must never be printed whole."""
+    must never be printed whole. So is a query's values ("?token=***"): tokens travel there too."""
+    text = _URL.sub(lambda m: _QUERY_VALUE.sub(r"\g<name>***", m[0]), text)
     return _BARE_USERINFO.sub(r"\g<user>:***@", _URL_USERINFO.sub(_mask_url_userinfo, text))
 
 

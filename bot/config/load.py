@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import ipaddress
 import re
@@ -19,7 +20,9 @@ from bot.config.errors import ConfigError, ConfigIssue, mask_credentials
 from bot.config.model import (
     DIGEST_AT,
     HOST_ACTIONS,
+    LOCAL,
     MAX_PROBE_WORKERS,
+    Agent,
     BotSettings,
     Config,
     Host,
@@ -43,6 +46,7 @@ PRINCIPAL = re.compile(
     r"^(slack:[UW][A-Z0-9]{2,}|slack-group:S[A-Z0-9]{2,}|line:U[0-9a-f]{32}|console:[A-Za-z0-9_.-]+)$"
 )
 LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("logfmt", "json")
 TRANSPORTS = ("ntlm", "kerberos", "credssp", "certificate", "basic")
 NAME_RULE = "letters, digits, '.', '_' or '-' (at most 63), starting with a letter or digit"
 TIME_OF_DAY = re.compile(r"^([01]?[0-9]|2[0-3]):([0-5][0-9])$")
@@ -81,7 +85,8 @@ def parse_config(text: str, source: str = "certops.toml", *, base_dir: Path | No
     bot = _bot(Table(root.raw("bot") or {}, "bot", issues))
     base = base_dir or Path.cwd()
     hosts = _hosts(root.raw("hosts"), issues, base)
-    sites = _sites(root.raw("sites"), {h.name for h in hosts}, issues, base)
+    agents = _agents(root.raw("agents"), issues)
+    sites = _sites(root.raw("sites"), {h.name for h in hosts}, issues, base, agent_names=[a.name for a in agents])
     chat = Table(root.raw("chat") or {}, "chat", issues)
     slack = _slack(Table(chat.raw("slack"), "chat.slack", issues)) if chat.has("slack") else None
     line = _line(Table(chat.raw("line"), "chat.line", issues)) if chat.has("line") else None
@@ -91,7 +96,9 @@ def parse_config(text: str, source: str = "certops.toml", *, base_dir: Path | No
     root.finish()
     if issues:  # nothing half-built escapes: every problem, or a whole Config
         raise ConfigError(source, issues)
-    return Config(source, bot, tuple(sites), tuple(hosts), slack, line, policy, tuple(maintenance))
+    if bot.public_url:  # the one address every host's scripts report to
+        hosts = [dataclasses.replace(h, report_url=f"{bot.public_url}/api/report") for h in hosts]
+    return Config(source, bot, tuple(sites), tuple(hosts), slack, line, policy, tuple(maintenance), tuple(agents))
 
 
 def _toml(text: str, source: str) -> dict[str, Any]:
@@ -211,20 +218,35 @@ def _bot(t: Table) -> BotSettings:
         t.problem("listen", f'must be ADDRESS:PORT such as "127.0.0.1:8080", got {quoted(listen)}')
     settings = BotSettings(
         listen=listen,
-        database=t.string("database", "certops.db") or "certops.db",
+        database=_database(t),
+        database_password=t.secret("database_password", required=False),
         log_level=t.choice("log_level", LOG_LEVELS, "info"),
+        log_format=t.choice("log_format", LOG_FORMATS, "logfmt"),
         probe_concurrency=t.whole("probe_concurrency", 50, unit="probes", minimum=1, maximum=2000),
         probe_workers=_probe_workers(t),
         digest_at=_digest_at(t),
         timezone=_timezone(t),
         heartbeat_url=_heartbeat_url(t),
+        public_url=_public_url(t),
         renotify=t.optional_seconds(
             "renotify", 4 * 3600.0, minimum=300, maximum=7 * 86400, turns_off="re-notification"
         ),
         flap_limit=t.whole("flap_limit", 4, unit="state changes per hour", minimum=1, maximum=1000),
+        leader_lease=t.seconds("leader_lease", 15.0, minimum=3, maximum=300),
     )
     t.finish()
     return settings
+
+
+def _database(t: Table) -> str:
+    database = t.string("database", "certops.db") or "certops.db"
+    if ":" in database.partition("://")[2].partition("/")[0].rpartition("@")[0]:  # user:password@
+        t.problem(
+            "database",
+            "must not contain a password: secrets never go in the config file; write "
+            '"postgresql://USER@HOST/DATABASE" and set database_password_env or database_password_file',
+        )
+    return database
 
 
 def _probe_workers(t: Table) -> int:
@@ -287,6 +309,23 @@ def _timezone(t: Table) -> str | None:
     return None
 
 
+def _public_url(t: Table) -> str | None:
+    url = t.string("public_url")
+    if url is None:
+        return None
+    parts = _split_url(t, "public_url", url)
+    if parts is None:
+        return None
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+        t.problem(
+            "public_url",
+            "must be the http:// or https:// address the Windows hosts reach certops at, such as "
+            f'"https://certops.example.com" (their reports go to its /api/report), got {quoted(url)}',
+        )
+        return None
+    return url.rstrip("/")
+
+
 def _heartbeat_url(t: Table) -> str | None:
     url = t.string("heartbeat_url")
     if url is None:
@@ -324,7 +363,9 @@ def _unique_name(t: Table, seen: set[str], kind: str) -> str:
     return name
 
 
-def _sites(value: Any, host_names: set[str], issues: list[ConfigIssue], base: Path) -> list[Site]:
+def _sites(
+    value: Any, host_names: set[str], issues: list[ConfigIssue], base: Path, *, agent_names: list[str] | None = None
+) -> list[Site]:
     sites, seen = [], set[str]()
     for index, item in enumerate(_array_of_tables(value, "sites", issues)):
         t = Table(item, f"sites[{index}]", issues)
@@ -352,6 +393,7 @@ def _sites(value: Any, host_names: set[str], issues: list[ConfigIssue], base: Pa
             t.problem("host", f'names no [[hosts]] entry: "{host}" (known hosts: {known})')
         # 5s at the least: the demo probes every few seconds; real sites keep the 5m default
         interval = t.seconds("interval", 300.0, minimum=5, maximum=86400)
+        vantage = _vantage(t, agent_names or [])
         sites.append(
             Site(
                 name=name,
@@ -386,10 +428,64 @@ def _sites(value: Any, host_names: set[str], issues: list[ConfigIssue], base: Pa
                 ),
                 retry_interval=_retry_interval(t, interval),
                 follow_redirects=t.boolean("follow_redirects", False),
+                vantage=vantage,
+                confirm_from=_confirm_from(t, vantage),
             )
         )
         t.finish()
     return sites
+
+
+def _vantage(t: Table, agent_names: list[str]) -> tuple[str, ...]:
+    """[[sites]] vantage: where the site is probed from, "local" (the bot) and [[agents]] names."""
+    if not t.has("vantage"):
+        return (LOCAL,)
+    names = t.string_list("vantage")
+    if not names and isinstance(t.raw("vantage"), list):
+        t.problem("vantage", f'must name at least one vantage point, such as ["{LOCAL}"] (the bot itself)')
+        return (LOCAL,)
+    if len(set(names)) != len(names):
+        t.problem("vantage", "lists the same vantage point twice")
+    known = [LOCAL, *agent_names]
+    for i, name in enumerate(names):
+        if name not in known:
+            agents = ", ".join(f'"{a}"' for a in agent_names) or "none are configured"
+            t.problem(
+                f"vantage[{i}]",
+                f'names no vantage point: {quoted(name)}{did_you_mean(name, known)}; use "{LOCAL}" for the bot '
+                f"itself or the name of an [[agents]] entry (agents: {agents})",
+            )
+    return tuple(dict.fromkeys(names)) or (LOCAL,)
+
+
+def _confirm_from(t: Table, vantage: tuple[str, ...]) -> int:
+    if not t.has("confirm_from"):
+        return 1
+    count = t.whole(
+        "confirm_from",
+        1,
+        unit="vantage points",
+        minimum=1,
+        maximum=max(1, len(vantage)),
+        hint=f" (vantage lists {len(vantage)}: add vantage points or lower confirm_from)",
+    )
+    return min(count, len(vantage))
+
+
+def _agents(value: Any, issues: list[ConfigIssue]) -> list[Agent]:
+    """[[agents]]: the probe agents (`certops agent`) and the secrets they sign with."""
+    agents, seen = [], set[str]()
+    for index, item in enumerate(_array_of_tables(value, "agents", issues)):
+        t = Table(item, f"agents[{index}]", issues)
+        name = _unique_name(t, seen, "agent")
+        if name == LOCAL:
+            t.problem("name", f'"{LOCAL}" names the bot\'s own probes; give the agent another name, such as "tokyo"')
+        secret = t.secret("secret", required=True, why=" (the secret the agent signs its requests with)")
+        interval = t.seconds("report_interval", Agent.report_interval, minimum=2, maximum=86400)
+        if secret is not None:
+            agents.append(Agent(name, secret, interval))
+        t.finish()
+    return agents
 
 
 def _retry_interval(t: Table, interval: float) -> float:
@@ -528,6 +624,8 @@ def _hosts(value: Any, issues: list[ConfigIssue], base: Path) -> list[Host]:
                     maximum=1024 * 1024 * 1024,
                     hint=" (the default, 16 MiB, is ample for every action)",
                 ),
+                report_secret=t.secret("report_secret", required=False),
+                report_interval=t.seconds("report_interval", Host.report_interval, minimum=10, maximum=7 * 86400),
             )
         )
         t.finish()

@@ -64,7 +64,10 @@ def default_probe_workers() -> int:
 class BotSettings:
     listen: str = "127.0.0.1:8080"
     database: str = "certops.db"
+    # the password for a postgresql:// database ([bot] database_password_env or _file)
+    database_password: SecretRef | None = None
     log_level: str = "info"
+    log_format: str = "logfmt"  # or "json": how the structured fields of a log line are written
     probe_concurrency: int = 50
     # processes that probe (bot.probe.pool), fed by this one; 1: probe in this process
     probe_workers: int = field(default_factory=default_probe_workers)
@@ -72,8 +75,11 @@ class BotSettings:
     timezone: str | None = None  # IANA name; None: this machine's zone (see tz())
     # its path may carry the monitor's secret token: kept out of repr, log heartbeat_label() instead
     heartbeat_url: str | None = field(default=None, repr=False)
+    # where the Windows hosts reach certops: their scripts post to {public_url}/api/report
+    public_url: str | None = None
     renotify: float | None = 4 * 3600.0  # seconds between reminders of an open incident; None: never
     flap_limit: int = 4  # state changes per hour beyond which a site is flapping
+    leader_lease: float = 15.0  # seconds a replica's lease on leading lasts without renewal (PostgreSQL)
 
     def tz(self) -> ZoneInfo:
         """The zone digests and cron maintenance windows are read in: [bot] timezone, or the machine's."""
@@ -114,6 +120,21 @@ class Site:
     success_threshold: int = 1  # good rounds in a row before it resolves
     retry_interval: float = 30.0  # seconds to the next round while either count is unconfirmed
     follow_redirects: bool = False  # follow up to 5 redirects and judge the final answer
+    # where it is probed from: "local" (the bot itself) and [[agents]] names (docs/agents.md)
+    vantage: tuple[str, ...] = ("local",)
+    confirm_from: int = 1  # vantage points that must see a failure before the round counts as failing
+
+
+LOCAL = "local"  # the vantage point of the bot's own probes
+
+
+@dataclass(frozen=True)
+class Agent:
+    """A probe agent (`certops agent`): probes sites from another network and reports over HTTPS."""
+
+    name: str
+    secret: SecretRef
+    report_interval: float = 120.0  # silent for 3 times this: its heartbeat incident opens
 
 
 @dataclass(frozen=True)
@@ -237,6 +258,10 @@ class Config:
     line: LineSettings | None = None
     policy: Policy = field(default_factory=Policy)
     maintenance: tuple[Maintenance, ...] = ()
+    agents: tuple[Agent, ...] = ()
+
+    def agent(self, name: str) -> Agent | None:
+        return next((a for a in self.agents if a.name == name), None)
 
     def site(self, name: str) -> Site | None:
         return self._sites_by_name.get(name)
@@ -254,7 +279,9 @@ class Config:
         return next((m for m in self.maintenance if m.covers(site, now)), None)
 
     def secret_refs(self) -> list[Secret]:
-        refs: list[Secret | None] = [h.password for h in self.hosts]
+        refs: list[Secret | None] = [h.password for h in self.hosts] + [h.report_secret for h in self.hosts]
+        refs.append(self.bot.database_password)
+        refs += [a.secret for a in self.agents]
         if self.slack:
             refs += [self.slack.bot_token, self.slack.app_token, self.slack.signing_secret]
         if self.line:

@@ -15,7 +15,7 @@ _AT_LINE = re.compile(r"\(at line (\d+), column \d+\)")
 _ESCAPE_ERRORS = ("Unescaped '\\'", "Invalid hex value", "Invalid escape", "Unterminated string")
 # key = "value" on one line, maybe with a comment after it
 _KEY_VALUE = re.compile(r'^\s*(?P<key>[A-Za-z0-9_.-]+)\s*=\s*"(?P<value>[^"]*)"\s*(?:#.*)?$')
-ARRAYS_OF_TABLES = ("sites", "hosts")
+ARRAYS_OF_TABLES = ("sites", "hosts", "agents")
 
 
 def decode_hint(text: str, message: str) -> str:

@@ -8,8 +8,8 @@ Returns data (RunResult, Verification); `commands/` renders it.
 from __future__ import annotations
 
 import asyncio
-import logging
 import re
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -19,11 +19,12 @@ from bot.core.incidents import IncidentCore, Observation
 from bot.core.model import ActionRequest, Cause, RequestState, Step
 from bot.core.ports import StorePort
 from bot.core.services import ActionOutcome, Diagnosis, FindingView, HostRunner, Prober
+from bot.logs import logger
 from bot.probe import ProbeResult
 from host_actions.errors import HostActionError
 from host_actions.registry import ACTIONS
 
-log = logging.getLogger(__name__)
+log = logger(__name__)
 
 
 @dataclass(frozen=True)
@@ -114,6 +115,8 @@ class ActionFlows:
         """Runs a request that is already claimed (running), then checks the site from outside."""
         subject = f"{request.action} {request.target} on {request.host}"
         store = self.store
+        started = time.monotonic()
+        fields = {"host": request.host, "action": request.action, "site": request.site, "incident": request.incident_id}
         await self._step(request, Step.RUNNING, f"{subject}: running (approved by {approved_by})", approved_by, False)
         try:
             stale = await self._stale(request)
@@ -123,6 +126,7 @@ class ActionFlows:
                 )
                 await asyncio.to_thread(store.audit, "certops", "run", subject, "refused", stale)
                 self.on_run(request.host, request.action, "stale")
+                log.info("%s: not run: %s", subject, stale, extra={**fields, "outcome": "stale"})
                 return RunResult(request, False, f"{request.action} not run", stale=stale)
             outcome = await self.hosts.run(request.host, request.action, request.args)
             outcome = await self._follow(request, subject, outcome)
@@ -133,6 +137,10 @@ class ActionFlows:
             await asyncio.to_thread(store.audit, "certops", "run", subject, "failed", f"{exc.kind}: {exc.message}")
             await self._step(request, Step.ACTED, f"{subject} failed: {exc.message}", "certops", True)
             self.on_run(request.host, request.action, "error")
+            seconds = time.monotonic() - started
+            log.warning(
+                "%s failed: %s", subject, exc.message, extra={**fields, "outcome": exc.kind, "seconds": seconds}
+            )
             return RunResult(request, False, f"{request.action} on {request.host} failed", error=exc.message)
         except BaseException:
             # never leave a request "running" for ever: nothing would run it again
@@ -141,12 +149,18 @@ class ActionFlows:
             raise
         done = RequestState.DONE if outcome.ok else RequestState.FAILED
         if not await asyncio.to_thread(store.claim_request, request.token, RequestState.RUNNING, done, outcome.summary):
-            log.warning("request %s was no longer running when its result came back", request.token)
+            log.warning("request %s was no longer running when its result came back", request.token, extra=fields)
         await asyncio.to_thread(
             store.audit, "certops", "run", subject, "ok" if outcome.ok else "failed", outcome.summary
         )
         await self._step(request, Step.ACTED, f"{subject}: {outcome.summary}", "certops", True)
         self.on_run(request.host, request.action, "ok" if outcome.ok else "failed")
+        log.info(
+            "%s: %s",
+            subject,
+            outcome.summary,
+            extra={**fields, "outcome": "done" if outcome.ok else "failed", "seconds": time.monotonic() - started},
+        )
         verification = None
         if request.site and outcome.ok:
             verification = await self.verify(request.site, request.incident_id, Cause.ACTION, after=request.action)

@@ -25,8 +25,10 @@ from bot.core.model import (
     SiteHealth,
     Step,
     check_move,
+    report_subjects,
 )
 from bot.core.ports import StorePort
+from bot.core.quorum import Verdict, agent_subject, quorum_subject
 from bot.core.services import FindingView
 from bot.probe import ProbeResult, Status
 
@@ -148,24 +150,34 @@ class IncidentCore:
     # probes ---------------------------------------------------------------------------------------
 
     def observe(
-        self, site: Site, results: Sequence[ProbeResult], *, actor: str = "scheduler", confirmed: bool = False
+        self,
+        site: Site,
+        results: Sequence[ProbeResult],
+        *,
+        actor: str = "scheduler",
+        confirmed: bool = False,
+        verdict: Verdict | None = None,
     ) -> Observation:
         """One round of probes of a site (the scheduler's, or /ssl check|heal's): the thresholds,
         flapping, and opening, escalating or recovering the site's incident. `confirmed`: a
-        person asked (/ssl heal), so a failing round needs no second one to count."""
+        person asked (/ssl heal), so a failing round needs no second one to count. `verdict`:
+        what every vantage point of the site sees (bot.core.quorum); the round fails only when
+        enough of them see it failing, and the card says which."""
         # one round at a time per site: the health is read, counted and written back
         with self._site_lock(site.name):
-            return self._observe(site, list(results), actor, confirmed)
+            return self._observe(site, list(results), actor, confirmed, verdict)
 
     def _site_lock(self, site: str) -> threading.Lock:
         with self._locks_guard:
             return self._locks.setdefault(site, threading.Lock())
 
-    def _observe(self, site: Site, results: list[ProbeResult], actor: str, confirmed: bool) -> Observation:
+    def _observe(
+        self, site: Site, results: list[ProbeResult], actor: str, confirmed: bool, verdict: Verdict | None = None
+    ) -> Observation:
         now = self.clock()
         self.store.save_results(site.name, results)
         before = self.store.site_health(site.name)
-        bad = any(failing(r) for r in results)
+        bad = any(failing(r) for r in results) if verdict is None else verdict.failing
         health = _count(before, bad, now)
         flipped = False
         if bad and not before.failing and (confirmed or health.consecutive_failures >= site.failure_threshold):
@@ -180,6 +192,8 @@ class IncidentCore:
 
         if bad and not health.failing:  # not confirmed yet: look again soon
             return Observation(site.name, True, False, incident, retry_in=retry)
+        if bad and verdict is not None:
+            return self._failing(site, list(verdict.results), health, incident, actor, verdict.details())
         if bad:
             return self._failing(site, results, health, incident, actor)
         if incident is None:
@@ -207,11 +221,17 @@ class IncidentCore:
         return Observation(site.name, False, True, incident, needs_verification=True)
 
     def _failing(
-        self, site: Site, results: list[ProbeResult], health: SiteHealth, incident: Incident | None, actor: str
+        self,
+        site: Site,
+        results: list[ProbeResult],
+        health: SiteHealth,
+        incident: Incident | None,
+        actor: str,
+        seen_from: tuple[str, ...] = (),
     ) -> Observation:
         now = self.clock()
         problem, summary = headline(site.name, results)
-        details = tuple(describe(r) for r in results)
+        details = (*seen_from, *(describe(r) for r in results))
         # a round where only certops's own probe failed (unknown) is less certain than a real failure:
         # it opens as a warning, and a real failure afterwards raises it (and re-notifies)
         certain = any(r.status is Status.CRITICAL for r in results)
@@ -447,11 +467,13 @@ class IncidentCore:
         would ever probe or check them again), and say why."""
         sites = {s.name for s in self.config.sites}
         hosts = {f"host:{h.name}" for h in self.config.hosts}
+        hosts |= {subject for h in self.config.hosts for subject in report_subjects(h.name)}
+        hosts |= {agent_subject(a.name) for a in self.config.agents} | {quorum_subject(s) for s in sites}
         closed = []
         for incident in self.store.open_incidents():
             if incident.subject in sites or incident.subject in hosts:
                 continue
-            what = incident.subject.removeprefix("host:")
+            what = incident.host or incident.subject.removeprefix("host:")
             done = self.resolve(
                 incident.id, f"Closed without verification: {what} is no longer in the config.", Cause.SYSTEM
             )

@@ -41,6 +41,7 @@ class Cause(StrEnum):
     PROBE = "probe"  # the scheduler's probes (or /ssl check|heal, which observe the same way)
     HOST_CHECK = "host_check"  # a scheduled read-only host diagnosis
     PERSON = "person"  # someone in chat: ack, approve, heal
+    REPORT = "report"  # a host's own scripts reporting home (POST /api/report), or their silence
     POLICY = "policy"  # [policy] auto_heal
     ACTION = "action"  # a host action and the verification that follows it
     SYSTEM = "system"  # certops itself: start-up clean-up, a site removed from the config
@@ -64,10 +65,10 @@ class Step(StrEnum):
     ANNOUNCED = "announced"  # posted after a mute or maintenance window ended
 
 
-_VERIFIERS = frozenset({Cause.PROBE, Cause.ACTION, Cause.HOST_CHECK, Cause.SYSTEM})
+_VERIFIERS = frozenset({Cause.PROBE, Cause.ACTION, Cause.HOST_CHECK, Cause.SYSTEM, Cause.REPORT})
 # (from, to) -> who may cause it; None as "from" is the opening
 INCIDENT_MOVES: dict[tuple[IncidentState | None, IncidentState], frozenset[Cause]] = {
-    (None, IncidentState.OPEN): frozenset({Cause.PROBE, Cause.HOST_CHECK, Cause.PERSON}),
+    (None, IncidentState.OPEN): frozenset({Cause.PROBE, Cause.HOST_CHECK, Cause.PERSON, Cause.REPORT}),
     (IncidentState.OPEN, IncidentState.OPEN): frozenset(Cause),
     (IncidentState.ACKED, IncidentState.ACKED): frozenset(Cause),
     (IncidentState.OPEN, IncidentState.ACKED): frozenset({Cause.PERSON}),
@@ -222,6 +223,41 @@ class SiteHealth:
     first_failure_at: dt.datetime | None = None  # of the current run of failures
     flips: tuple[dt.datetime, ...] = ()  # confirmed changes between failing and healthy, last hour
     last_checked_at: dt.datetime | None = None
+
+
+def report_subject(host: str, kind: str) -> str:
+    """The subject of the incident a failed report of that kind opens ("self-heal", "post-renew")."""
+    return f"report:{host}:{kind}"
+
+
+def silent_subject(host: str) -> str:
+    """The subject of the incident a silent self-heal task opens."""
+    return f"silent:{host}"
+
+
+def report_subjects(host: str) -> tuple[str, ...]:
+    """Every subject a host's reports can open an incident on, besides the host's own."""
+    return (report_subject(host, "self-heal"), report_subject(host, "post-renew"), silent_subject(host))
+
+
+@dataclass(frozen=True)
+class HostReport:
+    """The latest report one of a host's own scripts sent (POST /api/report), as the store keeps it."""
+
+    host: str
+    kind: str  # "self-heal" or "post-renew"
+    received_at: dt.datetime
+    ok: bool
+    report: dict[str, Any]  # bot.reports.model.Report.to_json()
+
+
+@dataclass(frozen=True)
+class Lease:
+    """Who leads the replicas on one database, in which term, until when."""
+
+    holder: str
+    term: int
+    expires_at: dt.datetime
 
 
 @dataclass(frozen=True)

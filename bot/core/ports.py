@@ -18,8 +18,10 @@ from typing import Any, Protocol
 from bot.core.model import (
     ActionRequest,
     AuditEntry,
+    HostReport,
     Incident,
     IncidentState,
+    Lease,
     NewMessage,
     OutboxMessage,
     RequestState,
@@ -27,6 +29,7 @@ from bot.core.model import (
     Step,
     Transition,
 )
+from bot.core.quorum import VantageResults
 from bot.probe import ProbeResult
 
 
@@ -194,7 +197,50 @@ class EventsPort(Protocol):
         """The stored end of the site's last mute, or None; the caller compares it with its clock."""
 
 
-class StorePort(ResultsPort, IncidentsPort, RequestsPort, AuditPort, OutboxPort, EventsPort, Protocol):
+class ReportsPort(Protocol):
+    def save_report(self, host: str, kind: str, received_at: dt.datetime, ok: bool, report: dict[str, Any]) -> None:
+        """Keeps it as the host's latest report of that kind."""
+
+    def host_reports(self, host: str | None = None) -> list[HostReport]:
+        """The latest report of each (host, kind), of one host or of all, by host and kind."""
+
+
+class LeasePort(Protocol):
+    def claim_lease(self, holder: str, now: dt.datetime, ttl: float) -> Lease | None:
+        """Takes or renews the leader lease; None while another replica holds it."""
+
+    def release_lease(self, holder: str, now: dt.datetime) -> None: ...
+
+    def lease(self) -> Lease | None: ...
+
+
+class VantagePort(Protocol):
+    def save_vantage_results(
+        self, site: str, vantage: str, received_at: dt.datetime, results: Sequence[ProbeResult]
+    ) -> None:
+        """Keeps them as the agent's latest round of the site."""
+
+    def vantage_results(self, site: str | None = None) -> list[VantageResults]:
+        """The latest round of each (site, agent), of one site or of all, by site and agent."""
+
+    def save_agent_report(self, agent: str, received_at: dt.datetime) -> None: ...
+
+    def agent_reports(self) -> dict[str, dt.datetime]:
+        """When each agent last reported results."""
+
+
+class StorePort(
+    ResultsPort,
+    IncidentsPort,
+    RequestsPort,
+    AuditPort,
+    OutboxPort,
+    EventsPort,
+    ReportsPort,
+    LeasePort,
+    VantagePort,
+    Protocol,
+):
     """Everything at once, as one backend implements it."""
 
     def close(self) -> None: ...

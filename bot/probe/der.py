@@ -21,8 +21,11 @@ import re
 from dataclasses import dataclass
 from typing import NamedTuple, TypeVar
 
-from cryptography.x509 import ObjectIdentifier
-from cryptography.x509.oid import CRLEntryExtensionOID, ExtensionOID, OCSPExtensionOID
+try:  # where cryptography.x509.oid takes them from, without importing all of cryptography.x509
+    from cryptography.hazmat._oid import CRLEntryExtensionOID, ExtensionOID, ObjectIdentifier, OCSPExtensionOID
+except ImportError:  # pragma: no cover - a cryptography that moved them
+    from cryptography.x509 import ObjectIdentifier
+    from cryptography.x509.oid import CRLEntryExtensionOID, ExtensionOID, OCSPExtensionOID
 
 _T = TypeVar("_T")
 

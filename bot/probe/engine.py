@@ -22,7 +22,6 @@ import asyncio
 import datetime as dt
 import functools
 import ipaddress
-import logging
 import re
 import socket
 import ssl
@@ -30,11 +29,12 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from typing import Any, Protocol
+from typing import Protocol
 from urllib.parse import quote, urljoin, urlsplit
 
 import idna
 
+from bot.logs import logger
 from bot.probe import failures
 from bot.probe.certinfo import (
     UnreadableCertificate,
@@ -59,7 +59,7 @@ from bot.probe.text import printable
 from bot.probe.tlsio import TLSFlood, TLSStream
 from bot.probe.trust import TrustUnavailable, verifying_context
 
-log = logging.getLogger(__name__)
+log = logger(__name__)
 
 CACHE_HEADERS = ("cf-cache-status", "age", "x-cache", "x-cache-status", "cdn-cache", "x-proxy-cache")
 _CACHE_HIT_WORDS = ("HIT", "STALE", "UPDATING", "REVALIDATED")
@@ -101,6 +101,8 @@ class StaticResolver:
 
 
 def _is_ip(host: str) -> bool:
+    if ":" not in host and not host[-1:].isdigit():
+        return False  # no IPv4 address ends in a letter, and every IPv6 one holds a colon
     try:
         ipaddress.ip_address(host)
     except ValueError:
@@ -236,6 +238,7 @@ class _Probe:
         self.tls: TLSInfo | None = None
         self.http: HTTPInfo | None = None
         self.context: ssl.SSLContext | None = None  # the verifying context, once the CA file is read
+        self._unverified: _Seen | None = None  # what the last handshake that failed verification showed
         self._elapsed_ms = 0.0
 
     def add(self, code: str, message: str, severity: Severity | None = None) -> None:
@@ -298,9 +301,13 @@ class _Probe:
         address = address or self.address
         port = port or self.port
         assert address is not None
+        self._unverified = None
         try:
             async with asyncio.timeout_at(self.deadline):
-                reader, writer = await asyncio.open_connection(address, port)
+                source = self.target.source_address
+                reader, writer = await asyncio.open_connection(
+                    address, port, local_addr=(source, 0) if source else None
+                )
         except (OSError, TimeoutError) as exc:
             failures.forget_tracebacks(exc)
             code, message = failures.describe_connect_error(exc)
@@ -318,6 +325,7 @@ class _Probe:
             failures.forget_tracebacks(exc)
             verify_error = failures.find_verify_error(exc)
             if verify_error is not None:
+                self._unverified = _Seen.of(stream)
                 try:
                     raise verify_error from None
                 finally:
@@ -341,7 +349,13 @@ class _Probe:
         der = sslobj.getpeercert(binary_form=True)
         if not der:
             return None, [problem("tls_protocol_error", "the server sent no certificate")]
-        chain_length = _chain_length(sslobj) if verify_error is not None else None
+        chain_length = _chain_length(stream) if verify_error is not None else None
+        return self._der_problems(der, chain_length, hostname, verify_error)
+
+    def _der_problems(
+        self, der: bytes, chain_length: int | None, hostname: str, verify_error: ssl.SSLCertVerificationError | None
+    ) -> tuple[CertificateInfo | None, list[Problem]]:
+        """What is wrong with the certificate `der` (the server's own) for `hostname`."""
         # a verified handshake has had OpenSSL decode the certificate: read its DER once more,
         # cheaply, rather than parse it again with cryptography (which reads the unverified ones)
         inspect = inspect_certificate if verify_error is not None else inspect_verified_certificate
@@ -394,6 +408,13 @@ class _Probe:
         return cert, found
 
     async def _judge_unverified(self, verify_error: ssl.SSLCertVerificationError) -> None:
+        seen, self._unverified = self._unverified, None
+        if seen is not None:  # the failed handshake showed all we read: no second connection
+            self.tls = seen.tls
+            hostname = self.target.hostname
+            self.certificate, found = self._der_problems(seen.der, seen.chain_length, hostname, verify_error)
+            self.problems += found
+            return
         try:
             stream = await self._session(reading_context())
         except (_Failed, ssl.SSLError):
@@ -534,6 +555,9 @@ class _Probe:
         return await self._ask(stream, method, place, reopen)
 
     async def _read_elsewhere(self, place: _Place, address: str, error: ssl.SSLCertVerificationError) -> list[Problem]:
+        seen, self._unverified = self._unverified, None
+        if seen is not None:
+            return self._der_problems(seen.der, seen.chain_length, place.host, error)[1]
         try:
             stream = await self._session(reading_context(), address, place.port, place.host)
         except (_Failed, ssl.SSLError):
@@ -613,17 +637,33 @@ def _days(count: int) -> str:
     return f"{count} day" if count == 1 else f"{count} days"
 
 
-def _chain_length(sslobj: ssl.SSLObject) -> int | None:
-    # Public only from Python 3.13 (get_unverified_chain); CPython 3.10-3.12 have it privately.
-    inner: Any = getattr(sslobj, "_sslobj", None)
-    getter = getattr(inner, "get_unverified_chain", None)
-    if getter is None:
-        return None
-    try:
-        chain = getter()
-    except (ssl.SSLError, ValueError):
-        return None
+def _chain_length(stream: TLSStream) -> int | None:
+    chain = stream.peer_chain()
     return len(chain) if chain is not None else None
+
+
+@dataclass(frozen=True)
+class _Seen:
+    """What a handshake that failed verification showed: the server's certificate, how many it
+    sent, and the TLS version and cipher, as the second, non-verifying handshake would read them."""
+
+    der: bytes
+    chain_length: int
+    tls: TLSInfo
+
+    @staticmethod
+    def of(stream: TLSStream) -> _Seen | None:
+        """None when the failed handshake does not show it all: then a second handshake reads it.
+        SSLObject.version() stays None until a handshake completes; a TLS 1.3 cipher suite means
+        TLS 1.3 (they are used by no other version). A TLS 1.2 handshake that failed shows no
+        cipher yet, so it takes the second handshake, as before."""
+        cipher = stream.sslobj.cipher()
+        if cipher is None or cipher[1] != "TLSv1.3":
+            return None
+        chain = stream.peer_chain()
+        if not chain:
+            return None
+        return _Seen(chain[0], len(chain), TLSInfo("TLSv1.3", cipher[0]))
 
 
 def _from_cache(answer: Answer) -> bool:

@@ -94,6 +94,7 @@ class ProbeTarget:
     timeout: float = 10.0
     ca_file: str | None = None
     follow_redirects: bool = False  # follow up to MAX_REDIRECTS redirects and judge the final answer
+    source_address: str | None = None  # the local address to connect from (a multi-homed probe agent)
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ and thresholds as before).
 A worker is `python -c "from bot.probe.pool import serve; serve()"`, started with asyncio's
 subprocess support (fork and exec at once: the bot's process has threads, so no bare fork).
 Frames go both ways as a 4-byte big-endian length and a pickle: (number, ProbeTarget) down its
-stdin; ("ready",), ("result", number, ProbeResult) and ("log", level, logger, text) up a private
+stdin; ("ready",), ("result", number, ProbeResult) and ("log", level, logger, text, fields) up a private
 copy of its stdout (fd 1 itself points at stderr, so a stray print can't corrupt a frame). Only
 frames from processes this module started, running this code, are unpickled.
 
@@ -42,10 +42,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from bot.logs import fields, logger
 from bot.probe.engine import SystemResolver, failed_probe, probe
 from bot.probe.model import ProbeResult, ProbeTarget
 
-log = logging.getLogger(__name__)
+log = logger(__name__)
 
 MARGIN = 5.0  # seconds beyond a probe's own timeout before its worker counts as stuck
 RERUNS = 1  # times a probe runs again after the worker it was on died
@@ -380,8 +381,8 @@ class ProbePool:
                 if future is not None and not future.done():
                     future.set_result(message[2])
             elif kind == "log":
-                _level, name, text = message[1:]
-                logging.getLogger(name).log(_level, "%s (probe worker pid %d)", text, worker.proc.pid)
+                _level, name, text, extra = message[1:]  # the record's logger and structured fields kept
+                logging.getLogger(name).log(_level, "%s (probe worker pid %d)", text, worker.proc.pid, extra=extra)
             elif kind == "ready" and not worker.ready.done():
                 worker.ready.set_result(None)
 
@@ -450,7 +451,7 @@ class _Forward(logging.Handler):
             if record.exc_info:
                 text += "\n" + self.texts.formatException(record.exc_info)
             # a record may come from a resolver thread: only the loop's thread writes the pipe
-            self.loop.call_soon_threadsafe(self.send, ("log", record.levelno, record.name, text))
+            self.loop.call_soon_threadsafe(self.send, ("log", record.levelno, record.name, text, fields(record)))
         except Exception:
             self.handleError(record)
 

@@ -13,13 +13,17 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+from typing import Any
 
 READ_SIZE = 64 * 1024
+_DER: int = getattr(getattr(ssl, "_ssl", None), "ENCODING_DER", 2)  # for Certificate.public_bytes
 # far more than any real handshake (a long chain is 10-20 KiB) and far less than a timeout's worth
 HANDSHAKE_BUDGET = 256 * 1024
 # what the server may send after the handshake beyond twice the application data it delivers:
 # session tickets, key updates, record headers; an endless stream of them is cut here
 OVERHEAD_BUDGET = 256 * 1024
+# the handshake's last flight waits for the request (False: sent at once; for a before/after measurement)
+COALESCE_FINISHED = True
 
 
 class TLSFlood(Exception):
@@ -59,7 +63,10 @@ class TLSStream:
                     raise TLSFlood(
                         f"the server sent more than {HANDSHAKE_BUDGET // 1024} KiB without completing the TLS handshake"
                     ) from None
-        self._flush()
+        # What is left to send (TLS 1.3: the client's Finished) goes out with the request, which
+        # the caller writes next: one write and one segment instead of two
+        if not COALESCE_FINISHED:
+            self._flush()
         self._handshake_bytes = self._received
 
     def write(self, data: bytes) -> None:
@@ -89,6 +96,27 @@ class TLSStream:
                 return b""
             self._delivered += len(data)
             return data
+
+    def peer_chain(self) -> list[bytes] | None:
+        """The certificates the server sent, as DER, its own first; None when not known. Also
+        after a handshake that failed verification: OpenSSL keeps the chain it was sent, so the
+        certificate that failed is read without a second, non-verifying handshake."""
+        # public from Python 3.13 (DER bytes); CPython 3.10-3.12 have it privately (Certificate objects)
+        inner: Any = self.sslobj
+        private = getattr(inner, "_sslobj", None)
+        getter = getattr(inner, "get_unverified_chain", None) or getattr(private, "get_unverified_chain", None)
+        if getter is None:
+            return None
+        try:
+            chain = getter()
+        except (ssl.SSLError, ValueError):
+            return None
+        if not chain:
+            return None
+        try:
+            return [c if isinstance(c, bytes) else c.public_bytes(_DER) for c in chain]
+        except (ssl.SSLError, ValueError, AttributeError):
+            return None
 
     @property
     def delivered(self) -> int:

@@ -2,7 +2,7 @@
 requests and approvals, the outbox, the audit log, mutes, and the ids of chat events handled.
 
 `open_store` gives a `SqlStore`, which implements `bot.core.ports.StorePort` on SQLAlchemy Core
-(SQLite today), its schema kept by the Alembic revisions in `migrations/`, run at open.
+(SQLite, or PostgreSQL through psycopg 3), its schema kept by the Alembic revisions in `migrations/`, run at open.
 """
 
 from __future__ import annotations
@@ -19,22 +19,31 @@ from bot.store.times import iso, parse_iso, utcnow
 Store = SqlStore
 
 
-def open_store(database: str | os.PathLike[str]) -> SqlStore:
+def open_store(database: str | os.PathLike[str], *, password: str | None = None) -> SqlStore:
     """Opens `database`: a file name or path (relative to the working directory), ":memory:", or
-    a SQLAlchemy URL ("sqlite:///certops.db"). Raises StoreBusy when another certops process
-    holds the file, StoreError when it cannot be used (a newer schema, an unsupported URL)."""
-    return SqlStore(database)
+    a SQLAlchemy URL ("sqlite:///certops.db", "postgresql://certops@db.example/certops", whose
+    `password` comes from [bot] database_password_env or _file). Raises StoreBusy when another
+    certops process holds the SQLite file, StoreError when it cannot be used (a newer schema, an
+    unsupported URL, a server that cannot be reached)."""
+    return SqlStore(database, password=password)
 
 
 def append_audit(
-    database: str | os.PathLike[str], actor: str, event: str, subject: str, outcome: str, detail: str
+    database: str | os.PathLike[str],
+    actor: str,
+    event: str,
+    subject: str,
+    outcome: str,
+    detail: str,
+    *,
+    password: str | None = None,
 ) -> None:
     """One audit entry from a short-lived command (`certops host`), even while `certops run`
     owns the database: SQLite serialises the two writers; the lock only says who runs the loop."""
     try:
-        store = SqlStore(database)
+        store = SqlStore(database, password=password)
     except StoreBusy:
-        store = SqlStore(database, guest=True)
+        store = SqlStore(database, guest=True, password=password)
     try:
         store.audit(actor, event, subject, outcome, detail)
     finally:

@@ -12,7 +12,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
 from bot.store import dialect
-from bot.store.errors import StoreDamaged, StoreError, StoreWriteFailed, translated
+from bot.store.errors import StoreDamaged, StoreError, StoreWriteFailed, reason, translated
 from bot.store.location import claim_ownership, locate
 from bot.store.migrate import upgrade
 
@@ -21,10 +21,11 @@ class Database:
     """Opens (and migrates) the database named by `database`; every call after that is
     synchronous and thread-safe, each in a transaction of its own."""
 
-    def __init__(self, database: str | os.PathLike[str], *, guest: bool = False) -> None:
+    def __init__(self, database: str | os.PathLike[str], *, guest: bool = False, password: str | None = None) -> None:
         """`guest`: another process owns the file (certops run) and has migrated it; this one
-        takes no lock and only appends (the CLI writing the audit log)."""
-        location = locate(database)
+        takes no lock and only appends (the CLI writing the audit log). `password`: for a
+        postgresql:// URL (never written inside it)."""
+        location = locate(database, password=password)
         self._closed = False
         self._write_problem: str | None = None
         self.name = location.name
@@ -44,10 +45,13 @@ class Database:
                 upgrade(connection, self.name)
         except (StoreWriteFailed, StoreDamaged) as error:
             self.close()
-            raise StoreError(f"cannot open {self.name}: {error.reason}") from error
+            detail = error.reason
+            if location.file is None and error.__cause__ is not None and not dialect.is_memory(location.url):
+                detail = reason(error.__cause__)  # the server's own words: refused, wrong password, no such database
+            raise StoreError(f"cannot open {self.name}: {detail}") from error
         except DBAPIError as error:
             self.close()
-            raise StoreError(f"cannot open {self.name}: {error.orig}") from None
+            raise StoreError(f"cannot open {self.name}: {reason(error)}") from None
         except BaseException:
             self.close()
             raise

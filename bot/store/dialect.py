@@ -1,8 +1,9 @@
 """Everything that differs between database backends, in one place: how an engine is made, and
 "insert unless there" / "insert or replace". The rest of the store is plain SQLAlchemy Core.
 
-Only SQLite is supported today; the PostgreSQL branches use the same constructs so that adding
-that backend is a matter of allowing its URLs, not of a second store.
+SQLite and PostgreSQL (through psycopg 3) run the same statements. On both, the writers take
+turns: SQLite's BEGIN IMMEDIATE, PostgreSQL's transaction-scoped advisory lock (WRITE_LOCK), so a
+compare-and-set reads and writes with no other writer in between, across processes and replicas.
 """
 
 from __future__ import annotations
@@ -20,11 +21,44 @@ from sqlalchemy.pool import StaticPool
 # BEGIN, so that a compare-and-set's read and its write see the same database
 WRITE = "certops_write"
 
+# the key of PostgreSQL's advisory lock every writing transaction takes first ("cert" in ASCII):
+# released by COMMIT or ROLLBACK, so a lost connection never leaves it held
+WRITE_LOCK = 0x63657274
+
+# seconds to wait for a PostgreSQL server before saying it cannot be reached (a URL may set its own)
+CONNECT_TIMEOUT = 10
+
 
 def make_engine(url: URL) -> Engine:
     if url.get_backend_name() == "sqlite":
         return _sqlite_engine(url)
+    if url.get_backend_name() == "postgresql":
+        return _postgresql_engine(url)
     return create_engine(url, pool_pre_ping=True)
+
+
+def _postgresql_engine(url: URL) -> Engine:
+    connect_args = {} if "connect_timeout" in url.query else {"connect_timeout": CONNECT_TIMEOUT}
+    engine = create_engine(
+        url,
+        pool_pre_ping=True,
+        connect_args=connect_args,
+        # an INSERT's rowcount (insert_ignore's answer) is read before psycopg's cursor closes
+        execution_options={"preserve_rowcount": True},
+    )
+
+    @event.listens_for(engine, "begin")
+    def _begin(connection: Connection) -> None:
+        # psycopg opens the transaction at the first statement: this one
+        if connection.get_execution_options().get(WRITE, False):
+            # writers in turn, under READ COMMITTED: each statement then sees every earlier
+            # writer's commit (a snapshot taken before the lock was granted would not)
+            connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({WRITE_LOCK})")
+        else:
+            # a reader's queries all see one snapshot, as a SQLite read transaction does
+            connection.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+
+    return engine
 
 
 def is_memory(url: URL) -> bool:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from bot.core.ports import StoreRefused
 
@@ -45,6 +45,12 @@ _READONLY, _IOERR, _CORRUPT, _FULL, _CANTOPEN, _NOTADB = 8, 10, 11, 13, 14, 26
 def translated(name: str, error: DBAPIError) -> StoreError | None:
     """The StoreError a database failure means, or None when it is a fault of certops's own
     (which stays a traceback under an error reference)."""
+    sqlstate = getattr(error.orig, "sqlstate", None)
+    if isinstance(sqlstate, str):
+        return _postgresql(name, sqlstate)
+    if isinstance(error, OperationalError) and type(error.orig).__module__.startswith("psycopg"):
+        # no SQLSTATE: libpq never got an answer (refused, timed out, the server went away)
+        return StoreWriteFailed(name, "the database server cannot be reached")
     code = getattr(error.orig, "sqlite_errorcode", None)
     if not isinstance(error.orig, sqlite3.Error) or not isinstance(code, int):
         return None
@@ -60,3 +66,25 @@ def translated(name: str, error: DBAPIError) -> StoreError | None:
             name, f"it is damaged or not a SQLite database ({error.orig}); restore it from a backup or move it away"
         )
     return None
+
+
+def _postgresql(name: str, sqlstate: str) -> StoreError | None:
+    """PostgreSQL's SQLSTATE codes (its manual's appendix A) for what is outside certops: the
+    transaction was rolled back, nothing of it kept."""
+    if sqlstate == "53100":
+        return StoreFull(name, "the database server's disk is full")
+    if sqlstate.startswith("53"):
+        return StoreWriteFailed(name, "the database server is out of resources")
+    if sqlstate == "25006":
+        return StoreWriteFailed(name, "the database is read-only (a standby server?)")
+    if sqlstate.startswith("08"):
+        return StoreWriteFailed(name, "the connection to the database server was lost")
+    if sqlstate.startswith("57P"):
+        return StoreWriteFailed(name, "the database server is shutting down or restarting")
+    return None
+
+
+def reason(error: BaseException) -> str:
+    """A driver's message on one line (libpq's run over several), for a sentence."""
+    text = str(getattr(error, "orig", None) or error)
+    return "; ".join(line.strip() for line in text.splitlines() if line.strip()) or type(error).__name__

@@ -1,5 +1,6 @@
-"""Where the database is: what the `database` setting may say, and the lock that keeps one
-certops process per SQLite file."""
+"""Where the database is: what the `database` setting may say (a SQLite file, or a PostgreSQL
+URL whose password comes from elsewhere), and the lock that keeps one certops process per SQLite
+file (PostgreSQL has none: its writers take turns inside the database, see dialect.py)."""
 
 from __future__ import annotations
 
@@ -24,9 +25,10 @@ class Location:
     file: Path | None  # the SQLite file; None in memory
 
 
-def locate(database: str | os.PathLike[str]) -> Location:
+def locate(database: str | os.PathLike[str], *, password: str | None = None) -> Location:
     """A plain file name or path (relative to the working directory, as before), ":memory:", or
-    a SQLAlchemy URL."""
+    a SQLAlchemy URL: sqlite:///PATH, or postgresql://USER@HOST[:PORT]/DATABASE[?sslmode=...]
+    with `password` (from [bot] database_password_env or _file), never one inside the URL."""
     text = os.fspath(database)
     if text == MEMORY:
         return Location(URL.create("sqlite"), MEMORY, None)
@@ -36,12 +38,12 @@ def locate(database: str | os.PathLike[str]) -> Location:
     url = _parse(text)
     backend = url.get_backend_name()
     if backend == "postgresql":
-        raise StoreError(
-            "PostgreSQL support comes with the HA work; for now the database is a SQLite file "
-            "(a file name or a sqlite:/// URL)"
-        )
+        return _postgresql(text, url, password)
     if backend != "sqlite":
-        raise StoreError(f"certops keeps its state in SQLite, not {backend}: set database to a file name")
+        raise StoreError(
+            f"certops keeps its state in SQLite or PostgreSQL, not {backend}: set database to a file name "
+            "or a postgresql:// URL"
+        )
     try:
         url.get_dialect()
     except NoSuchModuleError:
@@ -50,6 +52,41 @@ def locate(database: str | os.PathLike[str]) -> Location:
         return Location(url.set(database=None), MEMORY, None)
     path = Path(os.path.abspath(url.database))
     return Location(url.set(database=str(path)), url.database, path)
+
+
+def database_problem(database: str) -> str | None:
+    """What is wrong with a `database` setting, as the sentence check-config shows after
+    "database ", or None. Only what can be told without connecting (the URL's shape)."""
+    try:
+        locate(database, password=None)
+    except StoreError as error:
+        return str(error)
+    return None
+
+
+def _postgresql(text: str, url: URL, password: str | None) -> Location:
+    shown = _mask(text)
+    if url.password is not None:
+        raise StoreError(
+            f"{shown} has a password in it: secrets never go in the config file; write the URL without it "
+            "and set database_password_env or database_password_file in [bot]"
+        )
+    if url.drivername not in ("postgresql", "postgresql+psycopg"):
+        raise StoreError(
+            f"{shown}: certops talks to PostgreSQL through psycopg 3; write postgresql://USER@HOST/DATABASE"
+        )
+    if not url.database:
+        raise StoreError(f"{shown} names no database: write postgresql://USER@HOST/DATABASE")
+    sslmode = url.query.get("sslmode")
+    if sslmode is not None and sslmode not in SSLMODES:
+        raise StoreError(f"{shown}: sslmode must be one of {', '.join(SSLMODES)}, got {sslmode!r}")
+    name = url.render_as_string(hide_password=True)
+    engine_url = url.set(drivername="postgresql+psycopg", password=password or None)
+    return Location(engine_url, name, None)
+
+
+# libpq's sslmode values, weakest first
+SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 
 
 def resolved_database_path(database: str | os.PathLike[str]) -> str:
@@ -62,7 +99,7 @@ def resolved_database_path(database: str | os.PathLike[str]) -> str:
         return os.path.abspath(text)
     try:
         url = make_url(text)
-    except ArgumentError:
+    except (ArgumentError, ValueError):
         return _mask(text)
     if url.get_backend_name() == "sqlite" and url.database not in (None, "", MEMORY):
         return os.path.abspath(url.database)
@@ -87,7 +124,7 @@ def claim_ownership(location: Location) -> int | None:
 def _parse(text: str) -> URL:
     try:
         return make_url(text)
-    except ArgumentError:
+    except (ArgumentError, ValueError):  # ValueError: a port that is not a number
         raise StoreError(f"{_mask(text)} is not a database URL (nor a file name)") from None
 
 

@@ -8,7 +8,7 @@ is one this code has never heard of (a newer certops wrote it, and guessing woul
 
 from __future__ import annotations
 
-import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 from alembic import command
@@ -18,9 +18,10 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import inspect
 from sqlalchemy.engine import Connection
 
+from bot.logs import logger
 from bot.store.errors import StoreError
 
-log = logging.getLogger(__name__)
+log = logger(__name__)
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -44,6 +45,32 @@ def head_revision() -> str:
     head = ScriptDirectory.from_config(alembic_config()).get_current_head()
     assert head is not None, "the store's migrations have no head revision"
     return head
+
+
+@dataclass(frozen=True)
+class SchemaState:
+    """Where a database's schema is, read without changing anything (`certops db check`)."""
+
+    current: tuple[str, ...]  # its alembic_version; () when it has none
+    head: str  # the newest revision this code knows
+    unknown: tuple[str, ...]  # revisions this code has never heard of: a newer certops wrote them
+    legacy: bool  # certops 0.1's tables without alembic_version
+
+    @property
+    def is_newest(self) -> bool:
+        return self.current == (self.head,)
+
+    @property
+    def empty(self) -> bool:
+        return not self.current and not self.legacy
+
+
+def schema_state(connection: Connection) -> SchemaState:
+    known = {script.revision for script in ScriptDirectory.from_config(alembic_config()).walk_revisions()}
+    current = tuple(MigrationContext.configure(connection).get_current_heads())
+    legacy = not current and bool(set(inspect(connection).get_table_names()) & LEGACY_TABLES)
+    unknown = tuple(revision for revision in current if revision not in known)
+    return SchemaState(current, head_revision(), unknown, legacy)
 
 
 def upgrade(connection: Connection, name: str) -> None:

@@ -173,3 +173,38 @@ site_health = Table(
     Column("flips", JsonText, nullable=False),  # ISO texts, oldest first
     Column("last_checked_at", UtcDateTime),
 )
+
+host_reports = Table(
+    "host_reports",
+    metadata,
+    Column("host", Text, primary_key=True),
+    Column("kind", Text, primary_key=True),  # "self-heal" or "post-renew": the latest of each
+    Column("received_at", UtcDateTime, nullable=False),
+    Column("ok", Boolean, nullable=False),
+    Column("report", JsonText, nullable=False),  # the report as bot.reports.model.Report.to_json() wrote it
+)
+
+leader_lease = Table(
+    "leader_lease",
+    metadata,
+    Column("name", Text, primary_key=True),  # "leader": one row
+    Column("holder", Text, nullable=False),  # the replica's id (host name, pid, a random part)
+    Column("term", Integer, nullable=False),  # +1 each time the lease changes hands
+    Column("expires_at", UtcDateTime, nullable=False),
+)
+
+vantage_results = Table(
+    "vantage_results",
+    metadata,
+    Column("site", Text, primary_key=True),
+    Column("vantage", Text, primary_key=True),  # the [[agents]] name that probed it
+    Column("received_at", UtcDateTime, nullable=False),
+    Column("results", JsonText, nullable=False),  # ProbeResult.to_json() of each path, as the agent sent them
+)
+
+agent_reports = Table(
+    "agent_reports",
+    metadata,
+    Column("agent", Text, primary_key=True),
+    Column("received_at", UtcDateTime, nullable=False),  # its latest accepted POST /api/agent/results
+)

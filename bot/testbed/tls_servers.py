@@ -7,6 +7,7 @@ connection, so a test (or the host simulator) can break and repair an endpoint w
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import socket
 import ssl
 import struct
@@ -54,6 +55,9 @@ class Endpoint:
     # called before each connection is served, so a model (the host simulator) can decide what
     # this endpoint does now: which certificate it serves, whether its key link is broken
     on_connect: Callable[[Endpoint], None] | None = None
+    # what it does for connections from these source addresses instead (a network that sees the
+    # site differently: a firewall, a broken route), e.g. {"127.0.0.2": Behaviour.RESET_IN_HANDSHAKE}
+    behaviour_from: dict[str, Behaviour] = field(default_factory=dict)
 
 
 class LoopbackServers:
@@ -153,13 +157,15 @@ class TLSServers(LoopbackServers):
     def _accept_loop(self, listener: socket.socket, endpoint: Endpoint) -> None:
         while not self._stopping.is_set():
             try:
-                conn, _ = listener.accept()
+                conn, peer = listener.accept()
             except OSError:
                 return
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # no Nagle delay on small answers
             with self._lock:
                 self._conns.add(conn)
-            threading.Thread(target=self._serve, args=(conn, endpoint), daemon=True, name="tls-conn").start()
+            behaviour = endpoint.behaviour_from.get(str(peer[0]))
+            args = (conn, endpoint if behaviour is None else dataclasses.replace(endpoint, behaviour=behaviour))
+            threading.Thread(target=self._serve, args=args, daemon=True, name="tls-conn").start()
 
     def _serve(self, conn: socket.socket, endpoint: Endpoint) -> None:
         try:

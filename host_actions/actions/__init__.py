@@ -15,6 +15,7 @@ from host_actions.actions.rebinding import rebind
 from host_actions.actions.renewal import RELEVANT_WACS_LINE, renew
 from host_actions.actions.repair import repair_store
 from host_actions.actions.result import ActionResult
+from host_actions.actions.self_heal_install import install_self_heal
 from host_actions.actions.task_audit import audit_tasks
 from host_actions.actions.task_retire import retire_task
 
@@ -26,6 +27,7 @@ __all__ = [
     "audit_tasks",
     "binding_report",
     "diagnose_host",
+    "install_self_heal",
     "post_renew_script_path",
     "rebind",
     "renew",

@@ -28,6 +28,7 @@ SOFTWARE_KSP = "Microsoft Software Key Storage Provider"
 WINRM_IDENTITY = "IIS01\\certops"
 SYSTEM_IDENTITY = "NT AUTHORITY\\SYSTEM"
 CERTOPS_TASK = "\\certops\\certops hourly check"
+SELF_HEAL_TASK = "\\certops\\certops self-heal"
 LAYER2_STATE = "C:\\ProgramData\\certops\\key-verdicts.json"
 IIS_APP_ID = "{4dc3e181-e14b-4a21-b022-59fc669b0914}"
 PLUGIN_IIS = "ea6a5be3-f8de-4d27-a6bd-750b619b2ee2"
@@ -133,6 +134,17 @@ class Task:
     @property
     def full_path(self) -> str:
         return self.path + self.name
+
+
+@dataclass
+class DefinedTask(Task):
+    """A task with the parts of its definition install-self-heal compares: certops's self-heal task
+    as install_self_heal.ps1 registers it (a plain Task reads as one that differs from it)."""
+
+    run_level: str = "Highest"
+    every_minutes: float | None = None  # the trigger's repetition interval
+    multiple_instances: str = "IgnoreNew"
+    time_limit_minutes: float | None = None  # Settings.ExecutionTimeLimit
 
 
 @dataclass

@@ -25,8 +25,10 @@ from host_actions.simulator.model import (
     LAYER2_STATE,
     PLUGIN_IIS,
     PLUGIN_SCRIPT,
+    SELF_HEAL_TASK,
     SOFTWARE_KSP,
     SYSTEM_IDENTITY,
+    DefinedTask,
     HostModel,
     HttpBinding,
     SimCert,
@@ -742,7 +744,7 @@ def _install_new_certificate(model: HostModel, data: dict[str, Any]) -> list[tup
             content = model.files.get(script.lower())
             if content is None:
                 lines.append(("ERR", f"Script {script} not found"))
-            elif "certops-script: certops_post_renew" in content:
+            elif is_layer3(content):
                 # what our Layer 3 script does: the shared key test (as SYSTEM), and certutil
                 # -repairstore only when it fails
                 if not key_usable_on_host(key_facts(cert, SYSTEM_IDENTITY)):
@@ -839,6 +841,187 @@ def add_post_renew_step(model: HostModel, params: Mapping[str, Any]) -> dict[str
     }
 
 
+def is_layer3(content: str) -> bool:
+    """Whether a Script step's file is certops's post-renew script: the text add-post-renew-step
+    installs (host_actions.layers), or an older copy that names itself as the earlier one did."""
+    if "certops-script: certops_post_renew" in content:
+        return True
+    try:
+        from host_actions.layers import layer_script
+
+        return content == layer_script("post-renew")
+    except (ImportError, KeyError, OSError):
+        return False
+
+
+# -- certops's own folder, the report configuration and Layer 2 -------------------------------
+
+CERTOPS_ACL = ("S-1-5-18:FullControl:Allow", "S-1-5-32-544:FullControl:Allow")
+# what a file or folder under %ProgramData% has when nobody set its ACL: ProgramData's, inherited
+INHERITED_ACL = (
+    "S-1-5-18:FullControl:Allow",
+    "S-1-5-32-544:FullControl:Allow",
+    "S-1-3-0:268435456:Allow",
+    "S-1-5-32-545:ReadAndExecute, Synchronize:Allow",
+)
+
+
+OLD_LAYER2_SCRIPT = "certops-hourly-check.ps1"  # what the old \certops\certops hourly check task ran
+
+
+def certops_folder(model: HostModel) -> str:
+    """%ProgramData%\\certops as the host resolves it."""
+    return expand_variables(model, "%ProgramData%\\certops")
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _folder_exists(model: HostModel, folder: str) -> bool:
+    key = folder.lower()
+    return key in model.file_acls or any(path.startswith(key + "\\") for path in model.files)
+
+
+def _acl_doc(model: HostModel, path: str, exists: bool) -> dict[str, Any] | None:
+    """Get-CertopsAclFacts: a protected ACL a script set, else the one inherited from ProgramData."""
+    if not exists:
+        return None
+    rules = model.file_acls.get(path.lower())
+    if rules is None:
+        return {"protected": False, "rules": list(INHERITED_ACL)}
+    return {"protected": True, "rules": rules.split(",")}
+
+
+def _file_doc(model: HostModel, path: str) -> dict[str, Any]:
+    text = model.files.get(path.lower())
+    exists = text is not None
+    return {
+        "path": path,
+        "exists": exists,
+        "sha256": _sha256(text) if text is not None else None,
+        "acl": _acl_doc(model, path, exists),
+    }
+
+
+def _task_definition(model: HostModel, full_path: str) -> dict[str, Any] | None:
+    """Get-CertopsTaskDoc. A plain Task (the old hourly check, one a scenario wrote) has a daily
+    trigger, limited privileges and the 72-hour default time limit: not certops's self-heal task."""
+    task = model.task(full_path)
+    if task is None:
+        return None
+    defined = task if isinstance(task, DefinedTask) else None
+    trigger = {
+        "kind": "MSFT_TaskTimeTrigger" if defined else "MSFT_TaskDailyTrigger",
+        "enabled": True,
+        "every_minutes": defined.every_minutes if defined else None,
+        "for_minutes": None,
+    }
+    return {
+        "path": task.full_path,
+        "state": task.state,
+        "user": task.user,
+        "run_level": defined.run_level if defined else "Limited",
+        "actions": [{"execute": a.execute, "arguments": a.arguments} for a in task.actions],
+        "triggers": [trigger],
+        "multiple_instances": defined.multiple_instances if defined else "IgnoreNew",
+        "time_limit_minutes": defined.time_limit_minutes if defined else 4320.0,
+    }
+
+
+def layer_state(model: HostModel, params: Mapping[str, Any]) -> dict[str, Any]:
+    """As layer_state.ps1: read only."""
+    folder = certops_folder(model)
+    key_path = folder + "\\report.key"
+    key_text = model.files.get(key_path.lower())
+    wanted = str(params.get("ReportKeySha256") or "")
+    exists = _folder_exists(model, folder)
+    return {
+        "folder": {"path": folder, "exists": exists, "acl": _acl_doc(model, folder, exists)},
+        "self_heal": _file_doc(model, folder + "\\self-heal.ps1"),
+        "report_json": _file_doc(model, folder + "\\report.json"),
+        "report_key": {
+            "path": key_path,
+            "exists": key_text is not None,
+            "matches": (_sha256(key_text) == wanted) if key_text is not None and wanted else None,
+            "acl": _acl_doc(model, key_path, key_text is not None),
+        },
+        "files": [_file_doc(model, str(p)) for p in params.get("Paths") or []],
+        "task": _task_definition(model, SELF_HEAL_TASK),
+        "old_task": _task_definition(model, CERTOPS_TASK),
+        "old_script": _file_doc(model, folder + "\\" + OLD_LAYER2_SCRIPT),
+    }
+
+
+def _lock_folder(model: HostModel, folder: str) -> bool:
+    """Initialize-CertopsFolder: True when it had to create the folder."""
+    created = not _folder_exists(model, folder)
+    model.file_acls[folder.lower()] = ",".join(CERTOPS_ACL)
+    return created
+
+
+def _write_locked(model: HostModel, path: str, text: str) -> None:
+    """Write-CertopsLockedFile; the log names the file, never its content (report.key is a secret)."""
+    model.files[path.lower()] = text
+    model.file_acls[path.lower()] = ",".join(CERTOPS_ACL)
+    model.log.append(f"write {path}")
+
+
+def report_config(model: HostModel, params: Mapping[str, Any]) -> dict[str, Any]:
+    """As report_config.ps1: report.json and report.key, each only when passed."""
+    folder = certops_folder(model)
+    created = _lock_folder(model, folder)
+    written = []
+    for name, param in (("report.json", "ReportJson"), ("report.key", "ReportKey")):
+        if params.get(param):
+            _write_locked(model, f"{folder}\\{name}", str(params[param]))
+            written.append(name)
+    return {"folder": folder, "folder_created": created, "written": written}
+
+
+def install_self_heal(model: HostModel, params: Mapping[str, Any]) -> dict[str, Any]:
+    """As install_self_heal.ps1: the script and the task when passed (Register-ScheduledTask
+    -Force replaces a task of that name), and the old hourly-check task and its script removed
+    when present."""
+    folder = certops_folder(model)
+    done = {
+        "folder_created": _lock_folder(model, folder),
+        "script_written": False,
+        "task_registered": False,
+        "old_task_removed": False,
+    }
+    if params.get("ScriptText"):
+        _write_locked(model, folder + "\\self-heal.ps1", str(params["ScriptText"]))
+        done["script_written"] = True
+    if params.get("Arguments"):
+        arguments = str(params["Arguments"])
+        model.tasks = [t for t in model.tasks if t.full_path.lower() != SELF_HEAL_TASK.lower()]
+        model.tasks.append(
+            DefinedTask(
+                path="\\certops\\",
+                name="certops self-heal",
+                user="SYSTEM",
+                actions=[TaskAction("powershell.exe", arguments)],
+                next_run=model.now + dt.timedelta(minutes=1),
+                run_level="Highest",
+                every_minutes=float(int(str(params.get("IntervalMinutes") or "60"))),
+                multiple_instances="IgnoreNew",
+                time_limit_minutes=10.0,
+            )
+        )
+        model.log.append(f"register {SELF_HEAL_TASK}: powershell.exe {arguments}")
+        done["task_registered"] = True
+    old = model.task(CERTOPS_TASK)
+    if old is not None:
+        model.tasks.remove(old)
+        model.log.append(f"unregister {CERTOPS_TASK}")
+        done["old_task_removed"] = True
+    old_script = f"{folder}\\{OLD_LAYER2_SCRIPT}".lower()
+    done["old_script_removed"] = model.files.pop(old_script, None) is not None
+    model.file_acls.pop(old_script, None)
+    return done
+
+
 HANDLERS: dict[str, Handler] = {
     "certs": certs,
     "bindings": bindings,
@@ -849,4 +1032,7 @@ HANDLERS: dict[str, Handler] = {
     "renew": renew,
     "retire_task": retire_task,
     "add_post_renew_step": add_post_renew_step,
+    "layer_state": layer_state,
+    "report_config": report_config,
+    "install_self_heal": install_self_heal,
 }

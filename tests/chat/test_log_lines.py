@@ -81,7 +81,7 @@ def test_setup_logging_installs_the_one_line_formatter_on_a_fresh_root_logger() 
         for handler in saved:
             root.addHandler(handler)
         root.setLevel(saved_level)
-    assert stream.getvalue().endswith("tests.log_lines.setup: body: x\\r\\ny\n")
+    assert stream.getvalue().endswith('logger=tests.log_lines.setup msg="body: x\\r\\ny"\n')  # logfmt by default
 
 
 def test_a_burst_of_one_refusal_is_one_line_then_one_line_with_the_count(

@@ -15,7 +15,7 @@ from tests.cli.test_run_command import free_port
 from tests.fakes.processes import probe_workers_of
 from tests.fakes.tls import Lab
 
-GOOD = 'certops_probe_success{address="127.0.0.1",site="www",via="public"} 1.0'
+GOOD = 'certops_probe_success{address="127.0.0.1",site="www",vantage="local",via="public"} 1.0'
 
 
 def metrics(port: int) -> str:

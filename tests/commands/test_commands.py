@@ -17,7 +17,8 @@ def test_help_lists_every_command_from_the_handlers_docstrings(lab: Lab, tmp_pat
         usages = [f.label for f in reply.fields]
         assert usages == [
             "/ssl ack <incident>", "/ssl audit <host>", "/ssl check <site|url>", "/ssl heal <site>",
-            "/ssl help [command]", "/ssl mute <site> <duration>", "/ssl renew <site|host>", "/ssl status [site]",
+            "/ssl help [command]", "/ssl mute <site> <duration>", "/ssl renew <site|host>",
+            "/ssl install-self-heal <host> [--repair]", "/ssl status [site]",
         ]  # fmt: skip
         heal = next(f for f in reply.fields if f.label == "/ssl heal <site>")
         assert heal.value.startswith("Probes the site, diagnoses its IIS host")

@@ -110,7 +110,7 @@ def test_policy_names_must_be_real_principals_and_actions() -> None:
         'policy.approvers[0]: must be "slack:U…", "slack-group:S…", "line:U…" (32 hex digits) or "console:NAME", '
         'got "bob"',
         'policy.auto_heal[0]: unknown action "reboot"; actions are diagnose, repair-store, verify-binding, '
-        "rebind, renew, audit-tasks, retire-task, add-post-renew-step",
+        "rebind, renew, audit-tasks, retire-task, add-post-renew-step, install-self-heal",
         'policy.button_ttl: must be between 1m and 1d, got "10s"',
     ]
 

@@ -138,6 +138,15 @@ def test_every_config_message_masks_a_password_in_a_url_whatever_the_message() -
     assert mask_credentials('must be "slack:U…" or "console:NAME"') == 'must be "slack:U…" or "console:NAME"'
 
 
+def test_a_token_in_a_urls_query_is_never_shown_in_a_config_message() -> None:
+    assert mask_credentials('got "https://h.example/p?api_key=abc123&token=xoxb-1#top"') == (
+        'got "https://h.example/p?api_key=***&token=***#top"'
+    )
+    found = problems('[bot]\nheartbeat_url = "ftp://hc.example/x?token=xoxb-1234567890"\n')
+    assert found
+    assert "xoxb-1234567890" not in "\n".join(found)
+
+
 def test_an_unclosed_ipv6_bracket_is_a_sentence_in_every_url_key() -> None:
     fix = 'is not a URL that can be read (an IPv6 address goes in brackets, such as "https://[2001:db8::1]/")'
     assert problems('[bot]\nheartbeat_url = "https://[::1/x"\n') == [f'bot.heartbeat_url: {fix}, got "https://[::1/…"']

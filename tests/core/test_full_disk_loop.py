@@ -28,7 +28,7 @@ def test_rounds_on_a_full_disk_log_one_line_without_a_traceback_and_recover(
                 assert before.problems == ()
                 disk.fill()
                 caplog.clear()
-                with caplog.at_level(logging.INFO, logger="bot"):
+                with caplog.at_level(logging.INFO, logger="certops"):
                     for _ in range(5):
                         await round_of(core, "shop")
                 refusals = [r for r in caplog.records if "not recorded" in r.getMessage()]

@@ -26,8 +26,8 @@ def test_a_round_of_probes_shows_in_the_metrics_with_blackbox_style_labels(lab: 
         core, _chat = await start(lab_site(lab, endpoint.port), tmp_path, ManualClock())
         await round_of(core, "shop")
         text = core.metrics.render().decode()
-        assert 'certops_probe_success{address="127.0.0.1",site="shop",via="public"} 1.0' in text
-        assert 'certops_probe_duration_seconds{address="127.0.0.1",site="shop",via="public"}' in text
+        assert 'certops_probe_success{address="127.0.0.1",site="shop",vantage="local",via="public"} 1.0' in text
+        assert 'certops_probe_duration_seconds{address="127.0.0.1",site="shop",vantage="local",via="public"}' in text
         expiry = next(line for line in text.splitlines() if line.startswith("certops_cert_expiry_timestamp_seconds{"))
         not_after = float(expiry.rsplit(" ", 1)[1])
         assert 29 * 86400 < not_after - dt.datetime.now(dt.UTC).timestamp() < 31 * 86400
@@ -35,7 +35,7 @@ def test_a_round_of_probes_shows_in_the_metrics_with_blackbox_style_labels(lab: 
         endpoint.behaviour = Behaviour.RESET_IN_HANDSHAKE
         await round_of(core, "shop")
         text = core.metrics.render().decode()
-        assert 'certops_probe_success{address="127.0.0.1",site="shop",via="public"} 0.0' in text
+        assert 'certops_probe_success{address="127.0.0.1",site="shop",vantage="local",via="public"} 0.0' in text
         assert 'certops_probe_problems_total{code="tls_handshake_reset",site="shop"} 1.0' in text
         core.close()
 
@@ -198,7 +198,7 @@ def test_the_metrics_page_parses_as_prometheus_text_with_every_named_family(lab:
         ):
             assert name in families, name
         [success] = families["certops_probe_success"].samples
-        assert success.labels == {"site": "shop", "via": "public", "address": "127.0.0.1"}
+        assert success.labels == {"site": "shop", "via": "public", "address": "127.0.0.1", "vantage": "local"}
         assert success.value == 1.0
         assert families["certops_probe_success"].type == "gauge"
         assert families["certops_outbox_failed"].type == "counter"

@@ -29,7 +29,7 @@ from tests.host_actions.conftest import SimFactory, offline_results
 
 REPO = Path(__file__).resolve().parents[2]
 PS_DIR = REPO / "host_actions" / "ps"
-HOURLY_CHECK = REPO / "deploy" / "windows" / "certops-hourly-check.ps1"
+SELF_HEAL = REPO / "deploy" / "windows" / "self-heal.ps1"
 ALL_PS = sorted([*PS_DIR.glob("*.ps1"), *(REPO / "deploy" / "windows").glob("*.ps1")])
 DAY = dt.date(2026, 11, 28)
 
@@ -292,10 +292,11 @@ def test_the_hourly_check_takes_a_wildcard_certificate_for_one_label() -> None:
     assert hourly_check(deeper) == 1  # a wildcard covers one label only
 
 
-def test_the_hourly_check_script_matches_wildcards_skips_staging_and_reads_ipv6_bindings() -> None:
-    text = HOURLY_CHECK.read_text(encoding="utf-8")
+def test_the_self_heal_script_matches_wildcards_skips_staging_and_reads_ipv6_bindings() -> None:
+    text = SELF_HEAL.read_text(encoding="utf-8")  # Layer 2, which replaced certops-hourly-check.ps1
     assert "-contains $name" not in text  # exact-only matching missed every wildcard certificate
-    assert "Test-CertopsCovers $_.Names $name" in text
+    assert "Test-CertopsCoversAll $_.Names $names" in text
+    assert r"'^(\[[^\]]*\]|[^:]*):([0-9]+):(.*)$'" in text  # IPv6 binding information
     assert "Test-CertopsServerCert $_.Cert" in text
     assert "-split ':'" not in text
 

@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives import serialization
 from host_actions import actions
 from host_actions.diagnose import Finding, diagnose
 from host_actions.inventory import build_inventory, inventory, inventory_parts
+from host_actions.layers import layer_script
 from host_actions.model import Inventory
 from host_actions.parsers import key_status, parse_certificate
 from host_actions.scripts import script_text
@@ -26,7 +27,7 @@ from host_actions.simulator.scripts import TASK_XML_ERROR, hourly_check
 from host_actions.winrm_client import PartResult
 from tests.host_actions.conftest import SimFactory, offline_results
 
-HOURLY_CHECK = Path(__file__).resolve().parents[2] / "deploy" / "windows" / "certops-hourly-check.ps1"
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "windows"
 KEY_TEST = re.compile(r"# >>> certops key test.*?# <<< certops key test\n", re.S)
 
 
@@ -74,8 +75,9 @@ def test_a_signature_the_public_key_does_not_verify_is_a_mismatch() -> None:
 def test_every_script_that_tests_a_key_uses_the_one_shared_key_test() -> None:
     blocks = {
         "certs.ps1": KEY_TEST.findall(script_text("certs")),
-        "certops_post_renew.ps1": KEY_TEST.findall(script_text("certops_post_renew")),
-        "certops-hourly-check.ps1": KEY_TEST.findall(HOURLY_CHECK.read_text(encoding="utf-8")),
+        "layer post-renew": KEY_TEST.findall(layer_script("post-renew")),
+        "self-heal.ps1": KEY_TEST.findall((DEPLOY / "self-heal.ps1").read_text(encoding="utf-8")),
+        "post-renew.ps1": KEY_TEST.findall((DEPLOY / "post-renew.ps1").read_text(encoding="utf-8")),
     }
     assert all(len(found) == 1 for found in blocks.values()), blocks.keys()
     assert len({found[0] for found in blocks.values()}) == 1
@@ -83,12 +85,12 @@ def test_every_script_that_tests_a_key_uses_the_one_shared_key_test() -> None:
     for needed in ("GetECDsaPrivateKey", "GetECDsaPublicKey", "GetRSAPublicKey", "VerifyData", "IsMachineKey"):
         assert needed in block
     # the RSA-only test that "repaired" every healthy ECDSA key is gone
-    assert "GetRSAPrivateKey($c)" not in script_text("certops_post_renew")
+    assert "GetRSAPrivateKey($c)" not in layer_script("post-renew")
 
 
 def test_an_ecdsa_renewal_with_a_healthy_key_is_not_repaired_by_the_post_renew_step(make_sim: SimFactory) -> None:
     model = healthy_host()
-    model.files[POST_RENEW.lower()] = script_text("certops_post_renew")
+    model.files[POST_RENEW.lower()] = layer_script("post-renew")
     model.next_renewal_key_alg = "ecdsa"
     sim, host = make_sim(model)
     result = actions.renew(host, "shopRenewal01", force=True)

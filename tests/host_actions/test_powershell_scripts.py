@@ -31,7 +31,7 @@ def _problems(source: bytes) -> list[str]:
 
 
 def test_every_script_the_code_runs_is_shipped() -> None:
-    assert {f"{n}.ps1" for n in (*SCRIPT_NAMES, "bootstrap", "certops_post_renew")} == set(ALL_SCRIPTS)
+    assert {f"{n}.ps1" for n in (*SCRIPT_NAMES, "bootstrap")} == set(ALL_SCRIPTS)
 
 
 @pytest.mark.parametrize("name", ALL_SCRIPTS)

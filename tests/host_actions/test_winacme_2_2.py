@@ -12,7 +12,7 @@ from host_actions import actions
 from host_actions.actions import RELEVANT_WACS_LINE
 from host_actions.diagnose import diagnose
 from host_actions.inventory import inventory
-from host_actions.scripts import script_text
+from host_actions.layers import layer_script
 from host_actions.simulator.scenarios import POST_RENEW, healthy_host
 from tests.host_actions.conftest import SimFactory
 
@@ -59,7 +59,7 @@ def test_a_failing_script_step_that_win_acme_records_as_success_is_post_renew_st
     make_sim: SimFactory,
 ) -> None:
     model = healthy_host()
-    model.files[POST_RENEW.lower()] = script_text("certops_post_renew")
+    model.files[POST_RENEW.lower()] = layer_script("post-renew")
     model.next_script_exit = 1
     sim, host = make_sim(model)
     result = actions.renew(host, "shopRenewal01", force=True)
@@ -79,7 +79,7 @@ def test_a_failing_script_step_that_win_acme_records_as_success_is_post_renew_st
 
 def test_a_successful_renewal_without_error_messages_is_not_post_renew_step_failed(make_sim: SimFactory) -> None:
     model = healthy_host()
-    model.files[POST_RENEW.lower()] = script_text("certops_post_renew")
+    model.files[POST_RENEW.lower()] = layer_script("post-renew")
     sim, host = make_sim(model)
     actions.renew(host, "shopRenewal01", force=True)
     assert "post_renew_step_failed" not in {f.code for f in diagnose(inventory(host), now=sim.model.now)}

@@ -14,6 +14,7 @@ import pytest
 from host_actions import actions
 from host_actions.errors import HostActionError, InvalidParameter
 from host_actions.inventory import inventory
+from host_actions.layers import layer_script
 from host_actions.parsers import (
     base_uri_for,
     clean_uri,
@@ -444,8 +445,10 @@ def test_win_acme_application_events_stand_in_for_a_missing_log_file_oldest_firs
 
 def test_a_post_renew_script_already_in_place_is_left_alone_by_what_if_too(make_sim: SimFactory) -> None:
     model = healthy_host()
-    model.files[POST_RENEW.lower()] = script_text("certops_post_renew")
+    model.files[POST_RENEW.lower()] = layer_script("post-renew")
+    model.file_acls[POST_RENEW.lower()] = "S-1-5-18:FullControl:Allow,S-1-5-32-544:FullControl:Allow"
     _sim, host = make_sim(model)
     result = actions.add_post_renew_step(host, RENEWAL, what_if=True)
     assert result.ok
     assert not result.details["changed"]
+    assert "already runs" in result.summary

@@ -162,7 +162,7 @@ def test_a_permanent_channel_not_found_fails_the_row_and_the_next_one_is_still_d
             async with slack_outbox(api) as (adapter, store):
                 worker = OutboxWorker(store, {"slack": adapter}, render, clock=clock)
                 store.enqueue([card("INC-0001", "lost card"), message(MessageKind.NOTICE, "next notice")], clock())
-                with caplog.at_level(logging.WARNING, logger="bot.outbox"):
+                with caplog.at_level(logging.WARNING, logger="certops.outbox"):
                     await deliver_all(worker, clock)
                 assert store.failed == [(store.seq("lost card"), "Slack chat.postMessage: channel_not_found")]
                 assert store.sent_titles() == ["next notice"]
@@ -173,7 +173,7 @@ def test_a_permanent_channel_not_found_fails_the_row_and_the_next_one_is_still_d
                 assert store.card_ref("INC-0001", "slack") is None
 
     asyncio.run(scenario())
-    [line] = [r for r in caplog.records if r.name == "bot.outbox"]
+    [line] = [r for r in caplog.records if r.name == "certops.outbox"]
     assert "failed for good: Slack chat.postMessage: channel_not_found" in line.getMessage()
     assert line.exc_info is None  # one line, no traceback
     assert "xoxb-" not in caplog.text

@@ -142,14 +142,14 @@ def test_an_unexpected_error_is_retried_like_an_outage_and_logged_with_its_trace
         async with SlackAPI() as api, slack_outbox(api) as (adapter, store):
             worker = OutboxWorker(store, {"slack": adapter}, flaky, clock=clock)
             notices(store, clock, "eventually")
-            with caplog.at_level(logging.WARNING, logger="bot.outbox"):
+            with caplog.at_level(logging.WARNING, logger="certops.outbox"):
                 await deliver_all(worker, clock)
             assert store.sent_titles() == ["eventually"]
             assert [error for _, error, _ in store.retries] == ["unexpected RuntimeError"] * 3
             assert worker.failed_total == 0
 
     asyncio.run(scenario())
-    traced = [r for r in caplog.records if r.name == "bot.outbox" and r.exc_info]
+    traced = [r for r in caplog.records if r.name == "certops.outbox" and r.exc_info]
     assert len(traced) == 1
 
 
@@ -172,7 +172,7 @@ def test_a_store_that_fails_for_a_moment_does_not_end_the_loop(
             monkeypatch.setattr(store, "next_due", next_due)
             worker = OutboxWorker(store, {"slack": adapter}, render, clock=clock, poll=0.01)
             notices(store, clock, "after the hiccup")
-            with caplog.at_level(logging.ERROR, logger="bot.outbox"):
+            with caplog.at_level(logging.ERROR, logger="certops.outbox"):
                 worker.start()
                 await asyncio.sleep(0.05)  # a few failed looks
                 broken.clear()
@@ -181,7 +181,7 @@ def test_a_store_that_fails_for_a_moment_does_not_end_the_loop(
             assert not worker.stuck
 
     asyncio.run(scenario())
-    assert len([r for r in caplog.records if r.name == "bot.outbox"]) == 1  # one traceback per streak
+    assert len([r for r in caplog.records if r.name == "certops.outbox"]) == 1  # one traceback per streak
 
 
 def test_a_chat_attached_after_start_gets_its_own_loop_at_the_next_wake(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -183,9 +183,9 @@ def test_a_worker_killed_mid_probe_is_restarted_and_its_probe_runs_again_at_once
             release.set()
             await pool.close()
 
-    with caplog.at_level(logging.WARNING, logger="bot.probe.pool"):
+    with caplog.at_level(logging.WARNING, logger="certops.probe.pool"):
         asyncio.run(scenario())
-    deaths = [r.getMessage() for r in caplog.records if r.name == "bot.probe.pool"]
+    deaths = [r.getMessage() for r in caplog.records if r.name == "certops.probe.pool"]
     assert len(deaths) == 1, deaths  # logged once
     assert "was killed by SIGKILL" in deaths[0]
     assert "1 probe(s) it had in flight run again" in deaths[0]

@@ -9,6 +9,7 @@ import pytest
 
 from bot.core.ports import StorePort
 from bot.store import SqlStore, Store, StoreBusy, StoreError, open_store, resolved_database_path
+from bot.store.location import database_problem, locate
 from tests.store.helpers import open_one
 
 
@@ -95,11 +96,41 @@ def test_each_in_memory_store_is_its_own_database(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
-def test_a_postgresql_url_is_refused_until_the_ha_work() -> None:
-    with pytest.raises(StoreError, match="PostgreSQL support comes with the HA work"):
-        open_store("postgresql://certops:secret@db.example/certops")
-    with pytest.raises(StoreError, match="PostgreSQL"):
-        open_store("postgresql+psycopg://db.example/certops")
+def test_a_postgresql_url_with_a_password_in_it_is_refused_without_showing_it() -> None:
+    with pytest.raises(StoreError, match="has a password in it: secrets never go in the config file") as refused:
+        open_store("postgresql://certops:hunter2@db.example/certops")
+    assert "hunter2" not in str(refused.value)
+    assert "database_password_env or database_password_file" in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("postgresql+psycopg2://certops@db.example/certops", "through psycopg 3"),
+        ("postgresql+asyncpg://certops@db.example/certops", "through psycopg 3"),
+        ("postgresql://certops@db.example/", "names no database"),
+        ("postgresql://certops@db.example/certops?sslmode=sometimes", "sslmode must be one of disable, allow"),
+        ("postgresql://certops@db.example:port/certops", "is not a database URL"),
+    ],
+)
+def test_a_postgresql_url_certops_cannot_use_is_refused_with_a_sentence(url: str, problem: str) -> None:
+    with pytest.raises(StoreError, match=problem):
+        open_store(url, password="hunter2")
+
+
+def test_a_postgresql_url_is_named_without_the_password_it_is_given() -> None:
+    location = locate("postgresql://certops@db.example:5433/certops?sslmode=verify-full", password="hunter2")
+    assert location.name == "postgresql://certops@db.example:5433/certops?sslmode=verify-full"
+    assert location.file is None  # no lock file: PostgreSQL's writers take turns in the server
+    assert location.url.password == "hunter2"
+    assert location.url.drivername == "postgresql+psycopg"
+    assert "hunter2" not in repr(location.url)
+    assert database_problem("postgresql://certops@db.example/certops") is None
+    assert database_problem("postgresql://certops:hunter2@db.example/certops") == (
+        "postgresql://certops:***@db.example/certops has a password in it: secrets never go in the config file; "
+        "write the URL without it and set database_password_env or database_password_file in [bot]"
+    )
+    assert database_problem("certops.db") is None
 
 
 def test_another_kind_of_database_or_a_garbled_url_is_refused_with_a_sentence() -> None:

@@ -1,6 +1,6 @@
-# >>> certops key test: host_actions/ps/include/key_test.ps1, put into certs.ps1 and
-# certops_post_renew.ps1 where they say so; certops-hourly-check.ps1 carries a copy (a test holds
-# it equal). Facts only; certops judges them.
+# >>> certops key test: host_actions/ps/include/key_test.ps1, put into certs.ps1 and the layer
+# scripts (self-heal.ps1, post-renew.ps1) where they say so; the standalone copies in
+# deploy/windows are generated from them (a test holds them equal). Facts only; certops judges them.
 function Get-CertopsKeyLink($Cert) {
     # CERT_KEY_PROV_INFO_PROP_ID (2) names the key container even when the key cannot be opened
     if (-not ('Certops.Crypt32' -as [type])) {

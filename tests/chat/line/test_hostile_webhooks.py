@@ -31,7 +31,7 @@ def assert_one_short_line_at_most(caplog: pytest.LogCaptureFixture, case: Hostil
     assert len(records) <= 1, (case.name, [r.getMessage() for r in records])
     for record in records:
         message = record.getMessage()
-        assert record.name == "bot.web.refusals", (case.name, record.name)
+        assert record.name == "certops.web.refusals", (case.name, record.name)
         assert record.exc_info is None
         assert message.startswith("refused POST /line/webhook from 127.0.0.1: "), message
         assert len(message) < 160, message

@@ -534,7 +534,7 @@ def test_the_log_names_the_ids_the_config_needs_when_the_bot_joins_a_group_or_ga
             follow = {**text_event("", source(BYSTANDER)), "type": "follow", "follow": {"isUnblocked": False}}
             for event in (join, follow):
                 del event["message"]
-            with caplog.at_level("INFO", logger="bot.chat.line"):
+            with caplog.at_level("INFO", logger="certops.chat.line"):
                 assert await bot.deliver(join, follow) == 200
             assert f'set [chat.line] to = "{GROUP}"' in caplog.text
             assert f'add "line:{BYSTANDER}" to [policy]' in caplog.text

@@ -55,7 +55,7 @@ def test_without_to_the_bot_answers_a_signed_join_with_the_groups_id_and_logs_it
     async def scenario() -> None:
         async with line_bot(tmp_path, monkeypatch, to=None) as bot:
             join = join_event(source(None, group=GROUP))
-            with caplog.at_level("INFO", logger="bot.chat.line"):
+            with caplog.at_level("INFO", logger="certops.chat.line"):
                 assert await bot.deliver(join) == 200
             [reply] = bot.api.replies
             assert reply.json["replyToken"] == join["replyToken"]
@@ -107,7 +107,7 @@ def test_without_to_commands_still_work_and_cards_are_not_pushed(
             assert await bot.deliver(text_event("/ssl help", source(APPROVER, group=GROUP))) == 200
             [reply] = bot.api.replies
             assert "certops commands" in words(reply)
-            with caplog.at_level("INFO", logger="bot.chat.line"):
+            with caplog.at_level("INFO", logger="certops.chat.line"):
                 assert await bot.adapter.deliver(Outgoing(DeliveryKind.NEW, CARD, retry_key="row-1")) is None
                 assert await bot.adapter.post(CARD) is None
                 await bot.adapter.update("1", CARD)
@@ -121,7 +121,7 @@ def test_the_bot_warns_at_start_that_nothing_is_pushed_until_to_is_set(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     async def scenario() -> None:
-        with caplog.at_level("WARNING", logger="bot.chat.line"):
+        with caplog.at_level("WARNING", logger="certops.chat.line"):
             async with line_bot(tmp_path, monkeypatch, to=None):
                 pass
 

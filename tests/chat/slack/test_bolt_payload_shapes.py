@@ -84,7 +84,7 @@ def test_a_signed_view_submission_whose_callback_id_is_not_a_string_gets_400_and
                 answers.append(await send(bot, *slack_body("view_submission", payload)))
                 records = caplog.get_records("call")
                 assert len(records) <= 1, failures(caplog)  # after the first, the throttle holds the line back
-                assert all(record.name == "bot.web.refusals" and record.exc_info is None for record in records)
+                assert all(record.name == "certops.web.refusals" and record.exc_info is None for record in records)
                 lines.extend(record.getMessage() for record in records)
             await asyncio.sleep(0.1)
             assert bot.new_calls() == []

@@ -63,7 +63,7 @@ def test_an_unreachable_slack_is_logged_and_the_start_goes_on(tmp_path: Path, ca
         probe.bind(("127.0.0.1", 0))
         closed = probe.getsockname()[1]
 
-    with caplog.at_level(logging.WARNING, logger="bot.chat.slack"):
+    with caplog.at_level(logging.WARNING, logger="certops.chat.slack"):
         asyncio.run(start_adapter(tmp_path, f"http://127.0.0.1:{closed}/api/", "http"))
 
     assert "Slack is not reachable now (auth.test" in caplog.text
