@@ -8,6 +8,7 @@ stand-ins, so what they exercise is what runs in production.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,9 +20,9 @@ from bot.core.agents import AgentDesk
 from bot.core.approvals import Approvals
 from bot.core.host_guard import HostGuard
 from bot.core.incidents import Clock, IncidentCore, system_clock
-from bot.core.model import Cause, Step
+from bot.core.model import ActionRequest, Cause, Step
 from bot.core.reports import ReportDesk
-from bot.leader import LeaderElector
+from bot.leader import LeaderElector, replica_id
 from bot.metrics import Metrics
 from bot.outbox import OutboxWorker
 from bot.probe import Resolver
@@ -108,7 +109,15 @@ def build_core(
     password = config.bot.database_password
     store = open_store(database or config.bot.database, password=password.resolve() if password else None)
     store.prune_seen_events()
-    interrupted = store.fail_interrupted()  # each one audited as failed, interrupted
+    replicated = store.url.get_backend_name() != "sqlite"  # SQLite's file lock makes this process the only one
+    holder = replica_id() if replicated else None
+    store.runner = holder
+    if holder is not None:
+        store.touch_replica(holder, clock())  # alive before the first press it may run
+    # runs a dead process left "running" (each audited as failed, interrupted); with replicas only
+    # those of replicas gone for two leases, never another live replica's (the leader keeps looking)
+    gone_after = 2 * config.bot.leader_lease if replicated else None
+    interrupted = store.fail_interrupted(gone_after)
     destinations: dict[str, Destination] = {}
     metrics = Metrics()
 
@@ -122,17 +131,7 @@ def build_core(
         return [*configured, *(p for p in destinations if p not in configured)]
 
     incidents = IncidentCore(store, config, platforms=platforms, clock=clock, on_message=outbox.wake)
-    for request in interrupted:
-        if request.incident_id:
-            incidents.note(
-                request.incident_id,
-                Step.ACTED,
-                f"{request.action} {request.target} on {request.host} was interrupted when certops stopped; "
-                "the host may or may not have changed",
-                "certops",
-                cause=Cause.SYSTEM,
-                notable=True,
-            )
+    _note_interrupted(incidents, interrupted)
     for incident in incidents.reconcile():
         store.audit("certops", "resolve", incident.id, "done", incident.resolution or "")
     approvals = Approvals(store, config.policy)
@@ -180,9 +179,20 @@ def build_core(
         new_watcher=new_watcher,
         agents=agents,
     )
-    if store.url.get_backend_name() != "sqlite":  # SQLite's file lock already makes this process the only one
+    if replicated:
+
+        async def settle_orphans() -> None:
+            orphans = await asyncio.to_thread(store.fail_interrupted, gone_after)
+            await asyncio.to_thread(_note_interrupted, incidents, orphans)
+
         core.elector = LeaderElector(
-            store, config.bot.leader_lease, on_elected=core._lead, on_deposed=core._follow, clock=clock
+            store,
+            config.bot.leader_lease,
+            on_elected=core._lead,
+            on_deposed=core._follow,
+            on_leading=settle_orphans,
+            clock=clock,
+            holder=holder,
         )
     metrics.add_gauges(
         lambda: {
@@ -190,6 +200,20 @@ def build_core(
         }
     )
     return core
+
+
+def _note_interrupted(incidents: IncidentCore, requests: list[ActionRequest]) -> None:
+    for request in requests:
+        if request.incident_id:
+            incidents.note(
+                request.incident_id,
+                Step.ACTED,
+                f"{request.action} {request.target} on {request.host} was interrupted when certops (or the "
+                "replica running it) stopped; the host may or may not have changed",
+                "certops",
+                cause=Cause.SYSTEM,
+                notable=True,
+            )
 
 
 def _count_runs(metrics: Metrics) -> Callable[[str, str, str], None]:

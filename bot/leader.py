@@ -46,6 +46,7 @@ class LeaderElector:
         *,
         on_elected: Callable[[], Awaitable[None]],
         on_deposed: Callable[[], Awaitable[None]],
+        on_leading: Callable[[], Awaitable[None]] | None = None,
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
         holder: str | None = None,
     ) -> None:
@@ -53,6 +54,7 @@ class LeaderElector:
         self.ttl = ttl
         self.on_elected = on_elected
         self.on_deposed = on_deposed
+        self.on_leading = on_leading  # after each renewal while leading: the leader's own rounds
         self.clock = clock
         self.holder = holder or replica_id()
         self.leading = False
@@ -88,6 +90,11 @@ class LeaderElector:
                     self.leading, self.term = True, lease.term
                     log.info("this replica (%s) leads now, term %d", self.holder, lease.term)
                     await self.on_elected()
+                if self.on_leading is not None:
+                    try:
+                        await self.on_leading()
+                    except Exception:  # the lease matters more than one round of the leader's chores
+                        log.exception("the leader's periodic work failed; it runs again at the next renewal")
             elif self.leading and (lease is not None or self._lease_spent(now)):
                 # another replica holds it, or this one could not renew in time: stop at once
                 why = f"{lease.holder} holds the lease" if lease is not None else "the lease could not be renewed"

@@ -394,9 +394,11 @@ class IncidentCore:
         )
 
     def note(self, incident_id: str, step: Step, reason: str, actor: str, *, cause: Cause, notable: bool) -> None:
-        """A step on an incident's timeline that keeps its state (approved, running, acted)."""
+        """A step on an incident's timeline that keeps its state (approved, running, acted). How an
+        action ended (ACTED) is noted on a closed incident too: its card must not go on saying
+        the action runs when the incident resolved while it did."""
         incident = self.store.incident(incident_id)
-        if incident is None or not incident.is_open:
+        if incident is None or (not incident.is_open and step is not Step.ACTED):
             return
         changes: dict[str, object] = {}
         if step is Step.ACTED and incident.acted_at is None:
@@ -411,6 +413,7 @@ class IncidentCore:
             at=self.clock(),
             changes=changes,
             messages=self._card(incident.id, notable=notable),
+            expected=OPEN_STATES if incident.is_open else (incident.state,),
         )
 
     def ack(self, incident_id: str, who: str) -> tuple[Incident | None, str | None]:

@@ -75,6 +75,8 @@ INCIDENT_MOVES: dict[tuple[IncidentState | None, IncidentState], frozenset[Cause
     # only a verification from outside resolves (after an action, or when the site healed by itself)
     (IncidentState.OPEN, IncidentState.RESOLVED): _VERIFIERS,
     (IncidentState.ACKED, IncidentState.RESOLVED): _VERIFIERS,
+    # a closed incident keeps its state; only how an action on it ended is added to its timeline
+    (IncidentState.RESOLVED, IncidentState.RESOLVED): frozenset({Cause.ACTION, Cause.SYSTEM}),
 }
 
 

@@ -27,6 +27,8 @@ class Database:
         postgresql:// URL (never written inside it)."""
         location = locate(database, password=password)
         self._closed = False
+        # the replica this store runs requests for (bot.leader.replica_id); None: the only process
+        self.runner: str | None = None
         self._write_problem: str | None = None
         self.name = location.name
         self.url = location.url

@@ -8,8 +8,8 @@ from sqlalchemy import case, or_, select
 
 from bot.core.model import Lease
 from bot.store.base import Database
-from bot.store.dialect import insert_ignore
-from bot.store.schema import leader_lease
+from bot.store.dialect import insert_ignore, upsert
+from bot.store.schema import leader_lease, replicas
 
 LEADER = "leader"
 
@@ -22,6 +22,8 @@ class LeaseStore(Database):
         until = now + dt.timedelta(seconds=ttl)
         row = leader_lease.c
         with self._write() as connection:
+            # every replica's claim says it is alive, leader or not: its runs are not orphans
+            upsert(connection, replicas, {"id": holder, "seen_at": now}, keys=("id",))
             moved = connection.execute(
                 leader_lease.update()
                 .where(row.name == LEADER, or_(row.holder == holder, row.expires_at <= now))
@@ -40,6 +42,11 @@ class LeaseStore(Database):
                 return None
             found = connection.execute(select(leader_lease).where(row.name == LEADER)).one()
         return Lease(found.holder, found.term, found.expires_at)
+
+    def touch_replica(self, holder: str, now: dt.datetime) -> None:
+        """Says this replica is alive before its first claim (the elector's claims say it after)."""
+        with self._write() as connection:
+            upsert(connection, replicas, {"id": holder, "seen_at": now}, keys=("id",))
 
     def release_lease(self, holder: str, now: dt.datetime) -> None:
         """Gives the lease up at once (a clean stop), so the next replica need not wait it out."""

@@ -15,13 +15,13 @@ import secrets
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import Row, func, select
+from sqlalchemy import Row, func, or_, select
 from sqlalchemy.engine import Connection
 
 from bot.core.model import REQUEST_MOVES, ActionRequest, RequestState, TransitionRefused
 from bot.store.base import Database
 from bot.store.dialect import insert_ignore
-from bot.store.schema import action_requests, approvals, audit
+from bot.store.schema import action_requests, approvals, audit, replicas
 from bot.store.times import iso
 
 _PENDING = RequestState.PENDING.value
@@ -148,7 +148,7 @@ class RequestsStore(Database):
             started = connection.execute(
                 action_requests.update()
                 .where(action_requests.c.token == token, action_requests.c.state == _PENDING)
-                .values(state=_RUNNING)
+                .values(state=_RUNNING, runner=self.runner)
             )
             return "started" if started.rowcount == 1 else "taken"
 
@@ -161,6 +161,8 @@ class RequestsStore(Database):
         values: dict[str, Any] = {"state": RequestState(new).value}
         if result is not None:
             values["result"] = result
+        if RequestState(new) is RequestState.RUNNING:
+            values["runner"] = self.runner  # so that only its own death fails it as interrupted
         with self._write() as connection:
             moved = connection.execute(
                 action_requests.update()
@@ -169,16 +171,21 @@ class RequestsStore(Database):
             )
         return moved.rowcount == 1
 
-    def fail_interrupted(self) -> list[ActionRequest]:
+    def fail_interrupted(self, gone_after: float | None = None) -> list[ActionRequest]:
         """Runs a previous process left "running" died with it. They are marked failed and audited (whether
-        the host changed is unknown: the next diagnosis will tell), never run again."""
+        the host changed is unknown: the next diagnosis will tell), never run again.
+
+        `gone_after` (replicas on one database): only the runs of replicas not seen for that many
+        seconds (bot.store.lease records each replica's claims), and runs no replica owns."""
+        query = select(action_requests.c.token).where(action_requests.c.state == _RUNNING)
+        if gone_after is not None:
+            alive = select(replicas.c.id).where(
+                replicas.c.seen_at >= dt.datetime.now(dt.UTC) - dt.timedelta(seconds=gone_after)
+            )
+            query = query.where(or_(action_requests.c.runner.is_(None), action_requests.c.runner.not_in(alive)))
         with self._write() as connection:
             tokens = list(
-                connection.execute(
-                    select(action_requests.c.token)
-                    .where(action_requests.c.state == _RUNNING)
-                    .order_by(action_requests.c.created_at, action_requests.c.token)
-                ).scalars()
+                connection.execute(query.order_by(action_requests.c.created_at, action_requests.c.token)).scalars()
             )
             connection.execute(
                 action_requests.update()

@@ -94,6 +94,7 @@ action_requests = Table(
     Column("created_at", UtcDateTime, nullable=False),
     Column("expires_at", UtcDateTime, nullable=False),
     Column("result", Text),
+    Column("runner", Text),  # the replica that claimed it to run (bot.leader.replica_id); None: this process
     Index("ix_action_requests_incident", "incident_id"),
     Index("ix_action_requests_host_action", "host", "action", "state"),
 )
@@ -207,4 +208,11 @@ agent_reports = Table(
     metadata,
     Column("agent", Text, primary_key=True),
     Column("received_at", UtcDateTime, nullable=False),  # its latest accepted POST /api/agent/results
+)
+
+replicas = Table(
+    "replicas",
+    metadata,
+    Column("id", Text, primary_key=True),  # bot.leader.replica_id()
+    Column("seen_at", UtcDateTime, nullable=False),  # its last lease claim or renewal attempt
 )

@@ -26,10 +26,16 @@ def test_a_person_cannot_resolve_an_incident_by_hand_only_a_verification_can() -
 
 
 def test_a_resolved_incident_never_reopens_and_an_ack_is_never_undone() -> None:
-    for new in (OPEN, ACKED, RESOLVED):
+    for new in (OPEN, ACKED):
         for cause in Cause:
             with pytest.raises(TransitionRefused):
                 check_move(RESOLVED, new, cause)
+    # it stays resolved: only how an action on it ended joins its timeline, by the action or certops
+    for cause in set(Cause) - {Cause.ACTION, Cause.SYSTEM}:
+        with pytest.raises(TransitionRefused):
+            check_move(RESOLVED, RESOLVED, cause)
+    check_move(RESOLVED, RESOLVED, Cause.ACTION)
+    check_move(RESOLVED, RESOLVED, Cause.SYSTEM)
     with pytest.raises(TransitionRefused):
         check_move(ACKED, OPEN, Cause.PROBE)
 

@@ -118,3 +118,24 @@ def test_two_electors_agree_on_one_leader_and_a_cut_off_leader_stops_before_its_
         assert [what for name, what, _ in events if name == "b"] == ["leads", "stops"]
 
     asyncio.run(main())
+
+
+def test_a_starting_replica_fails_only_the_runs_of_replicas_that_are_gone(stores: list[SqlStore]) -> None:
+    a, b = stores
+    now = dt.datetime.now(dt.UTC)
+    a.runner, b.runner = "a", "b"
+    tokens = {}
+    for store, target in ((a, "A1"), (b, "B1")):
+        request = store.create_request(
+            incident_id=None, site=None, host="iis01", action="audit-tasks", args=(target,),
+            target=target, requested_by="slack:U1", ttl=60,
+        )  # fmt: skip
+        assert store.start_request(request.token) == "started"
+        tokens[target] = request.token
+    a.touch_replica("a", now)
+    b.touch_replica("b", now - dt.timedelta(seconds=60))  # b has not claimed for a minute: gone
+    failed = a.fail_interrupted(gone_after=30)
+    assert [r.token for r in failed] == [tokens["B1"]]
+    running = a.request(tokens["A1"])
+    assert running is not None
+    assert running.state.value == "running"  # a's own run, alive, untouched
