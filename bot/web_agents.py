@@ -23,15 +23,10 @@ from bot.config.model import Agent
 from bot.core.agents import AgentDesk, AgentRound
 from bot.core.ports import StoreRefused
 from bot.probe import ProbeResult, result_from_json
-from bot.reports.signature import (
-    AGENT_HEADER,
-    SIGNATURE_HEADER,
-    TIMESTAMP_HEADER,
-    signature_matches,
-    timestamp_problem,
-)
+from bot.reports.signature import AGENT_HEADER
 from bot.web import Malformed, load_json, refuse
-from host_actions.target import SecretUnavailable
+from bot.web_signed import Endpoint, Refused, verified_body
+from host_actions.target import Secret
 
 REPLAY_PLATFORM = "agent"  # the seen-events namespace the accepted signatures are kept in
 MAX_BODY = 1024 * 1024  # bot.web.BODY_LIMIT: a larger body is refused before it reaches the handler
@@ -52,6 +47,15 @@ def agent_routes(core: Core) -> list[web.RouteDef]:
     return [web.get(WORK_PATH, work), web.post(RESULTS_PATH, results)]
 
 
+ENDPOINT = Endpoint(
+    cap=MAX_BODY,
+    replay_platform=REPLAY_PLATFORM,
+    too_large="agent request body over 1 MiB",
+    unavailable="agent secret unavailable",
+    replayed="replayed agent request",
+)
+
+
 class _Refused(Exception):
     def __init__(self, response: web.Response) -> None:
         self.response = response
@@ -59,37 +63,22 @@ class _Refused(Exception):
 
 async def _verified(core: Core, request: web.Request) -> tuple[Agent, bytes]:
     """The agent that signed the request, and its body; raises _Refused with the answer."""
-    now = core.incidents.clock().timestamp()
+    name = request.headers.get(AGENT_HEADER, "")
 
-    def refused(reason: str, status: int = 401) -> _Refused:
-        return _Refused(refuse(request, status, reason, json_body={"error": reason}))
+    def secret_of(sender: str) -> Secret:
+        agent = core.config.agent(sender)
+        if agent is None:
+            raise Refused("unknown agent")
+        return agent.secret
 
-    if request.content_length is not None and request.content_length > MAX_BODY:
-        raise refused("agent request body over 1 MiB")
-    body = await request.read()
-    agent = core.config.agent(request.headers.get(AGENT_HEADER, ""))
-    if agent is None:
-        raise refused("unknown agent")
-    timestamp = request.headers.get(TIMESTAMP_HEADER, "")
-    problem = timestamp_problem(timestamp, now)
-    if problem is not None:
-        raise refused(problem)
-    signature = request.headers.get(SIGNATURE_HEADER, "")
-    if not signature:
-        raise refused("no signature")
     try:
-        secret = agent.secret.resolve()
-    except SecretUnavailable:
-        raise refused("agent secret unavailable", 503) from None
-    if not signature_matches(secret, timestamp, body, signature):
-        raise refused("signature does not match")
-    key = f"{agent.name}:{request.method}:{timestamp}:{signature.lower()}"
-    try:
-        first = await asyncio.to_thread(core.store.first_time, REPLAY_PLATFORM, key)
-    except StoreRefused:
-        raise refused("store refused the request", 503) from None
-    if not first:
-        raise refused("replayed agent request")
+        body = await verified_body(
+            request, core.store, ENDPOINT, now=core.incidents.clock().timestamp(), sender=name, secret_of=secret_of
+        )
+    except Refused as refused:
+        raise _Refused(refuse(request, refused.status, refused.reason, json_body={"error": refused.reason})) from None
+    agent = core.config.agent(name)
+    assert agent is not None  # verified above
     return agent, body
 
 

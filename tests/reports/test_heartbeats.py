@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.app import build_core
+from bot.app import Core, build_core
 from bot.config import parse_config
 from bot.core.model import IncidentState
 from bot.reports.model import parse_report
@@ -28,6 +28,17 @@ CONFIG = (
 )
 
 
+@pytest.fixture(autouse=True)
+def env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CERTOPS_T_HB_PW", "pw")
+    monkeypatch.setenv("CERTOPS_T_HB_SECRET", "s")
+
+
+def make_core(tmp_path: Path, clock: ManualClock, interval: str = "1h", text: str | None = None) -> Core:
+    config = parse_config(text or CONFIG.format(interval=interval), "t.toml")
+    return build_core(config, database=str(tmp_path / "c.db"), clock=clock)
+
+
 def a_report(clock: ManualClock, ok: bool = True) -> dict[str, object]:
     at = clock().strftime("%Y-%m-%dT%H:%M:%SZ")
     return {"host": "iis01", "kind": "self-heal", "started": at, "finished": at, "ok": ok}
@@ -35,16 +46,12 @@ def a_report(clock: ManualClock, ok: bool = True) -> dict[str, object]:
 
 @pytest.mark.parametrize(("interval", "seconds", "every"), [("1h", 3600, "hourly"), ("10m", 600, "every-10 min")])
 def test_a_self_heal_task_silent_for_twice_its_interval_opens_an_incident_and_its_next_report_resolves_it(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, interval: str, seconds: int, every: str
+    tmp_path: Path, interval: str, seconds: int, every: str
 ) -> None:
-    monkeypatch.setenv("CERTOPS_T_HB_PW", "pw")
-    monkeypatch.setenv("CERTOPS_T_HB_SECRET", "s")
 
     async def main() -> None:
         clock = ManualClock()
-        core = build_core(
-            parse_config(CONFIG.format(interval=interval), "t.toml"), database=str(tmp_path / "c.db"), clock=clock
-        )
+        core = make_core(tmp_path, clock, interval)
         core.attach(RecordingDestination())
         try:
             core.reports.receive(parse_report(a_report(clock), "iis01"))
@@ -73,16 +80,12 @@ def test_a_self_heal_task_silent_for_twice_its_interval_opens_an_incident_and_it
 
 
 def test_a_host_that_never_reported_is_shown_as_layer_2_not_installed_and_opens_nothing(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
 ) -> None:
-    monkeypatch.setenv("CERTOPS_T_HB_PW", "pw")
-    monkeypatch.setenv("CERTOPS_T_HB_SECRET", "s")
 
     async def main() -> None:
         clock = ManualClock()
-        core = build_core(
-            parse_config(CONFIG.format(interval="1h"), "t.toml"), database=str(tmp_path / "c.db"), clock=clock
-        )
+        core = make_core(tmp_path, clock)
         try:
             core.reports.receive(parse_report(a_report(clock, ok=False), "iis01"))
             clock.advance(30 * 86400)
@@ -104,9 +107,7 @@ def test_a_host_that_never_reported_is_shown_as_layer_2_not_installed_and_opens_
     asyncio.run(main())
 
 
-def test_heartbeats_survive_a_restart(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("CERTOPS_T_HB_PW", "pw")
-    monkeypatch.setenv("CERTOPS_T_HB_SECRET", "s")
+def test_heartbeats_survive_a_restart(tmp_path: Path) -> None:
     config = parse_config(CONFIG.format(interval="1h"), "t.toml")
 
     async def main() -> None:
@@ -131,16 +132,12 @@ def test_heartbeats_survive_a_restart(tmp_path: Path, monkeypatch: pytest.Monkey
 
 
 def test_report_subjects_of_a_host_removed_from_the_config_are_closed_at_start(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
 ) -> None:
-    monkeypatch.setenv("CERTOPS_T_HB_PW", "pw")
-    monkeypatch.setenv("CERTOPS_T_HB_SECRET", "s")
 
     async def main() -> None:
         clock = ManualClock()
-        core = build_core(
-            parse_config(CONFIG.format(interval="1h"), "t.toml"), database=str(tmp_path / "c.db"), clock=clock
-        )
+        core = make_core(tmp_path, clock)
         core.reports.receive(parse_report(a_report(clock, ok=False), "iis01"))
         core.close()
         without = (
@@ -149,8 +146,7 @@ def test_report_subjects_of_a_host_removed_from_the_config_are_closed_at_start(
             .replace('name = "iis01"', 'name = "iis03"')
             .replace('host = "iis01"', 'host = "iis03"')
         )
-        core = build_core(parse_config(without + '[[sites]]\nname = "x"\nurl = "https://localhost:1/"\n', "t.toml"),
-                          database=str(tmp_path / "c.db"), clock=clock)  # fmt: skip
+        core = make_core(tmp_path, clock, text=without + '[[sites]]\nname = "x"\nurl = "https://localhost:1/"\n')
         try:
             assert core.store.open_incidents() == []
             (closed,) = core.store.incidents()
