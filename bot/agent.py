@@ -165,7 +165,7 @@ class Agent:
 
         try:
             response = await self._request("GET", WORK_PATH, b"")
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, TimeoutError) as exc:  # TimeoutError: the whole call's own deadline
             log.warning("cannot fetch work from the bot (%s); probing the sites known so far", _why(exc))
             return False
         if response.status_code != 200:
@@ -284,7 +284,7 @@ class Agent:
 
         try:
             response = await self._request("POST", RESULTS_PATH, body)
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, TimeoutError) as exc:  # TimeoutError: the whole call's own deadline
             log.warning("cannot post results to the bot (%s); %d site round(s) wait", _why(exc), len(self.buffer))
             return False
         if response.status_code == 200 or response.status_code == 400:

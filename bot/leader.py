@@ -16,6 +16,7 @@ lands. With SQLite there is one process per database (a file lock), so that proc
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import os
 import secrets
@@ -61,6 +62,8 @@ class LeaderElector:
         self.term: int | None = None
         self._renewed_at: float | None = None  # the loop's monotonic time of the last renewal
         self._task: asyncio.Task[None] | None = None
+        self._stop_timer: asyncio.TimerHandle | None = None
+        self._expiry: asyncio.Future[None] | None = None
         self._stopping = False
 
     def start(self) -> None:
@@ -72,6 +75,10 @@ class LeaderElector:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
+        if self._stop_timer is not None:
+            self._stop_timer.cancel()
+        if self._expiry is not None:
+            await asyncio.gather(self._expiry, return_exceptions=True)
         if self.leading:
             await self._depose("certops is stopping")
             try:
@@ -82,24 +89,46 @@ class LeaderElector:
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         while not self._stopping:
-            lease = await self._claim()
-            now = loop.time()
-            if lease is not None and lease.holder == self.holder:
-                self._renewed_at = now
-                if not self.leading:
-                    self.leading, self.term = True, lease.term
-                    log.info("this replica (%s) leads now, term %d", self.holder, lease.term)
-                    await self.on_elected()
-                if self.on_leading is not None:
-                    try:
-                        await self.on_leading()
-                    except Exception:  # the lease matters more than one round of the leader's chores
-                        log.exception("the leader's periodic work failed; it runs again at the next renewal")
-            elif self.leading and (lease is not None or self._lease_spent(now)):
-                # another replica holds it, or this one could not renew in time: stop at once
-                why = f"{lease.holder} holds the lease" if lease is not None else "the lease could not be renewed"
-                await self._depose(why)
+            try:
+                await self._round(loop)
+            except Exception:  # never let a failed start or stop end the renewals: stop leading instead
+                log.exception("the leader lease loop failed; this replica stops leading and tries again")
+                if self.leading:
+                    with contextlib.suppress(Exception):
+                        await self._depose("the lease loop failed")
             await asyncio.sleep(self.ttl / 3)
+
+    async def _round(self, loop: asyncio.AbstractEventLoop) -> None:
+        asked = loop.time()  # the lease runs from when it was asked for, not from when the answer came
+        lease = await self._claim()
+        if lease is not None and lease.holder == self.holder:
+            self._renewed_at = asked
+            self._arm_stop(loop, asked)
+            if not self.leading:
+                self.leading, self.term = True, lease.term
+                log.info("this replica (%s) leads now, term %d", self.holder, lease.term)
+                await self.on_elected()
+            if self.on_leading is not None:
+                try:
+                    await asyncio.wait_for(self.on_leading(), self.ttl / 3)
+                except Exception:  # the lease matters more than one round of the leader's chores
+                    log.exception("the leader's periodic work failed; it runs again at the next renewal")
+        elif self.leading and (lease is not None or self._lease_spent(loop.time())):
+            # another replica holds it, or this one could not renew in time: stop at once
+            why = f"{lease.holder} holds the lease" if lease is not None else "the lease could not be renewed"
+            await self._depose(why)
+
+    def _arm_stop(self, loop: asyncio.AbstractEventLoop, renewed_at: float) -> None:
+        """Stops leading at STOP_AT of the lease unless a renewal comes first, whatever the loop
+        is busy with (a claim that hangs, a slow chore)."""
+        if self._stop_timer is not None:
+            self._stop_timer.cancel()
+
+        def expire() -> None:
+            if self.leading and self._renewed_at == renewed_at:
+                self._expiry = asyncio.ensure_future(self._depose("the lease could not be renewed in time"))
+
+        self._stop_timer = loop.call_at(renewed_at + STOP_AT * self.ttl, expire)
 
     def _lease_spent(self, now: float) -> bool:
         return self._renewed_at is None or now - self._renewed_at >= STOP_AT * self.ttl
@@ -122,6 +151,10 @@ class LeaderElector:
             return None
 
     async def _depose(self, why: str) -> None:
+        if not self.leading:
+            return
         self.leading = False
+        if self._stop_timer is not None:
+            self._stop_timer.cancel()
         log.warning("this replica (%s) no longer leads: %s", self.holder, why)
         await self.on_deposed()

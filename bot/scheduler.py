@@ -33,12 +33,14 @@ from bot.logs import Throttle, logger
 from bot.metrics import Metrics
 from bot.probe.engine import failed_probe
 from bot.probe.targets import site_targets
+from bot.reports.signature import MAX_SKEW
 from host_actions.errors import HostActionError
 
 log = logger(__name__)
 _REFUSALS = Throttle(log, interval=60.0)
 
 JOBS_PER_BATCH = 200
+PRUNE_SECONDS = 600.0  # how often the tick forgets spent signatures
 TICK_SECONDS = 15.0  # renotifications, the end of mute and maintenance windows, silent self-heal tasks
 HEARTBEAT_TIMEOUT = 10.0
 DAY = 86400.0
@@ -82,6 +84,7 @@ class Watcher:
         self._jobs: set[asyncio.Task[Any]] = set()
         self.started = False
         self.stopped = False  # shut down: this scheduler cannot start again
+        self._pruned_at = float("-inf")
 
     # lifecycle --------------------------------------------------------------------------------
 
@@ -261,6 +264,11 @@ class Watcher:
 
     async def tick(self) -> None:
         await asyncio.to_thread(self.incidents.tick)
+        now = asyncio.get_running_loop().time()
+        if now - self._pruned_at >= PRUNE_SECONDS:
+            self._pruned_at = now
+            # signatures of /api/report and the agents' requests, kept twice the window they are valid in
+            await asyncio.to_thread(self.incidents.store.prune_signatures, ("report", "agent"), 4 * MAX_SKEW)
         if self.reports is not None:
             for incident in await asyncio.to_thread(self.reports.check_heartbeats):
                 log.warning(

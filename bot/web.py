@@ -47,9 +47,10 @@ async def start_web(core: Core, routes: list[web.RouteDef]) -> web.AppRunner:
         body = await asyncio.to_thread(core.metrics.render)  # the live gauges read the database
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
+    # imported here: these modules import this one (refuse, load_json)
     from bot.reports.model import MAX_BODY
-    from bot.web_agents import agent_routes  # as web_reports: built on refuse() and load_json()
-    from bot.web_reports import PATH, report_route  # it builds on this module's refuse() and load_json()
+    from bot.web_agents import agent_routes
+    from bot.web_reports import PATH, report_route
 
     app.add_routes(
         [web.get("/healthz", healthz), web.get("/metrics", metrics), report_route(core), *agent_routes(core), *routes]

@@ -23,9 +23,10 @@ from bot.config.model import Agent
 from bot.core.agents import AgentDesk, AgentRound
 from bot.core.ports import StoreRefused
 from bot.probe import ProbeResult, result_from_json
+from bot.probe.targets import site_targets
 from bot.reports.signature import AGENT_HEADER
 from bot.web import Malformed, load_json, refuse
-from bot.web_signed import Endpoint, Refused, verified_body
+from bot.web_signed import NOT_AUTHENTICATED, Endpoint, Refused, verified_body
 from host_actions.target import Secret
 
 REPLAY_PLATFORM = "agent"  # the seen-events namespace the accepted signatures are kept in
@@ -68,7 +69,7 @@ async def _verified(core: Core, request: web.Request) -> tuple[Agent, bytes]:
     def secret_of(sender: str) -> Secret:
         agent = core.config.agent(sender)
         if agent is None:
-            raise Refused("unknown agent")
+            raise Refused("unknown agent", answer=NOT_AUTHENTICATED)
         return agent.secret
 
     try:
@@ -76,7 +77,7 @@ async def _verified(core: Core, request: web.Request) -> tuple[Agent, bytes]:
             request, core.store, ENDPOINT, now=core.incidents.clock().timestamp(), sender=name, secret_of=secret_of
         )
     except Refused as refused:
-        raise _Refused(refuse(request, refused.status, refused.reason, json_body={"error": refused.reason})) from None
+        raise _Refused(refuse(request, refused.status, refused.reason, json_body={"error": refused.answer})) from None
     agent = core.config.agent(name)
     assert agent is not None  # verified above
     return agent, body
@@ -141,8 +142,12 @@ async def _results(core: Core, request: web.Request) -> web.Response:
         await asyncio.to_thread(desk.receive, agent.name, accepted)
     except StoreRefused as exc:
         return refuse(request, 503, "store refused the results", json_body={"error": exc.reason})
+    sites = {s.name: s for s in desk.sites_for(agent.name)}
     for found in accepted:
-        core.metrics.observe_probes(found.results, vantage=agent.name)
+        # only the site's own paths become series: an agent cannot name hosts of its own choosing
+        paths = {(t.via, t.hostname, t.connect_host) for t in site_targets(sites[found.site])}
+        own = [r for r in found.results if (r.target.via, r.target.hostname, r.target.connect_host) in paths]
+        core.metrics.observe_probes(own, vantage=agent.name)
     return web.json_response({"ok": True, "accepted": len(accepted), "ignored": len(rounds) - len(accepted)})
 
 

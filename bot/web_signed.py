@@ -15,15 +15,19 @@ from bot.core.ports import StorePort, StoreRefused
 from bot.reports.signature import SIGNATURE_HEADER, TIMESTAMP_HEADER, signature_matches, timestamp_problem
 from host_actions.target import Secret, SecretUnavailable
 
+NOT_AUTHENTICATED = "not authenticated"
+
 
 class Refused(Exception):
     """Why a signed request is refused: a fixed phrase (it keys the refusal log's throttle) and
     the HTTP status (401, or 503 when the bot cannot check it now)."""
 
-    def __init__(self, reason: str, status: int = 401) -> None:
+    def __init__(self, reason: str, status: int = 401, *, answer: str | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
         self.status = status
+        # what the sender is told: not which names exist ("unknown host" stays in the log)
+        self.answer = answer or reason
 
 
 @dataclass(frozen=True)
@@ -65,7 +69,7 @@ async def verified_body(
     if not signature:
         raise Refused("no signature")
     try:
-        key = secret.resolve()
+        key = secret.resolve().strip()  # as the host scripts read report.key: surrounding white space is no part of it
     except SecretUnavailable:
         raise Refused(endpoint.unavailable, 503) from None
     if not signature_matches(key, timestamp, body, signature):

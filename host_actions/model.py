@@ -252,7 +252,8 @@ class ScheduledTask:
 
     @property
     def is_certops(self) -> bool:
-        """certops's own Layer 2 task (\\certops\\certops hourly check): never a legacy task."""
+        """certops's own Layer 2 task (\\certops\\certops self-heal, or the older hourly check): never
+        a legacy task."""
         return self.path.lower().startswith("\\certops\\")
 
     @property

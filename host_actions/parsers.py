@@ -449,8 +449,8 @@ LAYER2_MAX_AGE = dt.timedelta(hours=2)  # the task runs hourly; older verdicts m
 
 
 def parse_layer2(text: Any) -> tuple[Layer2Report | None, dict[str, dict[str, Any]]]:
-    """The hourly check's state file (certops-hourly-check.ps1 writes it as SYSTEM): its
-    report, and its key facts per thumbprint. Anything unreadable is simply no report."""
+    """Layer 2's state file (self-heal.ps1 writes it as SYSTEM, as the older hourly check did):
+    its report, and its key facts per thumbprint. Anything unreadable is simply no report."""
     if not isinstance(text, str) or not text.strip():
         return None, {}
     try:

@@ -79,6 +79,15 @@ class EventsStore(Database):
         with self._write() as connection:
             return connection.execute(seen_events.delete().where(seen_events.c.at < cutoff)).rowcount
 
+    def prune_signatures(self, platforms: tuple[str, ...], older_than: float) -> int:
+        """The replay guard of signed requests needs a signature only while its timestamp could
+        still be accepted (5 minutes either way); the hosts and agents sign one every few seconds."""
+        cutoff = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=older_than)
+        with self._write() as connection:
+            return connection.execute(
+                seen_events.delete().where(seen_events.c.platform.in_(platforms), seen_events.c.at < cutoff)
+            ).rowcount
+
     def mute(self, site: str, until: dt.datetime, by: str) -> None:
         with self._write() as connection:
             upsert(connection, mutes, {"site": site, "until": until, "by": by}, keys=("site",))

@@ -66,7 +66,8 @@ def database_problem(database: str) -> str | None:
 
 def _postgresql(text: str, url: URL, password: str | None) -> Location:
     shown = _mask(text)
-    if url.password is not None:
+    if url.password is not None or {"password", "passfile"} & {key.lower() for key in url.query}:
+        shown = re.sub(r"([?&](?:password|passfile)=)[^&]*", r"\1***", shown, flags=re.IGNORECASE)
         raise StoreError(
             f"{shown} has a password in it: secrets never go in the config file; write the URL without it "
             "and set database_password_env or database_password_file in [bot]"

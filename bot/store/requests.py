@@ -187,12 +187,19 @@ class RequestsStore(Database):
             tokens = list(
                 connection.execute(query.order_by(action_requests.c.created_at, action_requests.c.token)).scalars()
             )
-            connection.execute(
-                action_requests.update()
-                .where(action_requests.c.token.in_(tokens), action_requests.c.state == _RUNNING)
-                .values(state=RequestState.FAILED.value, result=INTERRUPTED)
-            )
-            failed = [_request(_row(connection, token)) for token in tokens]
+            # one row at a time: only the runs this call moved are reported (another replica may
+            # settle the same orphans at the same moment, and a run may finish in between)
+            moved = [
+                token
+                for token in tokens
+                if connection.execute(
+                    action_requests.update()
+                    .where(action_requests.c.token == token, action_requests.c.state == _RUNNING)
+                    .values(state=RequestState.FAILED.value, result=INTERRUPTED)
+                ).rowcount
+                == 1
+            ]
+            failed = [_request(_row(connection, token)) for token in moved]
             # in the same transaction: no reader sees a request failed without its audit entry
             for request in failed:
                 subject = f"{request.action} {request.target} on {request.host}"

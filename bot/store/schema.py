@@ -94,7 +94,8 @@ action_requests = Table(
     Column("created_at", UtcDateTime, nullable=False),
     Column("expires_at", UtcDateTime, nullable=False),
     Column("result", Text),
-    Column("runner", Text),  # the replica that claimed it to run (bot.leader.replica_id); None: this process
+    # the replica that claimed it to run (bot.leader.replica_id); None: single-process SQLite, or before 0006
+    Column("runner", Text),
     Index("ix_action_requests_incident", "incident_id"),
     Index("ix_action_requests_host_action", "host", "action", "state"),
 )

@@ -408,7 +408,8 @@ class HostModel:
         return task
 
     def add_certops_task(self, *, last_result: int = 0) -> Task:
-        """certops's own Layer 2 task, as install-certops-tasks.ps1 registers it."""
+        """certops's older Layer 2 task, as install-certops-tasks.ps1 registered it before
+        self-heal.ps1 replaced it (install-self-heal removes it)."""
         script = "C:\\ProgramData\\certops\\certops-hourly-check.ps1"
         self.files[script.lower()] = "# certops Layer 2: the hourly, idempotent host check\r\n"
         return self.add_task(

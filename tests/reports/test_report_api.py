@@ -232,6 +232,8 @@ def test_a_report_that_fails_verification_is_refused_with_401_and_changes_nothin
             status, answer = await bot.post(sent, head)
         assert status == 401
         assert set(answer) == {"error"}
+        if case in ("an unknown host", "a host without a report secret"):
+            assert answer == {"error": "not authenticated"}  # which names exist is not for strangers
         assert bot.state()[:4] == before[:4]
         refusals = [r for r in caplog.records if r.name == "certops.web.refusals"]
         assert len(refusals) == 1

@@ -96,9 +96,17 @@ def test_each_in_memory_store_is_its_own_database(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
-def test_a_postgresql_url_with_a_password_in_it_is_refused_without_showing_it() -> None:
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://certops:hunter2@db.example/certops",
+        "postgresql://certops@db.example/certops?password=hunter2",
+        "postgresql://certops@db.example/certops?sslmode=require&PassFile=/tmp/hunter2",
+    ],
+)
+def test_a_postgresql_url_with_a_password_in_it_is_refused_without_showing_it(url: str) -> None:
     with pytest.raises(StoreError, match="has a password in it: secrets never go in the config file") as refused:
-        open_store("postgresql://certops:hunter2@db.example/certops")
+        open_store(url)
     assert "hunter2" not in str(refused.value)
     assert "database_password_env or database_password_file" in str(refused.value)
 
