@@ -87,10 +87,10 @@ class Core:
 
     async def stop(self) -> None:
         """In order: no new probes, running work finishes, and its messages are delivered."""
-        if self.elector is not None:
-            await self.elector.stop()  # stops leading first, if it did, and gives the lease up
         await self.watcher.stop()
         await self.worker.drain()  # follow-ups deliver through their adapters first
+        if self.elector is not None:
+            await self.elector.stop()  # then the outbox stops with the lead, and the lease is given up
         await self.prober.close()  # nothing probes any more: the probe workers end
         await self.outbox.stop()
 
