@@ -1,4 +1,6 @@
-"""The latest report of each host's own scripts (POST /api/report): what heartbeats and
+"""Host reports.
+
+The latest report of each host's own scripts (POST /api/report): what heartbeats and
 /ssl status read.
 
 Revision ID: 0003

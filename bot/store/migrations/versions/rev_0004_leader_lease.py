@@ -1,5 +1,7 @@
-"""The leader lease: which of the `certops run` replicas on one database runs the scheduler, the
-host checks, the digest and the outbox (bot.leader).
+"""The leader lease.
+
+Which of the `certops run` replicas on one database runs the scheduler, the host checks, the
+digest and the outbox (bot.leader).
 
 Revision ID: 0004
 Revises: 0003

@@ -1,4 +1,6 @@
-"""Which replica runs a request, and when each replica was last seen: with replicas on one
+"""Request runners and replicas seen.
+
+Which replica runs a request, and when each replica was last seen: with replicas on one
 database, a request left "running" is failed as interrupted only once the replica running it is
 gone, never because another replica started.
 
