@@ -24,14 +24,14 @@ from bot.core.agents import AgentDesk, AgentRound
 from bot.core.ports import StoreRefused
 from bot.probe import ProbeResult, result_from_json
 from bot.probe.targets import site_targets
+from bot.reports.model import MAX_DEPTH
 from bot.reports.signature import AGENT_HEADER
 from bot.web import Malformed, load_json, refuse
-from bot.web_signed import NOT_AUTHENTICATED, Endpoint, Refused, verified_body
+from bot.web_signed import NOT_AUTHENTICATED, Endpoint, Refused, refusal, verified_body
 from host_actions.target import Secret
 
 REPLAY_PLATFORM = "agent"  # the seen-events namespace the accepted signatures are kept in
 MAX_BODY = 1024 * 1024  # bot.web.BODY_LIMIT: a larger body is refused before it reaches the handler
-MAX_DEPTH = 8
 MAX_ROUNDS = 10_000  # site rounds in one post
 MAX_RESULTS = 64  # paths in one site's round (the public name and its origins)
 CA_PEM_CAP = 512 * 1024  # a site's ca_file sent to agents as PEM text; a larger one is not sent
@@ -57,30 +57,25 @@ ENDPOINT = Endpoint(
 )
 
 
-class _Refused(Exception):
-    def __init__(self, response: web.Response) -> None:
-        self.response = response
-
-
-async def _verified(core: Core, request: web.Request) -> tuple[Agent, bytes]:
-    """The agent that signed the request, and its body; raises _Refused with the answer."""
-    name = request.headers.get(AGENT_HEADER, "")
+async def _verified(core: Core, request: web.Request) -> tuple[Agent, bytes] | web.Response:
+    """The agent that signed the request and its body, or the answer that refuses it."""
+    found: list[Agent] = []
 
     def secret_of(sender: str) -> Secret:
         agent = core.config.agent(sender)
         if agent is None:
             raise Refused("unknown agent", answer=NOT_AUTHENTICATED)
+        found.append(agent)
         return agent.secret
 
+    sender = request.headers.get(AGENT_HEADER, "")
     try:
         body = await verified_body(
-            request, core.store, ENDPOINT, now=core.incidents.clock().timestamp(), sender=name, secret_of=secret_of
+            request, core.store, ENDPOINT, now=core.incidents.clock().timestamp(), sender=sender, secret_of=secret_of
         )
     except Refused as refused:
-        raise _Refused(refuse(request, refused.status, refused.reason, json_body={"error": refused.answer})) from None
-    agent = core.config.agent(name)
-    assert agent is not None  # verified above
-    return agent, body
+        return refusal(request, refused)
+    return found[0], body
 
 
 def _desk(core: Core) -> AgentDesk:
@@ -89,10 +84,10 @@ def _desk(core: Core) -> AgentDesk:
 
 
 async def _work(core: Core, request: web.Request) -> web.Response:
-    try:
-        agent, _body = await _verified(core, request)
-    except _Refused as refused:
-        return refused.response
+    verified = await _verified(core, request)
+    if isinstance(verified, web.Response):
+        return verified
+    agent, _body = verified
     desk = _desk(core)
     try:
         await asyncio.to_thread(desk.seen, agent.name)
@@ -127,10 +122,10 @@ def site_work(site: Site) -> dict[str, Any]:
 
 
 async def _results(core: Core, request: web.Request) -> web.Response:
-    try:
-        agent, body = await _verified(core, request)
-    except _Refused as refused:
-        return refused.response
+    verified = await _verified(core, request)
+    if isinstance(verified, web.Response):
+        return verified
+    agent, body = verified
     try:
         rounds = parse_results(load_json(body, max_depth=MAX_DEPTH), agent.name)
     except Malformed as exc:

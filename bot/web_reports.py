@@ -16,7 +16,7 @@ from bot.core.ports import StoreRefused
 from bot.reports.model import MAX_BODY, MAX_DEPTH, ReportInvalid, parse_report
 from bot.reports.signature import HOST_HEADER
 from bot.web import Malformed, load_json, refuse
-from bot.web_signed import NOT_AUTHENTICATED, Endpoint, Refused, verified_body
+from bot.web_signed import NOT_AUTHENTICATED, Endpoint, Refused, refusal, verified_body
 from host_actions.target import Secret
 
 PATH = "/api/report"
@@ -56,7 +56,7 @@ async def _receive(core: Core, request: web.Request) -> web.Response:
         )
     except Refused as refused:
         core.metrics.report_refusals.labels(refused.reason).inc()
-        return refuse(request, refused.status, refused.reason, json_body={"error": refused.answer})
+        return refusal(request, refused)
     try:
         report = parse_report(load_json(body, max_depth=MAX_DEPTH), name)
     except (Malformed, ReportInvalid) as exc:

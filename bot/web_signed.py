@@ -30,6 +30,13 @@ class Refused(Exception):
         self.answer = answer or reason
 
 
+def refusal(request: web.Request, refused: Refused) -> web.Response:
+    """The answer to a refused signed request, with its one log line (bot.web.refuse)."""
+    from bot.web import refuse  # bot.web imports the signed endpoints when it starts
+
+    return refuse(request, refused.status, refused.reason, json_body={"error": refused.answer})
+
+
 @dataclass(frozen=True)
 class Endpoint:
     """What differs between the signed endpoints: the cap on a body, the namespace of the

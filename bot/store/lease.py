@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 from sqlalchemy import case, or_, select
+from sqlalchemy.engine import Connection
 
 from bot.core.model import Lease
 from bot.store.base import Database
@@ -23,7 +24,7 @@ class LeaseStore(Database):
         row = leader_lease.c
         with self._write() as connection:
             # every replica's claim says it is alive, leader or not: its runs are not orphans
-            upsert(connection, replicas, {"id": holder, "seen_at": now}, keys=("id",))
+            _seen(connection, holder, now)
             moved = connection.execute(
                 leader_lease.update()
                 .where(row.name == LEADER, or_(row.holder == holder, row.expires_at <= now))
@@ -46,7 +47,7 @@ class LeaseStore(Database):
     def touch_replica(self, holder: str, now: dt.datetime) -> None:
         """Says this replica is alive before its first claim (the elector's claims say it after)."""
         with self._write() as connection:
-            upsert(connection, replicas, {"id": holder, "seen_at": now}, keys=("id",))
+            _seen(connection, holder, now)
 
     def release_lease(self, holder: str, now: dt.datetime) -> None:
         """Gives the lease up at once (a clean stop), so the next replica need not wait it out."""
@@ -60,3 +61,7 @@ class LeaseStore(Database):
         with self._read() as connection:
             found = connection.execute(select(leader_lease).where(leader_lease.c.name == LEADER)).first()
         return None if found is None else Lease(found.holder, found.term, found.expires_at)
+
+
+def _seen(connection: Connection, holder: str, now: dt.datetime) -> None:
+    upsert(connection, replicas, {"id": holder, "seen_at": now}, keys=("id",))
