@@ -13,7 +13,9 @@ Reply, and hands it to the platform's Destination (its chat adapter):
 - At least once. A row is marked sent only after its destination said it was delivered; a crash
   in between delivers it again (an EDIT is harmless twice; LINE's retry key makes a repeated push
   a no-op). A card's reference is saved before its row is marked sent, so a retried NEW that got
-  through becomes an EDIT of the card it made, not a second card.
+  through becomes an EDIT of the card it made, not a second card. And the row notes when its first
+  attempt began, before the platform is called: a retry of a row tried before hands that on
+  (Outgoing.tried_since), and Slack looks for the post by its tag before posting it again.
 - Transient errors are retried with exponential backoff and jitter (1 s, 2 s, 4 s … 5 min), never
   sooner than the platform's Retry-After; permanent ones fail the row (one log line) and the loop
   goes on with the next row.
@@ -225,7 +227,9 @@ class OutboxWorker:
         started = time.monotonic()
         try:
             async with asyncio.timeout(DELIVERY_DEADLINE):
-                delivered = await self._deliver(platform, row)
+                if head.tried_at is None:  # before the platform is called: a crash after it leaves this set
+                    await asyncio.to_thread(self.store.mark_tried, head.seq, self.clock())
+                delivered = await self._deliver(platform, row, head.tried_at)
         except DeliveryError as exc:
             if exc.permanent:
                 await self._fail(platform, row, str(exc), time.monotonic() - started)
@@ -268,7 +272,7 @@ class OutboxWorker:
             newest = dataclasses.replace(newest, payload={**newest.payload, "notable": True})
         return newest
 
-    async def _deliver(self, platform: str, row: OutboxMessage) -> bool:
+    async def _deliver(self, platform: str, row: OutboxMessage, tried_since: dt.datetime | None) -> bool:
         """Renders and delivers one row; False when the renderer found nothing to send."""
         rendered = await self._render(row)
         if rendered is None:
@@ -282,9 +286,11 @@ class OutboxWorker:
             return False
         reply, notable = rendered
         kind, ref = await self._where(row)
-        outgoing = Outgoing(kind, reply, ref, row.retry_key, notable)
+        card = row.kind is MessageKind.CARD and row.incident_id is not None
+        key = f"card:{row.incident_id}" if card else row.retry_key
+        outgoing = Outgoing(kind, reply, ref, row.retry_key, notable, key, tried_since)
         new_ref = await self.destinations[platform].deliver(outgoing)
-        if row.kind is MessageKind.CARD and row.incident_id is not None and new_ref and new_ref != ref:
+        if card and row.incident_id is not None and new_ref and new_ref != ref:
             # before the row is marked sent: a crash in between retries it as an EDIT of this card
             await asyncio.to_thread(self.store.save_card_ref, row.incident_id, platform, new_ref)
         return True

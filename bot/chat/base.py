@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
@@ -41,6 +42,12 @@ class Outgoing:
     ref: str | None = None  # the card's reference, as an earlier NEW returned it
     retry_key: str = ""  # the same on every attempt of one outbox row (LINE delivers a retried push once)
     notable: bool = True  # False for a minor edit: a platform that cannot edit (LINE) skips it
+    # What the message is, the same on every attempt ("card:INC-…" for an incident's card, the
+    # row's retry key otherwise): a platform that can search its own history tags posts with it.
+    key: str = ""
+    # When an earlier attempt began, if one did: it may have landed with the answer lost (the
+    # replica died, the call timed out), so a platform that can look first does, not to post twice.
+    tried_since: dt.datetime | None = None
 
 
 # Answers worth trying again: a timeout, a rate limit, and any 5xx (the chat's own trouble)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import hashlib
 import hmac
 import json
@@ -98,6 +99,12 @@ CARD_GONE_ERRORS = frozenset({"message_not_found", "cant_update_message"})
 # A re-notification goes under the card and to the channel too: a thread reply alone notifies only
 # those who follow the thread, and re-notifying is about reaching people who have not reacted.
 THREAD_BROADCAST = True
+# Each delivered post carries its outbox key as message metadata, so a retry whose earlier attempt
+# got no answer finds it with conversations.history instead of posting it twice.
+METADATA_EVENT = "certops_message"
+LOOKUP_MARGIN = 300.0  # seconds before the first attempt searched too: Slack's clock is not ours
+LOOKUP_LIMIT = 200  # messages per page
+LOOKUP_PAGES = 3  # a busier channel than that in the crash window gets the post again
 
 
 class SlackSetupError(ChatSetupError):
@@ -170,6 +177,7 @@ class SlackAdapter:
         self.app.command("/ssl")(self._on_command)
         self.app.action({"type": "block_actions", "action_id": _ACTION_ID})(self._on_press)
         self._cards: OrderedDict[str, Card] = OrderedDict()
+        self._lookup_refused: set[str] = set()  # error codes of history lookups already logged
         self._groups: dict[str, tuple[float, set[str]]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._listening: set[asyncio.Task[Any]] = set()
@@ -308,13 +316,22 @@ class SlackAdapter:
                     raise
                 log.info("the Slack card %s is gone (%s): posting it afresh", message.ref, exc.code)
                 self._cards.pop(message.ref, None)
+        channel, thread_ts = self.settings.channel, None
         if message.kind is DeliveryKind.THREAD and message.ref:
-            channel, _, ts = message.ref.partition(":")
-            await self._deliver_post(channel, message.reply, thread_ts=ts)
-            return message.ref
-        return await self._deliver_post(self.settings.channel, message.reply)
+            channel, _, thread_ts = message.ref.partition(":")
+        if message.tried_since is not None and message.key:
+            # chat.postMessage has no idempotency key: an earlier attempt's post is found by its tag
+            found = await self._posted_before(channel, message.key, message.tried_since, thread_ts)
+            if found is not None and thread_ts is None:
+                ref = f"{channel}:{found}"
+                await self._deliver_edit(ref, message.reply)  # it may show an older step of the card
+                return ref
+            if found is not None:
+                return message.ref
+        posted = await self._deliver_post(channel, message.reply, message.key, thread_ts)
+        return message.ref if thread_ts else posted
 
-    async def _deliver_post(self, channel: str, reply: Reply, thread_ts: str | None = None) -> str:
+    async def _deliver_post(self, channel: str, reply: Reply, key: str, thread_ts: str | None) -> str:
         rendered = render(reply)
         response = await _delivered(
             "chat.postMessage",
@@ -324,9 +341,67 @@ class SlackAdapter:
                 blocks=rendered.blocks,
                 thread_ts=thread_ts,
                 reply_broadcast=THREAD_BROADCAST if thread_ts else None,
+                metadata={"event_type": METADATA_EVENT, "event_payload": {"key": key}} if key else None,
             ),
         )
         return self._posted(response, channel, reply)  # so a press on it renders as _post_card's cards do
+
+    async def _posted_before(self, channel: str, key: str, since: dt.datetime, thread_ts: str | None) -> str | None:
+        """The ts of the bot's own message tagged `key` since `since` (in the thread when one is
+        named), or None. When Slack will not tell (a missing history scope), None too: the post
+        goes out again, at least once, and the log says which scope would prevent that."""
+        oldest = f"{since.timestamp() - LOOKUP_MARGIN:.6f}"
+        method = "conversations.replies" if thread_ts else "conversations.history"
+        cursor: str | None = None
+        for _ in range(LOOKUP_PAGES):
+            if thread_ts:
+                call = self._delivery.conversations_replies(
+                    channel=channel,
+                    ts=thread_ts,
+                    oldest=oldest,
+                    cursor=cursor,
+                    limit=LOOKUP_LIMIT,
+                    include_all_metadata=True,
+                )
+            else:
+                call = self._delivery.conversations_history(
+                    channel=channel, oldest=oldest, cursor=cursor, limit=LOOKUP_LIMIT, include_all_metadata=True
+                )
+            try:
+                response = await _delivered(method, call)
+            except _SlackFailure as exc:
+                if not exc.permanent:
+                    raise  # Slack's own trouble: the post would not land now either
+                if exc.code not in self._lookup_refused:
+                    self._lookup_refused.add(exc.code)
+                    log.warning(
+                        "Slack %s refused (%s): a message whose earlier attempt got no answer is posted "
+                        "again, and may show twice; add the channels:history and groups:history scopes",
+                        method,
+                        exc.code,
+                    )
+                return None
+            data = response.data if isinstance(response.data, dict) else {}
+            for found in data.get("messages") or ():
+                if self._tagged(found, key):
+                    return str(found.get("ts"))
+            cursor = str((data.get("response_metadata") or {}).get("next_cursor") or "") or None
+            if cursor is None:
+                return None
+        return None
+
+    def _tagged(self, message: object, key: str) -> bool:
+        if not isinstance(message, dict):
+            return False
+        metadata = message.get("metadata")
+        if not isinstance(metadata, dict) or metadata.get("event_type") != METADATA_EVENT:
+            return False
+        payload = metadata.get("event_payload")
+        if not isinstance(payload, dict) or payload.get("key") != key:
+            return False
+        # another app could tag a message so: only the bot's own counts, when the bot knows who it is
+        own = self._auth.bot_user_id if self._auth is not None else None
+        return own is None or message.get("user") == own
 
     async def _deliver_edit(self, ref: str, reply: Reply) -> None:
         # As update(): the core's card is the whole truth, so earlier press notes make way for it.

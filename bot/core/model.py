@@ -212,6 +212,7 @@ class OutboxMessage:
     retry_key: str  # the same on every attempt: LINE delivers a retried push once
     last_error: str | None = None
     sent_at: dt.datetime | None = None
+    tried_at: dt.datetime | None = None  # when an attempt first began (it may have landed unanswered)
 
 
 @dataclass(frozen=True)

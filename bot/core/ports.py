@@ -167,6 +167,9 @@ class OutboxPort(Protocol):
     def mark_sent(self, seq: int, at: dt.datetime) -> bool:
         """pending -> sent; False if it was not pending."""
 
+    def mark_tried(self, seq: int, at: dt.datetime) -> None:
+        """Notes when the first attempt began (kept on later ones), before the platform is called."""
+
     def mark_retry(self, seq: int, error: str, next_attempt_at: dt.datetime) -> None:
         """Counts an attempt and sets when to try again."""
 

@@ -94,6 +94,14 @@ class OutboxStore(Database):
             )
         return done.rowcount == 1
 
+    def mark_tried(self, seq: int, at: dt.datetime) -> None:
+        with self._write() as connection:
+            connection.execute(
+                outbox.update()
+                .where(outbox.c.seq == seq, outbox.c.state == _PENDING, outbox.c.tried_at.is_(None))
+                .values(tried_at=at)
+            )
+
     def mark_retry(self, seq: int, error: str, next_attempt_at: dt.datetime) -> None:
         with self._write() as connection:
             connection.execute(
@@ -172,4 +180,5 @@ def _message(row: Row[Any]) -> OutboxMessage:
         retry_key=row.retry_key,
         last_error=row.last_error,
         sent_at=row.sent_at,
+        tried_at=row.tried_at,
     )

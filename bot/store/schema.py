@@ -152,6 +152,8 @@ outbox = Table(
     Column("retry_key", Text, nullable=False),
     Column("last_error", Text),
     Column("sent_at", UtcDateTime),
+    # when an attempt first began; pending with this set: it may have reached the platform unanswered
+    Column("tried_at", UtcDateTime),
     Index("ix_outbox_platform_state", "platform", "state", "seq"),
     sqlite_autoincrement=True,  # seq is the delivery order: never reused
 )

@@ -13,7 +13,6 @@ recorded too (with their status and error); `accepted()` lists only those Slack 
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
 import time
 import uuid
@@ -51,6 +50,9 @@ class Failure:
     times: int | None = None  # how many calls; None: until `until` or recover()
     until: float | None = None  # on the stand-in's clock
     delay: float = 0.0  # real seconds before answering; with neither status nor error, then answer as usual
+    # with `delay`: carry the call out at once and hold only the answer (a post that lands even
+    # though its caller, dying meanwhile, never hears so)
+    answer_late: bool = False
 
     def matches(self, method: str, now: float) -> bool:
         if self.methods is not None and method not in self.methods:
@@ -67,6 +69,10 @@ class Message:
     text: str
     blocks: list[dict[str, Any]]
     edits: int = 0
+    thread_ts: str | None = None  # the parent's ts, for a reply in a thread
+    metadata: dict[str, Any] | None = None  # as chat.postMessage's `metadata` gave it
+    user: str = "U0BOT"  # who posted it (auth.test's user_id: the bot)
+    broadcast: bool = False  # a thread reply also sent to the channel
 
     def block_text(self) -> str:
         return text_of(self.blocks)
@@ -95,7 +101,7 @@ class SlackAPI:
         self.failures: list[Failure] = []
         self.calls: list[Call] = []
         self.messages: dict[tuple[str, str], Message] = {}
-        self._ts = itertools.count(1)
+        self._last_ts = 0.0
         self._changed = asyncio.Condition()
         self._runner: web.AppRunner | None = None
         self._sockets: list[web.WebSocketResponse] = []
@@ -138,6 +144,7 @@ class SlackAPI:
         times: int | None = None,
         seconds: float | None = None,
         delay: float = 0.0,
+        answer_late: bool = False,
     ) -> Failure:
         """From now on, answer matching calls this way: `times` calls, for `seconds` on the
         stand-in's clock, or until recover(). Outages queue up: the first one still in force
@@ -151,6 +158,7 @@ class SlackAPI:
             times,
             self.clock() + seconds if seconds is not None else None,
             delay,
+            answer_late,
         )
         self.failures.append(failure)
         return failure
@@ -239,10 +247,18 @@ class SlackAPI:
         call = Call(method, body, token)
         await self._record(call)
         failure = self._failure(method)
+        if failure is not None and failure.answer_late:
+            answer = self._answer(call)
+            await asyncio.sleep(failure.delay)
+            return answer
         if failure is not None and failure.delay:
             await asyncio.sleep(failure.delay)
         if failure is not None and (failure.status != 200 or failure.error is not None):
             return _scripted(call, failure)
+        return self._answer(call)
+
+    def _answer(self, call: Call) -> web.Response:
+        method, body, token = call.method, call.body, call.token
         expected = APP_TOKEN if method == "apps.connections.open" else BOT_TOKEN
         if token != expected:
             call.error = "invalid_auth"
@@ -279,14 +295,60 @@ class SlackAPI:
     def _apps_connections_open(self, body: dict[str, Any]) -> dict[str, Any]:
         return {"ok": True, "url": self.url.replace("http://", "ws://") + "/socket"}
 
+    def _next_ts(self) -> str:
+        # Slack's ts is its clock at posting, unique per channel; conversations.history's `oldest` compares with it
+        self._last_ts = max(time.time(), self._last_ts + 0.000001)
+        return f"{self._last_ts:.6f}"
+
     def _chat_postMessage(self, body: dict[str, Any]) -> dict[str, Any]:
         channel = str(body.get("channel"))
         if channel in self.not_member_of:
             return {"ok": False, "error": "not_in_channel"}
-        ts = f"{1_700_000_000 + next(self._ts)}.000100"
-        message = Message(channel, ts, str(body.get("text") or ""), _blocks(body))
+        ts = self._next_ts()
+        metadata = body.get("metadata")
+        if isinstance(metadata, str):  # form-encoded calls carry it as a JSON string
+            metadata = json.loads(metadata)
+        thread_ts = str(body["thread_ts"]) if body.get("thread_ts") else None
+        broadcast = str(body.get("reply_broadcast")).lower() in ("true", "1")
+        message = Message(
+            channel, ts, str(body.get("text") or ""), _blocks(body), 0, thread_ts, metadata, "U0BOT", broadcast
+        )
         self.messages[(channel, ts)] = message
         return {"ok": True, "channel": channel, "ts": ts, "message": {"text": message.text, "ts": ts}}
+
+    def _conversations_history(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Newest first, top-level messages (and replies also sent to the channel), in pages."""
+        channel = str(body.get("channel"))
+        found = [m for m in self.messages.values() if m.channel == channel and (m.thread_ts is None or m.broadcast)]
+        return self._page(sorted(found, key=lambda m: -float(m.ts)), body)
+
+    def _conversations_replies(self, body: dict[str, Any]) -> dict[str, Any]:
+        """The parent, then its replies, oldest first."""
+        channel, parent = str(body.get("channel")), str(body.get("ts"))
+        if (channel, parent) not in self.messages:
+            return {"ok": False, "error": "thread_not_found"}
+        found = [m for m in self.messages.values() if m.channel == channel and parent in (m.ts, m.thread_ts)]
+        return self._page(sorted(found, key=lambda m: float(m.ts)), body)
+
+    def _page(self, found: list[Message], body: dict[str, Any]) -> dict[str, Any]:
+        if str(body.get("channel")) in self.not_member_of:
+            return {"ok": False, "error": "not_in_channel"}
+        oldest = float(body.get("oldest") or 0)
+        found = [m for m in found if float(m.ts) > oldest]
+        start, limit = int(body.get("cursor") or 0), int(body.get("limit") or 100)
+        with_metadata = str(body.get("include_all_metadata")).lower() in ("true", "1")
+        page = [
+            {"type": "message", "ts": m.ts, "user": m.user, "text": m.text, "thread_ts": m.thread_ts}
+            | ({"metadata": m.metadata} if with_metadata and m.metadata else {})
+            for m in found[start : start + limit]
+        ]
+        more = start + limit < len(found)
+        return {
+            "ok": True,
+            "messages": page,
+            "has_more": more,
+            "response_metadata": {"next_cursor": str(start + limit) if more else ""},
+        }
 
     def _chat_update(self, body: dict[str, Any]) -> dict[str, Any]:
         key = (str(body.get("channel")), str(body.get("ts")))
@@ -298,7 +360,7 @@ class SlackAPI:
         return {"ok": True, "channel": key[0], "ts": key[1], "text": message.text}
 
     def _chat_postEphemeral(self, body: dict[str, Any]) -> dict[str, Any]:
-        return {"ok": True, "message_ts": f"{1_700_000_000 + next(self._ts)}.000200"}
+        return {"ok": True, "message_ts": self._next_ts()}
 
     def _usergroups_users_list(self, body: dict[str, Any]) -> dict[str, Any]:
         group = str(body.get("usergroup"))

@@ -15,7 +15,17 @@ from bot.core.model import MessageKind
 from bot.outbox import OutboxWorker, Renderer
 from tests.chat.destinations import SLACK_CHANNEL, set_env
 from tests.fakes.slack_api import SlackAPI, text_of
-from tests.outbox.harness import Clock, card, deliver_all, message, render, render_async, slack_outbox, wait_until
+from tests.outbox.harness import (
+    Clock,
+    Recorded,
+    card,
+    deliver_all,
+    message,
+    render,
+    render_async,
+    slack_outbox,
+    wait_until,
+)
 
 
 def titles(api: SlackAPI, method: str) -> list[str]:
@@ -241,5 +251,151 @@ def test_a_row_the_renderer_has_nothing_for_is_settled_without_a_message(monkeyp
             assert titles(api, "chat.postMessage") == ["after"]
             assert store.pending() == []
             assert worker.delivered_total == 1
+
+    asyncio.run(scenario())
+
+
+# a post whose answer was lost ------------------------------------------------------------------
+
+
+def now_clock() -> Clock:
+    """A clock at the real time: Slack's ts (the stand-in's wall clock) is what the lookup
+    after a lost answer compares the first attempt's time with."""
+    return Clock(dt.datetime.now(dt.UTC).replace(microsecond=0))
+
+
+async def lose_the_first_answer(api: SlackAPI, worker: OutboxWorker, store: Recorded, clock: Clock) -> None:
+    """The first chat.postMessage lands, but its answer comes after the delivery's deadline (as
+    when the replica dies mid-call): the attempt counts as failed and the row stays pending."""
+    before = len(api.messages)
+    api.fail(delay=1.0, answer_late=True, methods=["chat.postMessage"], times=1)
+    await worker.run_once("slack")
+    assert store.retries
+    assert len(api.messages) == before + 1
+
+
+def test_a_card_whose_post_landed_unanswered_is_found_by_its_tag_and_edited_instead_of_posted_twice(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    set_env(monkeypatch)
+    monkeypatch.setattr("bot.chat.slack.DELIVERY_TIMEOUT", 0.3)
+
+    async def scenario() -> None:
+        clock = now_clock()
+        async with SlackAPI() as api, slack_outbox(api) as (adapter, store):
+            worker = OutboxWorker(store, {"slack": adapter}, render, clock=clock)
+            store.enqueue([card("INC-0001", "open")], clock())
+            await lose_the_first_answer(api, worker, store, clock)
+            store.enqueue([card("INC-0001", "acked")], clock())  # news meanwhile: the retry carries it
+            await deliver_all(worker, clock)
+
+            [landed] = api.messages.values()
+            assert landed.metadata == {"event_type": "certops_message", "event_payload": {"key": "card:INC-0001"}}
+            assert len(api.accepted("chat.postMessage")) == 1
+            [looked] = api.accepted("conversations.history")
+            assert looked.body["include_all_metadata"] in (True, "true", "1")
+            assert titles(api, "chat.update") == ["acked"]
+            assert "acked" in landed.block_text()
+            assert store.card_ref("INC-0001", "slack") == f"{SLACK_CHANNEL}:{landed.ts}"
+
+    asyncio.run(scenario())
+
+
+def test_a_re_notification_whose_reply_landed_unanswered_is_found_in_the_thread_and_not_sent_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    set_env(monkeypatch)
+    monkeypatch.setattr("bot.chat.slack.DELIVERY_TIMEOUT", 0.3)
+
+    async def scenario() -> None:
+        clock = now_clock()
+        async with SlackAPI() as api, slack_outbox(api) as (adapter, store):
+            worker = OutboxWorker(store, {"slack": adapter}, render, clock=clock)
+            store.enqueue([card("INC-0001", "open")], clock())
+            await deliver_all(worker, clock)
+            store.enqueue([message(MessageKind.RENOTIFY, "still down", "INC-0001")], clock())
+            await lose_the_first_answer(api, worker, store, clock)
+            await deliver_all(worker, clock)
+
+            ref = store.card_ref("INC-0001", "slack")
+            assert ref is not None
+            replies = [m for m in api.messages.values() if m.thread_ts]
+            assert [m.thread_ts for m in replies] == [ref.partition(":")[2]]  # one reply, under the card
+            assert len(api.accepted("conversations.replies")) == 1
+            assert api.accepted("conversations.history") == []
+            assert store.sent == [store.seq("open"), store.seq("still down")]
+
+    asyncio.run(scenario())
+
+
+def test_without_the_history_scope_a_post_whose_answer_was_lost_goes_out_again_and_the_log_names_the_scope(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    set_env(monkeypatch)
+    monkeypatch.setattr("bot.chat.slack.DELIVERY_TIMEOUT", 0.3)
+
+    async def scenario() -> None:
+        clock = now_clock()
+        async with SlackAPI() as api, slack_outbox(api) as (adapter, store):
+            api.fail(error="missing_scope", methods=["conversations.history"])
+            worker = OutboxWorker(store, {"slack": adapter}, render, clock=clock)
+            store.enqueue([card("INC-0001", "open"), card("INC-0002", "also down")], clock())
+            await lose_the_first_answer(api, worker, store, clock)
+            with caplog.at_level(logging.WARNING, logger="certops"):
+                await deliver_all(worker, clock)
+
+            assert titles(api, "chat.postMessage") == ["open", "open", "also down"]  # at least once
+            newest_open = max((m for m in api.messages.values() if "open" in m.block_text()), key=lambda m: float(m.ts))
+            assert store.card_ref("INC-0001", "slack") == f"{SLACK_CHANNEL}:{newest_open.ts}"
+            [warning] = [r for r in caplog.records if "conversations.history" in r.getMessage()]
+            assert "missing_scope" in warning.getMessage()
+            assert "channels:history" in warning.getMessage()
+            assert worker.failed_total == 0
+
+    asyncio.run(scenario())
+
+
+def test_when_the_lookup_itself_meets_an_outage_the_row_waits_and_is_still_delivered_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    set_env(monkeypatch)
+    monkeypatch.setattr("bot.chat.slack.DELIVERY_TIMEOUT", 0.3)
+
+    async def scenario() -> None:
+        clock = now_clock()
+        async with SlackAPI() as api, slack_outbox(api) as (adapter, store):
+            worker = OutboxWorker(store, {"slack": adapter}, render, clock=clock)
+            store.enqueue([card("INC-0001", "open")], clock())
+            await lose_the_first_answer(api, worker, store, clock)
+            api.fail(503, methods=["conversations.history"], times=2)
+            await deliver_all(worker, clock)
+
+            assert len(api.messages) == 1
+            assert len(api.accepted("chat.postMessage")) == 1
+            assert [c.status for c in api.calls_to("conversations.history")] == [503, 503, 200]
+            assert len(store.retries) == 3
+
+    asyncio.run(scenario())
+
+
+def test_a_message_another_app_tagged_as_the_card_is_not_taken_for_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    set_env(monkeypatch)
+    monkeypatch.setattr("bot.chat.slack.DELIVERY_TIMEOUT", 0.3)
+
+    async def scenario() -> None:
+        clock = now_clock()
+        async with SlackAPI() as api, slack_outbox(api) as (adapter, store):
+            await adapter.start()  # http mode: auth.test only, and the adapter learns its own user id
+            worker = OutboxWorker(store, {"slack": adapter}, render, clock=clock)
+            store.enqueue([card("INC-0001", "open")], clock())
+            await lose_the_first_answer(api, worker, store, clock)
+            [landed] = api.messages.values()
+            landed.user = "U0OTHERAPP"  # as if another app had posted it, with the card's tag
+            await deliver_all(worker, clock)
+
+            assert len(api.accepted("chat.postMessage")) == 2
+            ref = store.card_ref("INC-0001", "slack")
+            assert ref is not None
+            assert ref.partition(":")[2] != landed.ts
 
     asyncio.run(scenario())
