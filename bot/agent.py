@@ -93,7 +93,8 @@ class Agent:
         self._ca_dir = tempfile.TemporaryDirectory(prefix="certops-agent-")
         self._gate = asyncio.Semaphore(CONCURRENCY)
         self._probes: set[asyncio.Task[None]] = set()
-        self._wake = asyncio.Event()
+        self._wake = asyncio.Event()  # a round ended, or new work came
+        self._kept = asyncio.Event()  # a round was buffered
         verify: ssl.SSLContext | bool = ssl.create_default_context(cafile=ca_file) if ca_file else True
         import httpx
 
@@ -102,46 +103,66 @@ class Agent:
     # the loop ---------------------------------------------------------------------------------------
 
     async def run(self) -> None:
-        loop = asyncio.get_running_loop()
-        next_work = next_post = loop.time()
-        work_failures = post_failures = 0
+        """Probes the due rounds; fetching work and posting results run beside it, so a bot that
+        hangs (each request waits out its deadline) never holds a round back."""
         log.info("probe agent %s reporting to %s", self.name, self.bot)
+        beside = [asyncio.ensure_future(self._fetch_loop()), asyncio.ensure_future(self._post_loop())]
+        loop = asyncio.get_running_loop()
         try:
             while not self.stopping.is_set():
-                now = loop.time()
-                if now >= next_work:
-                    if await self._fetch_work():
-                        work_failures = 0
-                        next_work = loop.time() + self.poll
-                    else:
-                        work_failures += 1
-                        next_work = loop.time() + _backoff(work_failures, self.poll)
                 self._start_due_rounds(loop.time())
-                if self.buffer and loop.time() >= next_post:
-                    if await self._post_results():
-                        post_failures = 0
-                        next_post = loop.time()
-                    else:
-                        post_failures += 1
-                        next_post = loop.time() + _backoff(post_failures, MAX_BACKOFF)
-                wake = min([next_work, *(w.due for w in self.work.values() if not w.running)], default=next_work)
-                if self.buffer:
-                    wake = min(wake, next_post)
-                self._wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(max(0.05, min(wake - loop.time(), 1.0))):
-                        await self._wait_for_stop_or_wake()
+                wake = min((w.due for w in self.work.values() if not w.running), default=loop.time() + 1.0)
+                await self._pause(max(0.05, min(wake - loop.time(), 1.0)))
         finally:
+            for task in beside:
+                task.cancel()
+            await asyncio.gather(*beside, return_exceptions=True)
             await self._finish()
 
-    async def _wait_for_stop_or_wake(self) -> None:
+    async def _fetch_loop(self) -> None:
+        failures = 0
+        while not self.stopping.is_set():
+            if await self._fetch_work():
+                failures = 0
+                self._wake.set()  # new sites are due now
+                await self._sleep(self.poll)
+            else:
+                failures += 1
+                await self._sleep(_backoff(failures, self.poll))
+
+    async def _post_loop(self) -> None:
+        failures = 0
+        while not self.stopping.is_set():
+            if not self.buffer:
+                self._kept.clear()
+                await self._wait_for_stop_or(self._kept)
+                continue
+            if await self._post_results():
+                failures = 0
+            else:
+                failures += 1
+                await self._sleep(_backoff(failures, MAX_BACKOFF))
+
+    async def _pause(self, seconds: float) -> None:
+        """Until a round ends or work arrives (self._wake), stop, or `seconds`."""
+        self._wake.clear()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._wait_for_stop_or(self._wake)
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self.stopping.wait()
+
+    async def _wait_for_stop_or(self, event: asyncio.Event) -> None:
         stop = asyncio.ensure_future(self.stopping.wait())
-        wake = asyncio.ensure_future(self._wake.wait())
+        other = asyncio.ensure_future(event.wait())
         try:
-            await asyncio.wait([stop, wake], return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait([stop, other], return_when=asyncio.FIRST_COMPLETED)
         finally:
             stop.cancel()
-            wake.cancel()
+            other.cancel()
 
     async def _finish(self) -> None:
         """At SIGTERM: the probes in flight end, and what they found is posted once, briefly."""
@@ -253,6 +274,7 @@ class Agent:
 
     def _keep(self, site: str, results: Sequence[ProbeResult]) -> None:
         self.buffer.append({"site": site, "results": [r.to_json() for r in results]})
+        self._kept.set()
         over = len(self.buffer) - self.buffer_rounds
         if over > 0:
             for _ in range(over):
@@ -290,7 +312,10 @@ class Agent:
         if response.status_code == 200 or response.status_code == 400:
             if response.status_code == 400:
                 log.error("the bot refused %d site round(s) as malformed: %s", len(batch), _error(response))
-            for _ in batch:
+            # rounds kept meanwhile went to the right and drops came off the left: what is left of
+            # the batch is the buffer's head
+            sent = {id(entry) for entry in batch}
+            while self.buffer and id(self.buffer[0]) in sent:
                 self.buffer.popleft()
             return True
         log.warning("the bot refused the results (HTTP %d: %s)", response.status_code, _error(response))

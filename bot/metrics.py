@@ -24,8 +24,8 @@ class Metrics:
         self.paths = PathGauges()
         self.problems = Counter(
             "certops_probe_problems",
-            "Problems found by probes, by problem code",
-            ["site", "code"],
+            "Problems found by probes, by problem code and where they were probed from",
+            ["site", "code", "vantage"],
             registry=self.registry,
         )
         self.host_actions = Counter(
@@ -60,6 +60,12 @@ class Metrics:
             ["host", "kind", "outcome"],
             registry=self.registry,
         )
+        self.agent_rounds = Counter(
+            "certops_agent_rounds",
+            "Site rounds accepted from probe agents on /api/agent/results (buffered ones count when they arrive)",
+            ["agent"],
+            registry=self.registry,
+        )
         self.report_refusals = Counter(
             "certops_report_refusals",
             "Requests to /api/report refused (401, 400 or 503), by reason",
@@ -78,7 +84,7 @@ class Metrics:
                 not_after = parse_iso_utc(result.certificate.not_after).timestamp()
                 self.paths.set("certops_cert_expiry_timestamp_seconds", labels, not_after)
             for problem in result.problems:
-                self.problems.labels(site, problem.code).inc()
+                self.problems.labels(site, problem.code, vantage).inc()
 
     def add_gauges(self, gauges: Callable[[], dict[str, tuple[str, float]]]) -> None:
         """Values read at scrape time (open incidents, outbox depth): name -> (help, value)."""

@@ -137,6 +137,7 @@ async def _results(core: Core, request: web.Request) -> web.Response:
         await asyncio.to_thread(desk.receive, agent.name, accepted)
     except StoreRefused as exc:
         return refuse(request, 503, "store refused the results", json_body={"error": exc.reason})
+    core.metrics.agent_rounds.labels(agent.name).inc(len(accepted))
     sites = {s.name: s for s in desk.sites_for(agent.name)}
     for found in accepted:
         # only the site's own paths become series: an agent cannot name hosts of its own choosing

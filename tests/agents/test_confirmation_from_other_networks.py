@@ -49,6 +49,10 @@ def test_a_site_failing_from_tokyo_only_is_recorded_and_shown_and_delivers_no_me
             assert bot.titles() == []  # exactly none: recorded, shown, no page
             assert bot.core.store.open_incidents() == []
             assert bot.core.store.site_health("www").failing is False
+            metrics = bot.core.metrics.render().decode()
+            assert 'certops_probe_problems_total{code="tls_handshake_reset",site="www",vantage="tokyo"}' in metrics
+            assert 'vantage="local"' not in metrics.split("certops_probe_problems_total", 1)[1].split("# HELP", 1)[0]
+            assert 'certops_agent_rounds_total{agent="frankfurt"}' in metrics
 
     asyncio.run(main())
 

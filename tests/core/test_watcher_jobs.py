@@ -36,7 +36,7 @@ def test_a_round_of_probes_shows_in_the_metrics_with_blackbox_style_labels(lab: 
         await round_of(core, "shop")
         text = core.metrics.render().decode()
         assert 'certops_probe_success{address="127.0.0.1",site="shop",vantage="local",via="public"} 0.0' in text
-        assert 'certops_probe_problems_total{code="tls_handshake_reset",site="shop"} 1.0' in text
+        assert 'certops_probe_problems_total{code="tls_handshake_reset",site="shop",vantage="local"} 1.0' in text
         core.close()
 
     run(scenario)
