@@ -112,7 +112,7 @@ class AgentDesk:
         if verdict.unconfirmable and verdict.settled:
             if open_now or self.incidents.suppressed(site.name, now):
                 return
-            self.incidents._open(
+            self.incidents.open(
                 subject,
                 "quorum_unreachable",
                 Severity.WARNING,
@@ -148,7 +148,7 @@ class AgentDesk:
             subject = agent_subject(agent.name)
             if self.store.open_incidents(subject):
                 continue
-            incident, fresh = self.incidents._open(
+            incident, fresh = self.incidents.open(
                 subject,
                 "agent_silent",
                 Severity.WARNING,

@@ -239,7 +239,7 @@ class IncidentCore:
         if incident is None:
             if len(health.flips) > self.config.bot.flap_limit:
                 problem, summary = FLAPPING, f"{site.name} is flapping: {len(health.flips)} changes in an hour"
-            created, fresh = self._open(
+            created, fresh = self.open(
                 site.name,
                 problem,
                 severity,
@@ -261,10 +261,10 @@ class IncidentCore:
             changes["summary"] = summary
         if problem != incident.problem and incident.problem != FLAPPING:
             changes["problem"] = problem  # the root problem changed (e.g. a probe error turned into a reset)
-        revised = self._revise(incident, severity, changes, summary, Cause.PROBE, actor)
+        revised = self.revise(incident, severity, changes, summary, Cause.PROBE, actor)
         return Observation(site.name, True, True, revised)
 
-    def _open(
+    def open(
         self,
         subject: str,
         problem: str,
@@ -306,7 +306,7 @@ class IncidentCore:
             self.on_message()
         return incident, fresh
 
-    def _revise(
+    def revise(
         self,
         incident: Incident,
         severity: Severity,
@@ -371,9 +371,9 @@ class IncidentCore:
         summary = f"{host}: {worst.message}" + (f" (and {len(serious) - 1} more)" if len(serious) > 1 else "")
         details = tuple(finding_line(f) for f in serious)
         if incident is None:
-            return self._open(subject, worst.code, severity, summary, details, "host check", host=host)
+            return self.open(subject, worst.code, severity, summary, details, "host check", host=host)
         changes: dict[str, object] = {"details": details, "summary": summary} if details != incident.details else {}
-        return self._revise(incident, severity, changes, summary, Cause.HOST_CHECK, "host check"), False
+        return self.revise(incident, severity, changes, summary, Cause.HOST_CHECK, "host check"), False
 
     # what people and host actions do -----------------------------------------------------------
 

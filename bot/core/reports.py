@@ -76,7 +76,7 @@ class ReportDesk:
             subject = silent_subject(host.name)
             if self.store.open_incidents(subject):
                 continue
-            incident, fresh = self.incidents._open(
+            incident, fresh = self.incidents.open(
                 subject,
                 "self_heal_silent",
                 Severity.WARNING,
@@ -112,7 +112,7 @@ class ReportDesk:
         )
         open_now = next(iter(self.store.open_incidents(subject)), None)
         if open_now is None:
-            incident, _fresh = self.incidents._open(
+            incident, _fresh = self.incidents.open(
                 subject,
                 f"{report.kind.replace('-', '_')}_failed",
                 Severity.CRITICAL,
@@ -123,7 +123,7 @@ class ReportDesk:
             )
             return incident
         changes: dict[str, object] = {"details": details, "summary": summary} if details != open_now.details else {}
-        return self.incidents._revise(open_now, Severity.CRITICAL, changes, summary, Cause.REPORT, ACTOR)
+        return self.incidents.revise(open_now, Severity.CRITICAL, changes, summary, Cause.REPORT, ACTOR)
 
     def _close(self, subject: str, why: str) -> None:
         for incident in self.store.open_incidents(subject):
