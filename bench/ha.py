@@ -129,6 +129,22 @@ class Cluster:
             out["statements"], out["statement_rows"] = float(calls), float(written)
         return out
 
+    def top_statements(self) -> list[tuple[float, float, str]]:
+        """(calls, rows, query) of the most called statements so far, for where the load comes from."""
+        if not self.statements:
+            return []
+        out = self.psql(
+            "SELECT calls, rows, regexp_replace(left(query, 110), '\\s+', ' ', 'g') FROM pg_stat_statements "
+            "WHERE dbid = (SELECT oid FROM pg_database WHERE datname = 'certops') "
+            "ORDER BY calls DESC LIMIT 25"
+        )
+        rows = [line.split("|", 2) for line in out.splitlines() if line.count("|") >= 2]
+        return [(float(calls), float(written), query) for calls, written, query in rows]
+
+    def reset_statements(self) -> None:
+        if self.statements:
+            self.psql("SELECT pg_stat_statements_reset()")
+
     def stat_settle(self) -> None:
         # the statistics collector reports counters at the end of each transaction, batched
         time.sleep(1.5)
@@ -239,6 +255,7 @@ class Figures:
     bad_incidents: int = 0
     round_sites: int = 0  # sites the new leader probed in the measured round
     load: dict[str, float] = field(default_factory=dict)
+    top: list[tuple[float, float, str]] = field(default_factory=list)  # per site: calls, rows, statement
 
 
 async def wait(what: str, check: Any, timeout: float, poll: float = 0.1) -> Any:
@@ -337,6 +354,7 @@ async def run(args: argparse.Namespace) -> Figures:
                 measure = kill == 0
                 if measure:
                     await asyncio.to_thread(cluster.stat_settle)
+                    await asyncio.to_thread(cluster.reset_statements)
                     before = await asyncio.to_thread(cluster.counters)
                 started_text = await asyncio.to_thread(now_text)
                 replicas[leader].kill()
@@ -353,6 +371,8 @@ async def run(args: argparse.Namespace) -> Figures:
                     await asyncio.to_thread(cluster.stat_settle)
                     after = await asyncio.to_thread(cluster.counters)
                     figures.load = {k: (after[k] - before[k]) / total for k in after}
+                    top = await asyncio.to_thread(cluster.top_statements)
+                    figures.top = [(calls / total, rows / total, query) for calls, rows, query in top]
                 replicas[leader].start()  # as systemd would: it comes back as a follower
                 await wait("the restarted replica answering", lambda r=replicas[leader]: r.health() is not None, 120)
                 log(
@@ -410,6 +430,10 @@ def main() -> int:
     args = parser.parse_args()
     figures = asyncio.run(run(args))
     print(render(args, figures))
+    if figures.top:
+        print("\nmost called statements in the measured round, per site: calls, rows written or read, statement")
+        for calls, rows, query in figures.top:
+            print(f"{calls:7.2f} {rows:7.2f}  {query}")
     print(json.dumps({"failover": figures.failover, "first_probe": figures.first_probe, "load": figures.load}))
     return 0 if figures.cards_posted == 1 and figures.bad_incidents == 1 else 1
 

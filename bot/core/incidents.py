@@ -175,18 +175,20 @@ class IncidentCore:
         self, site: Site, results: list[ProbeResult], actor: str, confirmed: bool, verdict: Verdict | None = None
     ) -> Observation:
         now = self.clock()
-        self.store.save_results(site.name, results)
-        before = self.store.site_health(site.name)
         bad = any(failing(r) for r in results) if verdict is None else verdict.failing
-        health = _count(before, bad, now)
-        flipped = False
-        if bad and not before.failing and (confirmed or health.consecutive_failures >= site.failure_threshold):
-            health, flipped = replace(health, failing=True), True
-        elif not bad and before.failing and health.consecutive_successes >= site.success_threshold:
-            health, flipped = replace(health, failing=False, first_failure_at=None), True
-        if flipped:
-            health = replace(health, flips=(*health.flips, now))
-        self.store.save_site_health(health)
+
+        def counted(before: SiteHealth) -> SiteHealth:
+            health = _count(before, bad, now)
+            if bad and not before.failing and (confirmed or health.consecutive_failures >= site.failure_threshold):
+                health = replace(health, failing=True)
+            elif not bad and before.failing and health.consecutive_successes >= site.success_threshold:
+                health = replace(health, failing=False, first_failure_at=None)
+            if health.failing != before.failing:
+                health = replace(health, flips=(*health.flips, now))
+            return health
+
+        before, health = self.store.record_round(site.name, results, counted)
+        flipped = health.failing != before.failing
         incident = next(iter(self.store.open_incidents(site.name)), None)
         retry = site.retry_interval
 

@@ -12,7 +12,7 @@ replica never does it twice.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from bot.core.model import (
@@ -54,6 +54,12 @@ class ResultsPort(Protocol):
         """A site never seen returns SiteHealth(site) with its defaults."""
 
     def save_site_health(self, health: SiteHealth) -> None: ...
+
+    def record_round(
+        self, site: str, results: Sequence[ProbeResult], count: Callable[[SiteHealth], SiteHealth]
+    ) -> tuple[SiteHealth, SiteHealth]:
+        """save_results, then the site's health read, counted and saved, as one transaction;
+        -> (before, after). `count` runs inside it: pure and quick."""
 
 
 class IncidentsPort(Protocol):

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from sqlalchemy import select
+from sqlalchemy.engine import Connection
 
 from bot.core.model import SiteHealth
 from bot.probe import ProbeResult, result_from_json
@@ -19,22 +20,21 @@ class ResultsStore(Database):
     def save_results(self, site: str, results: Sequence[ProbeResult]) -> None:
         """One row per path probed (public, each configured origin), replaced as a whole, so rows
         for addresses a CDN no longer uses, or origins since removed, do not linger."""
-        rows = {}
-        for result in results:
-            data = result.to_json()
-            path = f"{data['via']}:{data.get('origin') or ''}:{data['port']}"
-            rows[path] = {
-                "site": site,
-                "via": data["via"],
-                "path": path,
-                "status": data["status"],
-                "checked_at": data["checked_at"],
-                "result_json": json.dumps(data),
-            }
         with self._write() as connection:
-            connection.execute(probe_results.delete().where(probe_results.c.site == site))
-            if rows:  # the last result for a path wins, as INSERT OR REPLACE made it before
-                connection.execute(probe_results.insert(), list(rows.values()))
+            _replace_results(connection, site, results)
+
+    def record_round(
+        self, site: str, results: Sequence[ProbeResult], count: Callable[[SiteHealth], SiteHealth]
+    ) -> tuple[SiteHealth, SiteHealth]:
+        """A round in one transaction: the results saved as save_results does, the site's health
+        read, counted by `count` and written back. -> (the health before, after). One commit a
+        round instead of three: the database's load per probe round is mostly this."""
+        with self._write() as connection:
+            _replace_results(connection, site, results)
+            before = _health(connection, site)
+            after = count(before)
+            _save_health(connection, after)
+        return before, after
 
     def last_results(self, site: str | None = None) -> list[ProbeResult]:
         # "public" sorts after "origin": descending puts the view from outside first
@@ -49,32 +49,58 @@ class ResultsStore(Database):
 
     def site_health(self, site: str) -> SiteHealth:
         with self._read() as connection:
-            row = connection.execute(select(site_health).where(site_health.c.site == site)).first()
-        if row is None:
-            return SiteHealth(site)
-        return SiteHealth(
-            site=row.site,
-            failing=bool(row.failing),
-            consecutive_failures=row.consecutive_failures,
-            consecutive_successes=row.consecutive_successes,
-            first_failure_at=row.first_failure_at,
-            flips=tuple(from_db(text) for text in row.flips),
-            last_checked_at=row.last_checked_at,
-        )
+            return _health(connection, site)
 
     def save_site_health(self, health: SiteHealth) -> None:
         with self._write() as connection:
-            upsert(
-                connection,
-                site_health,
-                {
-                    "site": health.site,
-                    "failing": health.failing,
-                    "consecutive_failures": health.consecutive_failures,
-                    "consecutive_successes": health.consecutive_successes,
-                    "first_failure_at": health.first_failure_at,
-                    "flips": [to_db(moment) for moment in health.flips],
-                    "last_checked_at": health.last_checked_at,
-                },
-                keys=("site",),
-            )
+            _save_health(connection, health)
+
+
+def _replace_results(connection: Connection, site: str, results: Sequence[ProbeResult]) -> None:
+    rows = {}
+    for result in results:
+        data = result.to_json()
+        path = f"{data['via']}:{data.get('origin') or ''}:{data['port']}"
+        rows[path] = {
+            "site": site,
+            "via": data["via"],
+            "path": path,
+            "status": data["status"],
+            "checked_at": data["checked_at"],
+            "result_json": json.dumps(data),
+        }
+    connection.execute(probe_results.delete().where(probe_results.c.site == site))
+    if rows:  # the last result for a path wins, as INSERT OR REPLACE made it before
+        connection.execute(probe_results.insert(), list(rows.values()))
+
+
+def _health(connection: Connection, site: str) -> SiteHealth:
+    row = connection.execute(select(site_health).where(site_health.c.site == site)).first()
+    if row is None:
+        return SiteHealth(site)
+    return SiteHealth(
+        site=row.site,
+        failing=bool(row.failing),
+        consecutive_failures=row.consecutive_failures,
+        consecutive_successes=row.consecutive_successes,
+        first_failure_at=row.first_failure_at,
+        flips=tuple(from_db(text) for text in row.flips),
+        last_checked_at=row.last_checked_at,
+    )
+
+
+def _save_health(connection: Connection, health: SiteHealth) -> None:
+    upsert(
+        connection,
+        site_health,
+        {
+            "site": health.site,
+            "failing": health.failing,
+            "consecutive_failures": health.consecutive_failures,
+            "consecutive_successes": health.consecutive_successes,
+            "first_failure_at": health.first_failure_at,
+            "flips": [to_db(moment) for moment in health.flips],
+            "last_checked_at": health.last_checked_at,
+        },
+        keys=("site",),
+    )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from bot.core.model import SiteHealth
 from bot.store import SqlStore
 from tests.store.helpers import EXPIRED, T0, minutes, probe_result
@@ -57,3 +59,31 @@ def test_site_health_is_saved_and_replaced(store: SqlStore) -> None:
     store.save_site_health(healed)
     assert store.site_health("www") == healed
     assert store.site_health("api") == SiteHealth("api")
+
+
+def test_a_round_saves_its_results_and_counted_health_together_and_returns_both_healths(store: SqlStore) -> None:
+    store.save_site_health(SiteHealth("www", consecutive_successes=4, last_checked_at=minutes(-5)))
+    seen: list[SiteHealth] = []
+
+    def count(before: SiteHealth) -> SiteHealth:
+        seen.append(before)
+        return SiteHealth("www", failing=True, consecutive_failures=1, last_checked_at=minutes(0))
+
+    before, after = store.record_round("www", [probe_result("www", problems=(EXPIRED,))], count)
+    assert seen == [before]
+    assert before == SiteHealth("www", consecutive_successes=4, last_checked_at=minutes(-5))
+    assert after == store.site_health("www")
+    assert after.failing is True
+    assert [r.problems for r in store.last_results("www")] == [(EXPIRED,)]
+
+
+def test_a_round_whose_counting_fails_leaves_the_results_and_the_health_as_they_were(store: SqlStore) -> None:
+    store.record_round("www", [probe_result("www")], lambda before: SiteHealth("www", consecutive_successes=1))
+
+    def broken(before: SiteHealth) -> SiteHealth:
+        raise ValueError("a bug in the thresholds")
+
+    with pytest.raises(ValueError, match="thresholds"):
+        store.record_round("www", [probe_result("www", problems=(EXPIRED,))], broken)
+    assert store.site_health("www") == SiteHealth("www", consecutive_successes=1)
+    assert [r.problems for r in store.last_results("www")] == [()]
