@@ -11,8 +11,13 @@ It measures, and prints as one table:
 - failover: from the kill to the other replica's /healthz saying `leader: true`, and to the
   first probe result it writes (p50 and p99 over the kills);
 - duplicates: a site that fails from the start has one incident; its card must be posted once
-  across all the kills (Slack stand-in's accepted chat.postMessage calls), and no host action
-  may run twice (none is configured: the column says so);
+  across all the kills (Slack stand-in's accepted chat.postMessage calls), as must every other
+  incident's, and no host action may run twice (none is configured: the column says so);
+- quorum confirmation: two `certops agent` processes (a1, a2, each from its own loopback
+  address) and two extra sites on a TLS server of the bench's own, `q-local` (vantage local only)
+  and `q-quorum` (local, a1 and a2, confirm_from = 2), both --quorum-interval; --quorum-trials
+  times both start failing at once, and the time to each one's incident is timed (p50 / max),
+  before the kills begin;
 - the database's load per probe round: statements and rows written per site, over the first
   round a new leader runs (every site probed once), from pg_stat_statements (the bench starts a
   PostgreSQL cluster of its own with it preloaded) or, without it, pg_stat_database and
@@ -28,6 +33,7 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -54,6 +60,8 @@ from bench.probe_throughput import (  # noqa: E402 - after the path set-up above
 )
 
 PW_ENV = "CERTOPS_BENCH_DB_PASSWORD"
+AGENTS = {"a1": "127.0.0.2", "a2": "127.0.0.3"}  # name -> the loopback address it probes from
+AGENT_SECRET = "bench-agent-secret-0123456789"  # noqa: S105 - a loopback bench's throwaway secret
 SLACK_ENV = {
     "CERTOPS_TEST_SLACK_BOT_TOKEN": "xoxb-test-not-a-real-token",
     "CERTOPS_TEST_SLACK_SIGNING_SECRET": "test-signing-secret-not-real",
@@ -174,12 +182,13 @@ class Replica:
     env: dict[str, str]
     proc: subprocess.Popen[bytes] | None = None
     runs: int = 0
+    command: list[str] = field(default_factory=list)  # certops's arguments; default: run with the folder's config
 
     def start(self) -> None:
         self.runs += 1
         logfile = (self.folder / f"run-{self.runs}.log").open("wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "bot.cli", "run", "-c", str(self.folder / "certops.toml")],
+            [sys.executable, "-m", "bot.cli", *(self.command or ["run", "-c", str(self.folder / "certops.toml")])],
             stdin=subprocess.DEVNULL, stdout=logfile, stderr=subprocess.STDOUT, env=self.env, cwd=REPO_ROOT,
         )  # fmt: skip
         logfile.close()
@@ -217,6 +226,7 @@ def config_text(
     slack_url: str,
     lease: float,
     interval: float,
+    quorum: tuple[int, Path, float],
 ) -> str:
     lines = [
         "[bot]",
@@ -241,6 +251,15 @@ def config_text(
         lines.append(f'[[sites]]\nname = "s{i}"\nurl = "{url}"\nca_file = "{ca}"\n{site}')
     # the failing site: nothing listens there, so it stays one open incident through every kill
     lines.append(f'[[sites]]\nname = "bad"\nurl = "https://localhost:{bad_port}/"\nca_file = "{ca}"\n{site}')
+    q_port, q_ca, q_interval = quorum
+    for name in AGENTS:
+        lines.append(
+            f'[[agents]]\nname = "{name}"\nsecret_env = "CERTOPS_BENCH_AGENT_SECRET"\nreport_interval = "1m"\n'
+        )
+    q_site = f'url = "https://localhost:{q_port}/"\nca_file = "{q_ca}"\ninterval = "{q_interval:g}s"\n'
+    q_site += f'retry_interval = "{q_interval:g}s"\nfailure_threshold = 1\ntimeout = 5\n'
+    lines.append(f'[[sites]]\nname = "q-local"\n{q_site}vantage = ["local"]\n')
+    lines.append(f'[[sites]]\nname = "q-quorum"\n{q_site}vantage = ["local", "a1", "a2"]\nconfirm_from = 2\n')
     return "\n".join(lines)
 
 
@@ -253,6 +272,8 @@ class Figures:
     first_probe: list[float] = field(default_factory=list)  # kill -> its first probe result written
     cards_posted: int = 0
     bad_incidents: int = 0
+    duplicate_cards: int = 0  # over every incident: posts beyond the first
+    quorum: dict[str, list[float]] = field(default_factory=dict)  # site -> failure start to its incident
     round_sites: int = 0  # sites the new leader probed in the measured round
     load: dict[str, float] = field(default_factory=dict)
     top: list[tuple[float, float, str]] = field(default_factory=list)  # per site: calls, rows, statement
@@ -272,6 +293,8 @@ async def wait(what: str, check: Any, timeout: float, poll: float = 0.1) -> Any:
 
 
 async def run(args: argparse.Namespace) -> Figures:
+    from bot.testbed.pki import MiniCA
+    from bot.testbed.tls_servers import Behaviour, Endpoint, TLSServers
     from tests.fakes.slack_api import SlackAPI
 
     figures = Figures()
@@ -304,15 +327,35 @@ async def run(args: argparse.Namespace) -> Figures:
         stack.callback(nginx.wait, 10)
         stack.callback(nginx.terminate)
         wait_listening(endpoints[0], nginx, "nginx", nginx_log)
+        q_ca = MiniCA("certops ha bench quorum CA")
+        q_servers = stack.enter_context(TLSServers())
+        q_endpoint = q_servers.add(Endpoint(q_ca.issue("localhost")))
+        q_config = (q_endpoint.port, q_ca.write_ca(tmp / "quorum-ca.pem"), args.quorum_interval)
 
         async with SlackAPI() as slack:
-            env = {**os.environ, **SLACK_ENV, PW_ENV: cluster.password, "PYTHONUNBUFFERED": "1"}
+            env = {
+                **os.environ,
+                **SLACK_ENV,
+                PW_ENV: cluster.password,
+                "CERTOPS_BENCH_AGENT_SECRET": AGENT_SECRET,  # the bot's [[agents]] secret_env
+                "CERTOPS_AGENT_SECRET": AGENT_SECRET,  # what certops agent reads
+                "PYTHONUNBUFFERED": "1",
+            }
             replicas = []
             for number, port in enumerate(replica_ports):
                 folder = tmp / f"replica-{number}"
                 folder.mkdir()
                 text = config_text(
-                    cluster, port, args.sites, endpoints, bad_port, ca_pem, slack.api_url, args.lease, args.interval
+                    cluster,
+                    port,
+                    args.sites,
+                    endpoints,
+                    bad_port,
+                    ca_pem,
+                    slack.api_url,
+                    args.lease,
+                    args.interval,
+                    q_config,
                 )
                 (folder / "certops.toml").write_text(text)
                 replicas.append(Replica(folder, port, env))
@@ -340,13 +383,52 @@ async def run(args: argparse.Namespace) -> Figures:
             def now_text() -> str:
                 return str(scalar("SELECT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US')"))
 
-            total = args.sites + 1
+            total = args.sites + 3  # with the failing site and the two quorum sites
             log(f"starting two replicas with {args.sites} sites")
             replicas[0].start()
             await wait("replica 0 leading", replicas[0].leads, 120)
             replicas[1].start()
             await wait("replica 1 answering", lambda: replicas[1].health() is not None, 120)
             await wait("the bad site's card", lambda: slack.accepted("chat.postMessage"), args.interval + 60, 0.5)
+            bad_id = _incident_of(slack.accepted("chat.postMessage")[0])
+            for name, address in AGENTS.items():
+                agent = Replica(tmp / f"agent-{name}", 0, env)
+                agent.folder.mkdir()
+                agent.command = ["agent", "--bot", f"http://127.0.0.1:{replica_ports[1]}", "--name", name]
+                agent.command += ["--source-address", address]
+                agent.start()
+                stack.callback(agent.kill)
+
+            def opened_after(site: str, at: str) -> bool:
+                found = scalar("SELECT count(*) FROM incidents WHERE site = :s AND opened_at > :t", s=site, t=at)
+                return int(found) > 0
+
+            def open_now(site: str) -> bool:
+                return int(scalar("SELECT count(*) FROM incidents WHERE site = :s AND state != 'resolved'", s=site)) > 0
+
+            await wait("both agents reporting", lambda: int(scalar("SELECT count(*) FROM agent_reports")) == 2, 120)
+            await asyncio.sleep(args.quorum_interval * 2)  # a round from every vantage point first
+            for trial in range(args.quorum_trials):
+                started_text = await asyncio.to_thread(now_text)
+                q_endpoint.behaviour = Behaviour.RESET_IN_HANDSHAKE
+                started = time.monotonic()
+                pending = {"q-local", "q-quorum"}
+                while pending:
+                    for site in sorted(pending):
+                        if await asyncio.to_thread(opened_after, site, started_text):
+                            figures.quorum.setdefault(site, []).append(time.monotonic() - started)
+                            pending.discard(site)
+                    if time.monotonic() - started > args.quorum_interval * 6 + 60:
+                        raise RuntimeError(f"no incident for {pending} in trial {trial + 1}")
+                    await asyncio.sleep(0.05)
+                q_endpoint.behaviour = Behaviour.OK
+                for site in ("q-local", "q-quorum"):
+                    await wait(f"{site} resolved", lambda site=site: not open_now(site), args.quorum_interval * 8 + 60)
+                log(
+                    f"quorum trial {trial + 1}/{args.quorum_trials}: local {figures.quorum['q-local'][-1]:.2f}s, "
+                    f"confirmed from 2 {figures.quorum['q-quorum'][-1]:.2f}s"
+                )
+                await asyncio.sleep(args.quorum_interval)  # a healthy round from every vantage point
 
             leader = 0
             for kill in range(args.kills):
@@ -382,9 +464,21 @@ async def run(args: argparse.Namespace) -> Figures:
                 leader = survivor
                 await asyncio.sleep(args.pause)
             await asyncio.sleep(3)
-            figures.cards_posted = len(slack.accepted("chat.postMessage"))
+            figures.cards_posted = len([c for c in slack.accepted("chat.postMessage") if _incident_of(c) == bad_id])
+            per_incident: dict[str, int] = {}
+            for call in slack.accepted("chat.postMessage"):
+                if not call.body.get("thread_ts"):
+                    per_incident[_incident_of(call)] = per_incident.get(_incident_of(call), 0) + 1
+            figures.duplicate_cards = sum(n - 1 for n in per_incident.values())
             figures.bad_incidents = int(scalar("SELECT count(*) FROM incidents WHERE site = 'bad'"))
     return figures
+
+
+def _incident_of(call: Any) -> str:
+    from tests.fakes.slack_api import text_of
+
+    found = re.search(r"INC-\d+", text_of(call.body.get("blocks") or []) + str(call.body.get("text") or ""))
+    return found.group(0) if found else "?"
 
 
 def render(args: argparse.Namespace, f: Figures) -> str:
@@ -400,11 +494,23 @@ def render(args: argparse.Namespace, f: Figures) -> str:
         ),
         (
             "sites probed in the measured round (one interval after a takeover)",
-            f"{f.round_sites:,} of {args.sites + 1:,}",
+            f"{f.round_sites:,} of {args.sites + 3:,}",
         ),
         ("duplicate cards (failing site: cards posted - 1)", f"{f.cards_posted - 1} ({f.bad_incidents} incident)"),
+        ("duplicate cards over every incident", f"{f.duplicate_cards}"),
         ("duplicate host actions", "not measured (no host configured)"),
-        ("quorum confirmation latency", "not measured"),
+    ]
+    local, quorum = f.quorum.get("q-local", []), f.quorum.get("q-quorum", [])
+    rows += [
+        (
+            f"failure to incident, local only, p50 / max ({len(local)} trials, interval {args.quorum_interval:g} s)",
+            f"{pct(local, 0.5):.2f} s / {max(local, default=float('nan')):.2f} s",
+        ),
+        (
+            "failure to incident, confirm_from = 2 of local+a1+a2, p50 / max",
+            f"{pct(quorum, 0.5):.2f} s / {max(quorum, default=float('nan')):.2f} s",
+        ),
+        ("added latency of quorum confirmation, p50", f"{pct(quorum, 0.5) - pct(local, 0.5):+.2f} s"),
     ]
     load = f.load
     if "statements" in load:
@@ -427,6 +533,8 @@ def main() -> int:
     parser.add_argument("--lease", type=float, default=15.0, help="[bot] leader_lease, seconds (default 15)")
     parser.add_argument("--interval", type=float, default=300.0, help="every site's probe interval, seconds")
     parser.add_argument("--pause", type=float, default=5.0, help="seconds between a restart and the next kill")
+    parser.add_argument("--quorum-trials", type=int, default=5, help="times the two quorum sites start failing")
+    parser.add_argument("--quorum-interval", type=float, default=10.0, help="the quorum sites' interval, seconds")
     args = parser.parse_args()
     figures = asyncio.run(run(args))
     print(render(args, figures))
@@ -434,8 +542,15 @@ def main() -> int:
         print("\nmost called statements in the measured round, per site: calls, rows written or read, statement")
         for calls, rows, query in figures.top:
             print(f"{calls:7.2f} {rows:7.2f}  {query}")
-    print(json.dumps({"failover": figures.failover, "first_probe": figures.first_probe, "load": figures.load}))
-    return 0 if figures.cards_posted == 1 and figures.bad_incidents == 1 else 1
+    raw = {
+        "failover": figures.failover,
+        "first_probe": figures.first_probe,
+        "load": figures.load,
+        "quorum": figures.quorum,
+    }
+    print(json.dumps(raw))
+    clean = figures.cards_posted == 1 and figures.bad_incidents == 1 and figures.duplicate_cards == 0
+    return 0 if clean else 1
 
 
 if __name__ == "__main__":
