@@ -32,9 +32,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from bot.config import Site
 from bot.config.files import SECRET_CAP, FileRefused, read_text
-from bot.config.load import NAME, split_https_url
+from bot.config.site import Site
+from bot.config.urls import NAME, split_https_url
 from bot.probe import ProbeResult, probe_many
 from bot.probe.engine import failed_probe
 from bot.probe.targets import site_targets

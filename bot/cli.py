@@ -3,24 +3,22 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn, TextIO
+from typing import TYPE_CHECKING, NoReturn, TextIO
 
 from bot import __version__, eventloop
-from bot.agent import register as register_agent
-from bot.audit_cli import register as register_audit
-from bot.config import Config, ConfigError, load_config, missing_secrets
-from bot.config.reader import did_you_mean, parse_duration
-from bot.db_cli import register as register_db
-from bot.host_cli import register as register_host_actions
+from bot.config.errors import ConfigError
 from bot.probe import ProbeResult, ProbeTarget, probe_many, worst_status
 from bot.probe.plugin import render_plugin
 from bot.probe.targets import TargetError, parse_resolve, site_targets, url_target
-from bot.simulator_cli import register as register_simulator
+
+if TYPE_CHECKING:  # the whole config loads only for the commands that read one (not `check URL`)
+    from bot.config import Config
 
 EXIT_UNKNOWN = 3  # monitoring-plugin convention for usage and internal errors
 DEFAULT_CONFIG = "certops.toml"
@@ -33,19 +31,52 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_UNKNOWN, f"{self.prog}: error: {message}\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
+# Commands whose module registers them, in the order --help lists them. Imported only when built:
+# `certops check`, run once per site by a monitoring system, loads none of them.
+REGISTERED = {
+    "simulator": "bot.simulator_cli",
+    "agent": "bot.agent",
+    "host": "bot.host_cli",
+    "audit": "bot.audit_cli",
+    "db": "bot.db_cli",
+}
+
+COMMANDS = frozenset({"check-config", "check", "run", "demo", *REGISTERED})
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """Every command, or only `command` (the one named on the command line: its usage, help and
+    errors are the same either way, and the other commands' modules are not loaded)."""
     parser = _Parser(
         prog="certops",
         description="Keeps TLS certificates on Windows/IIS websites honest.",
     )
     parser.add_argument("--version", action="version", version=f"certops {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    wanted = (lambda name: name == command) if command is not None else (lambda name: True)
+    if wanted("check-config"):
+        _add_check_config(sub)
+    if wanted("check"):
+        _add_check(sub)
+    for name, module in REGISTERED.items():
+        if wanted(name):
+            importlib.import_module(module).register(sub)
+    if wanted("run"):
+        _add_run(sub)
+    if wanted("demo"):
+        _add_demo(sub)
+    return parser
+
+
+def _add_check_config(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
     p = sub.add_parser("check-config", help="validate the config file and the secrets it names")
     p.add_argument("-c", "--config", default="certops.toml", help="config file (default certops.toml)")
     p.add_argument("--no-secrets", action="store_true", help="do not check that secrets can be read")
     p.set_defaults(handler=cmd_check_config)
 
+
+def _add_check(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser(
         "check",
         help="probe URLs or configured sites once, from outside",
@@ -78,12 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print a JSON array (schema: docs/probe-json.md)")
     p.set_defaults(handler=cmd_check)
 
-    register_simulator(sub)
-    register_agent(sub)
-    register_host_actions(sub)
-    register_audit(sub)
-    register_db(sub)
 
+def _add_run(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser(
         "run",
         help="run the bot: chat adapters and web endpoints",
@@ -94,17 +121,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--console", action="store_true", help="also take commands on this terminal")
     p.set_defaults(handler=cmd_run)
 
+
+def _add_demo(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("demo", help="replay the incident on loopback: detect, diagnose, repair, verify")
     p.add_argument("--interactive", action="store_true", help="type the commands yourself")
     p.set_defaults(handler=cmd_demo)
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     from bot.logs import setup_logging  # one escaped line per record: a request cannot forge a log line
 
     setup_logging(logging.WARNING, fmt="plain")  # for a person at a terminal; certops run switches to logfmt/json
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    named = argv[0] if argv and argv[0] in COMMANDS else None
+    parser = build_parser(named)
     args = parser.parse_args(argv)
     if not getattr(args, "handler", None):
         parser.print_help()
@@ -120,6 +150,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
+    from bot.config import load_config
+
     try:
         config = load_config(args.config)
     except ConfigError as exc:
@@ -159,6 +191,8 @@ def _duration(text: str) -> float:
     try:
         return float(text)
     except ValueError:
+        from bot.config.reader import parse_duration
+
         seconds = parse_duration(text)
     if seconds is None:
         raise argparse.ArgumentTypeError(f"{text!r} is not a duration: give seconds (10) or a unit (5s, 1m)")
@@ -200,6 +234,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     concurrency = args.concurrency
     try:
         if args.config:
+            from bot.config import load_config
+
             config = load_config(args.config)
             targets = _config_targets(config, args.site)
             concurrency = concurrency or config.bot.probe_concurrency
@@ -237,6 +273,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from sqlalchemy.exc import SQLAlchemyError
 
+    from bot.config import load_config, missing_secrets
     from bot.runner import serve
     from bot.store import StoreBusy, StoreError, resolved_database_path
 
@@ -287,6 +324,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def _config_targets(config: Config, names: list[str]) -> list[ProbeTarget]:
     for name in names:
         if config.site(name) is None:
+            from bot.config.reader import did_you_mean
+
             known = [s.name for s in config.sites]
             raise TargetError(f'no site named "{name}" in {config.source}{did_you_mean(name, known)}')
     sites = [s for s in config.sites if not names or s.name in names]

@@ -26,13 +26,13 @@ from bot.chat.console import ConsoleAdapter
 from bot.config import parse_config
 from bot.core.model import Incident, RequestState
 from bot.probe import StaticResolver
+from bot.probe.text import short_thumbprint
 from bot.testbed.pki import Leaf
 from bot.testbed.tls_servers import Endpoint, TLSServers
 from host_actions.simulator import WinRMSimulator
 from host_actions.simulator.model import issuer_pem, leaf_key, mint_certificate
 from host_actions.simulator.scenarios import before_renewal_host, renew_breaking_the_key_link
 from host_actions.simulator.tls import ModelTLSServer
-from host_actions.thumbprints import short_thumbprint
 
 PASSWORD_ENV = "CERTOPS_DEMO_WINRM_PASSWORD"  # noqa: S105 - names the variable holding the simulator's password
 INTERVAL = 5  # seconds between probes; the retry after a first failure comes as soon

@@ -6,11 +6,11 @@ from __future__ import annotations
 import re
 
 from bot.core.describe import short_thumb
+from bot.probe.text import short_thumbprint
 from host_actions.diagnose import diagnose
 from host_actions.inventory import build_inventory
 from host_actions.scripts import Part
 from host_actions.simulator.scenarios import incident_host
-from host_actions.thumbprints import short_thumbprint
 from tests.host_actions.conftest import offline_results
 
 TP = "ABC4DED6F68B8F5C189CC35705BC26790AA9D9F6"

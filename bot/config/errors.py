@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
 # scheme://USERINFO@: up to the last "@" before a space or quote, so a password that holds "@"
 # or an unencoded "/" is hidden whole; and USER:PASSWORD@ without a scheme ("origins", a typo)
@@ -55,3 +56,29 @@ class ConfigError(Exception):
         count = len(self.issues)
         head = f"{self.source}: {count} problem{'s' if count != 1 else ''}"
         return "\n".join([head, *(f"  {issue}" for issue in self.issues)])
+
+
+_QUOTE_AT_MOST = 80  # characters of a value shown in a message
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def quoted(value: Any) -> str:
+    """A value as a message shows it: short, on one line, with no control characters."""
+    if isinstance(value, str):
+        return f'"{_shown(value)}"'
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, int) and abs(value) >= 10**30:
+        return f"a number of {len(str(abs(value)))} digits"  # TOML allows 4300; no message needs them
+    return _shown(str(value))
+
+
+def _shown(text: str) -> str:
+    text = _CONTROL.sub(lambda m: f"\\x{ord(m[0]):02x}", text)
+    if len(text) > _QUOTE_AT_MOST:
+        return f"{text[: _QUOTE_AT_MOST - 20]}… ({len(text):,} characters)"
+    return text

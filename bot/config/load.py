@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import ipaddress
 import re
 import tomllib
 from pathlib import Path
 from typing import Any
-from urllib.parse import SplitResult, quote, urlsplit
+from urllib.parse import SplitResult, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
-import idna
 from tzlocal.windows_tz import win_tz
 
 from bot.config import files, toml_hints
-from bot.config.errors import ConfigError, ConfigIssue, mask_credentials
+from bot.config.errors import ConfigError, ConfigIssue, quoted
 from bot.config.model import (
     DIGEST_AT,
     HOST_ACTIONS,
@@ -36,12 +34,14 @@ from bot.config.model import (
     default_probe_workers,
     redact_url,
 )
-from bot.config.reader import Table, did_you_mean, human_seconds, quoted
+from bot.config.reader import Table, did_you_mean, human_seconds
 from bot.config.secrets import SecretUnavailable
+from bot.config.urls import NAME as NAME
+from bot.config.urls import split_host_port as split_host_port
+from bot.config.urls import split_https_url as split_https_url
 from host_actions.errors import InvalidParameter
 from host_actions.validate import windows_path
 
-NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 PRINCIPAL = re.compile(
     r"^(slack:[UW][A-Z0-9]{2,}|slack-group:S[A-Z0-9]{2,}|line:U[0-9a-f]{32}|console:[A-Za-z0-9_.-]+)$"
 )
@@ -510,38 +510,6 @@ def _https_url(t: Table, url: str) -> tuple[str, int, str]:
         return "", 443, "/"
 
 
-def split_https_url(url: str) -> tuple[str, int, str]:
-    """-> (host name as DNS spells it, port, percent-encoded path and query); ValueError says what is wrong.
-
-    The messages go to chat too (/ssl check URL): a password in the URL is masked in every one."""
-    shown = mask_credentials(quoted(url))
-    try:
-        parts = urlsplit(url)
-    except ValueError:  # an unclosed "[" of an IPv6 address
-        raise ValueError(
-            f'is not a URL that can be read (an IPv6 address goes in brackets: "https://[2001:db8::1]/"), got {shown}'
-        ) from None
-    if "@" in parts.netloc:
-        raise ValueError("must not contain a user name or password: secrets never go in the config file")
-    try:
-        port = 443 if parts.port is None else parts.port
-    except ValueError:
-        port = 0
-    if not 0 < port < 65536:
-        raise ValueError(f"has an invalid port: {shown}")
-    if parts.scheme != "https" or not parts.hostname:
-        raise ValueError(f'must be an https:// address such as "https://www.example.com/", got {shown}')
-    try:
-        # as DNS, SNI and certificates spell it (IDNA 2008 with UTS 46 mapping, as browsers do)
-        hostname = idna.encode(parts.hostname, uts46=True).decode("ascii")
-    except (idna.IDNAError, UnicodeError):
-        raise ValueError(f"has a host name that is not valid: {shown}") from None
-    path = quote(parts.path or "/", safe="/%:@!$&'()*+,;=~-._")
-    if parts.query:
-        path += "?" + quote(parts.query, safe="/%:@!$&'()*+,;=~-._?")
-    return hostname, port, path
-
-
 def _statuses(t: Table) -> tuple[int, ...]:
     value = t.raw("expect_status")
     if value is None:
@@ -897,46 +865,3 @@ def _cron(t: Table, tz: dt.tzinfo) -> str | None:
         t.problem("cron", f"never matches a date (such as February 30), got {quoted(rule)}")
         return None
     return rule
-
-
-def split_host_port(text: str, default_port: int | None = None, *, any_port: bool = False) -> tuple[str, int] | None:
-    """'203.0.113.10', 'h:8443', '[2001:db8::1]:443' -> (host, port); None when malformed.
-
-    `any_port`: accept port 0, which asks the system for a free port when listening."""
-    text = text.strip()
-    host, port_text = text, ""
-    if text.startswith("["):
-        end = text.find("]")
-        if end < 0:
-            return None
-        host, rest = text[1:end], text[end + 1 :]
-        if rest and not rest.startswith(":"):
-            return None
-        port_text = rest[1:]
-        try:
-            ipaddress.IPv6Address(host)
-        except ValueError:
-            return None
-    elif text.count(":") == 1:
-        host, port_text = text.split(":")
-    elif text.count(":") > 1:
-        try:
-            ipaddress.IPv6Address(text)
-        except ValueError:
-            return None
-    if not port_text:
-        if default_port is None:
-            return None
-        return (host, default_port) if _valid_host(host) else None
-    lowest = 0 if any_port else 1
-    if not port_text.isdigit() or not lowest <= int(port_text) < 65536 or not _valid_host(host):
-        return None
-    return host, int(port_text)
-
-
-def _valid_host(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-        return True
-    except ValueError:
-        return bool(re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,252})", host)) and ".." not in host

@@ -13,6 +13,8 @@ from zoneinfo import ZoneInfo
 import tzlocal  # an APScheduler 3 dependency; finds the machine's IANA zone on Linux and Windows alike
 
 from bot.config.secrets import SecretRef
+from bot.config.site import LOCAL as LOCAL
+from bot.config.site import Site as Site
 from host_actions.registry import NAMES
 from host_actions.target import Host as Host  # re-exported: [[hosts]] entries are host_actions targets
 from host_actions.target import Secret
@@ -98,34 +100,6 @@ def redact_url(url: str) -> str:
     else:
         base, _, rest = url.partition("/")
     return f"{base}/…" if rest.strip("/") or parts.fragment else base
-
-
-@dataclass(frozen=True)
-class Site:
-    name: str
-    url: str
-    hostname: str
-    port: int
-    path: str
-    origins: tuple[str, ...] = ()
-    interval: float = 300.0
-    warn_days: int = 21
-    crit_days: int = 7
-    expect_status: tuple[int, ...] = ()  # empty: any 2xx or 3xx answer is fine
-    keyword: str | None = None
-    timeout: float = 10.0
-    host: str | None = None
-    ca_file: str | None = None
-    failure_threshold: int = 2  # failing rounds in a row before an incident opens
-    success_threshold: int = 1  # good rounds in a row before it resolves
-    retry_interval: float = 30.0  # seconds to the next round while either count is unconfirmed
-    follow_redirects: bool = False  # follow up to 5 redirects and judge the final answer
-    # where it is probed from: "local" (the bot itself) and [[agents]] names (docs/agents.md)
-    vantage: tuple[str, ...] = ("local",)
-    confirm_from: int = 1  # vantage points that must see a failure before the round counts as failing
-
-
-LOCAL = "local"  # the vantage point of the bot's own probes
 
 
 @dataclass(frozen=True)

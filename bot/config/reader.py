@@ -13,13 +13,11 @@ from collections.abc import Iterable
 from typing import Any
 
 from bot.config import files
-from bot.config.errors import ConfigIssue
+from bot.config.errors import ConfigIssue, quoted
 from bot.config.secrets import SecretRef
 
 # at most 9 digits a part: no duration needs more, and int() of thousands of digits is refused or slow
 _DURATION = re.compile(r"^(?:(\d{1,9})d)?(?:(\d{1,9})h)?(?:(\d{1,9})m)?(?:(\d{1,9})s)?$")
-_QUOTE_AT_MOST = 80  # characters of a value shown in a message
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # what Slack, LINE, GitHub, GitLab, OpenAI, AWS and JWTs put in front of their secrets
 _TOKEN_PREFIX = re.compile(r"^(xox[a-z]-|xapp-|ghp_|gho_|ghs_|github_pat_|glpat-|sk-|AKIA|eyJ|Bearer\s)", re.I)
@@ -32,28 +30,6 @@ def parse_duration(text: str) -> float | None:
         return None
     days, hours, minutes, seconds = (int(g) if g else 0 for g in match.groups())
     return float(days * 86400 + hours * 3600 + minutes * 60 + seconds)
-
-
-def quoted(value: Any) -> str:
-    """A value as a message shows it: short, on one line, with no control characters."""
-    if isinstance(value, str):
-        return f'"{_shown(value)}"'
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, dict):
-        return "a table"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, int) and abs(value) >= 10**30:
-        return f"a number of {len(str(abs(value)))} digits"  # TOML allows 4300; no message needs them
-    return _shown(str(value))
-
-
-def _shown(text: str) -> str:
-    text = _CONTROL.sub(lambda m: f"\\x{ord(m[0]):02x}", text)
-    if len(text) > _QUOTE_AT_MOST:
-        return f"{text[: _QUOTE_AT_MOST - 20]}… ({len(text):,} characters)"
-    return text
 
 
 def looks_like_a_token(value: str, *, file_name: bool = False) -> bool:

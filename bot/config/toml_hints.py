@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from bot.config.reader import quoted
+from bot.config.errors import quoted
 
 _AT_LINE = re.compile(r"\(at line (\d+), column \d+\)")
 _ESCAPE_ERRORS = ("Unescaped '\\'", "Invalid hex value", "Invalid escape", "Unterminated string")

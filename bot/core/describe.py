@@ -6,7 +6,7 @@ import datetime as dt
 
 from bot.core.services import FindingView
 from bot.probe import ProbeResult, Severity, Status
-from host_actions.thumbprints import short_thumbprint
+from bot.probe.text import short_thumbprint
 
 ICON = {"ok": "🟢", "warning": "🟡", "critical": "🔴", "unknown": "⚪"}
 

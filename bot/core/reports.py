@@ -23,9 +23,8 @@ from bot.core.model import (
     report_subject,
     silent_subject,
 )
-from bot.probe.text import printable
+from bot.probe.text import printable, short_thumbprint
 from bot.reports.model import Repaired, Report
-from host_actions.thumbprints import short_thumbprint
 
 ACTOR = "host report"
 SILENCE_FACTOR = 2  # a self-heal task silent for this many of its intervals is an incident

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from bot.probe.model import ProbeResult
-from bot.probe.text import printable
-from host_actions.thumbprints import short_thumbprint
+from bot.probe.text import printable, short_thumbprint
 
 _LABEL = {"ok": "OK", "warning": "WARNING", "critical": "CRITICAL", "unknown": "UNKNOWN"}
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, replace
 
-from bot.config import Site, split_host_port
-from bot.config.load import split_https_url
+from bot.config.site import Site
+from bot.config.urls import split_host_port, split_https_url
 from bot.probe.model import ProbeTarget
 
 

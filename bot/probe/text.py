@@ -4,6 +4,7 @@ A certificate's subject or a Location header can hold anything: ANSI escapes tha
 terminal or recolour a line, a newline that forges a second result line, a right-to-left
 override that reverses a name. Every such character is shown as a Python escape instead, so
 what the operator reads is what the server sent, on one line, and JSON still carries a string.
+And a thumbprint as every part of certops shortens it.
 """
 
 from __future__ import annotations
@@ -36,3 +37,10 @@ def _escape(ch: str) -> str:
     if code < 0x10000:
         return f"\\u{code:04x}"
     return f"\\U{code:08x}"
+
+
+def short_thumbprint(thumbprint: str) -> str:
+    """A thumbprint where no one compares it (a card's summary line): the first and last four
+    characters. Where a person may compare it with IIS Manager or the certificates console (a
+    finding, an action's result), it is shown in full, 40 hex characters."""
+    return f"{thumbprint[:4]}…{thumbprint[-4:]}" if len(thumbprint) > 8 else thumbprint
