@@ -14,10 +14,11 @@ It measures, and prints as one table:
   across all the kills (Slack stand-in's accepted chat.postMessage calls), as must every other
   incident's, and no host action may run twice (none is configured: the column says so);
 - quorum confirmation: two `certops agent` processes (a1, a2, each from its own loopback
-  address) and two extra sites on a TLS server of the bench's own, `q-local` (vantage local only)
-  and `q-quorum` (local, a1 and a2, confirm_from = 2), both --quorum-interval; --quorum-trials
-  times both start failing at once, and the time to each one's incident is timed (p50 / max),
-  before the kills begin;
+  address) and, for each of --quorum-trials, two extra sites on a TLS server of the bench's own,
+  `q-local-N` (vantage local only) and `q-quorum-N` (local, a1 and a2, confirm_from = 2), both
+  every --quorum-interval; trial N makes its server reset every handshake, and the time to each
+  site's incident is taken (p50 / max), before the kills begin (a pair of its own per trial: one
+  pair failing again and again would be flapping);
 - the database's load per probe round: statements and rows written per site, over the first
   round a new leader runs (every site probed once), from pg_stat_statements (the bench starts a
   PostgreSQL cluster of its own with it preloaded) or, without it, pg_stat_database and
@@ -226,7 +227,7 @@ def config_text(
     slack_url: str,
     lease: float,
     interval: float,
-    quorum: tuple[int, Path, float],
+    quorum: tuple[list[int], Path, float],
 ) -> str:
     lines = [
         "[bot]",
@@ -251,15 +252,18 @@ def config_text(
         lines.append(f'[[sites]]\nname = "s{i}"\nurl = "{url}"\nca_file = "{ca}"\n{site}')
     # the failing site: nothing listens there, so it stays one open incident through every kill
     lines.append(f'[[sites]]\nname = "bad"\nurl = "https://localhost:{bad_port}/"\nca_file = "{ca}"\n{site}')
-    q_port, q_ca, q_interval = quorum
+    q_ports, q_ca, q_interval = quorum
     for name in AGENTS:
         lines.append(
             f'[[agents]]\nname = "{name}"\nsecret_env = "CERTOPS_BENCH_AGENT_SECRET"\nreport_interval = "1m"\n'
         )
-    q_site = f'url = "https://localhost:{q_port}/"\nca_file = "{q_ca}"\ninterval = "{q_interval:g}s"\n'
-    q_site += f'retry_interval = "{q_interval:g}s"\nfailure_threshold = 1\ntimeout = 5\n'
-    lines.append(f'[[sites]]\nname = "q-local"\n{q_site}vantage = ["local"]\n')
-    lines.append(f'[[sites]]\nname = "q-quorum"\n{q_site}vantage = ["local", "a1", "a2"]\nconfirm_from = 2\n')
+    for trial, q_port in enumerate(q_ports):
+        q_site = f'url = "https://localhost:{q_port}/"\nca_file = "{q_ca}"\ninterval = "{q_interval:g}s"\n'
+        q_site += f'retry_interval = "{q_interval:g}s"\nfailure_threshold = 1\ntimeout = 5\n'
+        lines.append(f'[[sites]]\nname = "q-local-{trial}"\n{q_site}vantage = ["local"]\n')
+        lines.append(
+            f'[[sites]]\nname = "q-quorum-{trial}"\n{q_site}vantage = ["local", "a1", "a2"]\nconfirm_from = 2\n'
+        )
     return "\n".join(lines)
 
 
@@ -329,8 +333,9 @@ async def run(args: argparse.Namespace) -> Figures:
         wait_listening(endpoints[0], nginx, "nginx", nginx_log)
         q_ca = MiniCA("certops ha bench quorum CA")
         q_servers = stack.enter_context(TLSServers())
-        q_endpoint = q_servers.add(Endpoint(q_ca.issue("localhost")))
-        q_config = (q_endpoint.port, q_ca.write_ca(tmp / "quorum-ca.pem"), args.quorum_interval)
+        q_leaf = q_ca.issue("localhost")
+        q_endpoints = [q_servers.add(Endpoint(q_leaf)) for _ in range(args.quorum_trials)]
+        q_config = ([e.port for e in q_endpoints], q_ca.write_ca(tmp / "quorum-ca.pem"), args.quorum_interval)
 
         async with SlackAPI() as slack:
             env = {
@@ -383,7 +388,7 @@ async def run(args: argparse.Namespace) -> Figures:
             def now_text() -> str:
                 return str(scalar("SELECT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US')"))
 
-            total = args.sites + 3  # with the failing site and the two quorum sites
+            total = args.sites + 1 + 2 * args.quorum_trials  # with the failing site and the quorum sites
             log(f"starting two replicas with {args.sites} sites")
             replicas[0].start()
             await wait("replica 0 leading", replicas[0].leads, 120)
@@ -410,25 +415,24 @@ async def run(args: argparse.Namespace) -> Figures:
             await asyncio.sleep(args.quorum_interval * 2)  # a round from every vantage point first
             for trial in range(args.quorum_trials):
                 started_text = await asyncio.to_thread(now_text)
-                q_endpoint.behaviour = Behaviour.RESET_IN_HANDSHAKE
+                q_endpoints[trial].behaviour = Behaviour.RESET_IN_HANDSHAKE
                 started = time.monotonic()
-                pending = {"q-local", "q-quorum"}
+                pending = {"local": f"q-local-{trial}", "quorum": f"q-quorum-{trial}"}
                 while pending:
-                    for site in sorted(pending):
+                    for kind, site in sorted(pending.items()):
                         if await asyncio.to_thread(opened_after, site, started_text):
-                            figures.quorum.setdefault(site, []).append(time.monotonic() - started)
-                            pending.discard(site)
+                            figures.quorum.setdefault(kind, []).append(time.monotonic() - started)
+                            del pending[kind]
                     if time.monotonic() - started > args.quorum_interval * 6 + 60:
                         raise RuntimeError(f"no incident for {pending} in trial {trial + 1}")
                     await asyncio.sleep(0.05)
-                q_endpoint.behaviour = Behaviour.OK
-                for site in ("q-local", "q-quorum"):
+                q_endpoints[trial].behaviour = Behaviour.OK
+                for site in (f"q-local-{trial}", f"q-quorum-{trial}"):
                     await wait(f"{site} resolved", lambda site=site: not open_now(site), args.quorum_interval * 8 + 60)
                 log(
-                    f"quorum trial {trial + 1}/{args.quorum_trials}: local {figures.quorum['q-local'][-1]:.2f}s, "
-                    f"confirmed from 2 {figures.quorum['q-quorum'][-1]:.2f}s"
+                    f"quorum trial {trial + 1}/{args.quorum_trials}: local {figures.quorum['local'][-1]:.2f}s, "
+                    f"confirmed from 2 {figures.quorum['quorum'][-1]:.2f}s"
                 )
-                await asyncio.sleep(args.quorum_interval)  # a healthy round from every vantage point
 
             leader = 0
             for kill in range(args.kills):
@@ -494,13 +498,13 @@ def render(args: argparse.Namespace, f: Figures) -> str:
         ),
         (
             "sites probed in the measured round (one interval after a takeover)",
-            f"{f.round_sites:,} of {args.sites + 3:,}",
+            f"{f.round_sites:,} of {args.sites + 1 + 2 * args.quorum_trials:,}",
         ),
         ("duplicate cards (failing site: cards posted - 1)", f"{f.cards_posted - 1} ({f.bad_incidents} incident)"),
         ("duplicate cards over every incident", f"{f.duplicate_cards}"),
         ("duplicate host actions", "not measured (no host configured)"),
     ]
-    local, quorum = f.quorum.get("q-local", []), f.quorum.get("q-quorum", [])
+    local, quorum = f.quorum.get("local", []), f.quorum.get("quorum", [])
     rows += [
         (
             f"failure to incident, local only, p50 / max ({len(local)} trials, interval {args.quorum_interval:g} s)",

@@ -374,11 +374,13 @@ class SlackAdapter:
                     raise  # Slack's own trouble: the post would not land now either
                 if exc.code not in self._lookup_refused:
                     self._lookup_refused.add(exc.code)
+                    fix = "; add the channels:history and groups:history scopes" if exc.code == "missing_scope" else ""
                     log.warning(
                         "Slack %s refused (%s): a message whose earlier attempt got no answer is posted "
-                        "again, and may show twice; add the channels:history and groups:history scopes",
+                        "again, and may show twice%s",
                         method,
                         exc.code,
+                        fix,
                     )
                 return None
             data = response.data if isinstance(response.data, dict) else {}
