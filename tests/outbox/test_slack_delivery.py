@@ -7,10 +7,13 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
 
+from bot.chat.slack import SlackAdapter
 from bot.core.model import MessageKind
 from bot.outbox import OutboxWorker, Renderer
 from tests.chat.destinations import SLACK_CHANNEL, set_env
@@ -258,10 +261,20 @@ def test_a_row_the_renderer_has_nothing_for_is_settled_without_a_message(monkeyp
 # a post whose answer was lost ------------------------------------------------------------------
 
 
-def now_clock() -> Clock:
-    """A clock at the real time: Slack's ts (the stand-in's wall clock) is what the lookup
-    after a lost answer compares the first attempt's time with."""
-    return Clock(dt.datetime.now(dt.UTC).replace(microsecond=0))
+@pytest.fixture
+def short_deadline(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Slack tokens, and a delivery deadline short enough to lose an answer quickly."""
+    set_env(monkeypatch)
+    monkeypatch.setattr("bot.chat.slack.DELIVERY_TIMEOUT", 0.3)
+
+
+@asynccontextmanager
+async def outbox_now() -> AsyncIterator[tuple[SlackAPI, SlackAdapter, Recorded, OutboxWorker, Clock]]:
+    """A worker on the Slack stand-in with a clock at the real time: Slack's ts (the stand-in's
+    wall clock) is what the lookup after a lost answer compares the first attempt's time with."""
+    clock = Clock(dt.datetime.now(dt.UTC).replace(microsecond=0))
+    async with SlackAPI() as api, slack_outbox(api) as (adapter, store):
+        yield api, adapter, store, OutboxWorker(store, {"slack": adapter}, render, clock=clock), clock
 
 
 async def lose_the_first_answer(api: SlackAPI, worker: OutboxWorker, store: Recorded, clock: Clock) -> None:
@@ -275,15 +288,11 @@ async def lose_the_first_answer(api: SlackAPI, worker: OutboxWorker, store: Reco
 
 
 def test_a_card_whose_post_landed_unanswered_is_found_by_its_tag_and_edited_instead_of_posted_twice(
-    monkeypatch: pytest.MonkeyPatch,
+    short_deadline: None,
 ) -> None:
-    set_env(monkeypatch)
-    monkeypatch.setattr("bot.chat.slack.DELIVERY_TIMEOUT", 0.3)
 
     async def scenario() -> None:
-        clock = now_clock()
-        async with SlackAPI() as api, slack_outbox(api) as (adapter, store):
-            worker = OutboxWorker(store, {"slack": adapter}, render, clock=clock)
+        async with outbox_now() as (api, _adapter, store, worker, clock):
             store.enqueue([card("INC-0001", "open")], clock())
             await lose_the_first_answer(api, worker, store, clock)
             store.enqueue([card("INC-0001", "acked")], clock())  # news meanwhile: the retry carries it
@@ -302,15 +311,11 @@ def test_a_card_whose_post_landed_unanswered_is_found_by_its_tag_and_edited_inst
 
 
 def test_a_re_notification_whose_reply_landed_unanswered_is_found_in_the_thread_and_not_sent_again(
-    monkeypatch: pytest.MonkeyPatch,
+    short_deadline: None,
 ) -> None:
-    set_env(monkeypatch)
-    monkeypatch.setattr("bot.chat.slack.DELIVERY_TIMEOUT", 0.3)
 
     async def scenario() -> None:
-        clock = now_clock()
-        async with SlackAPI() as api, slack_outbox(api) as (adapter, store):
-            worker = OutboxWorker(store, {"slack": adapter}, render, clock=clock)
+        async with outbox_now() as (api, _adapter, store, worker, clock):
             store.enqueue([card("INC-0001", "open")], clock())
             await deliver_all(worker, clock)
             store.enqueue([message(MessageKind.RENOTIFY, "still down", "INC-0001")], clock())
@@ -329,16 +334,12 @@ def test_a_re_notification_whose_reply_landed_unanswered_is_found_in_the_thread_
 
 
 def test_without_the_history_scope_a_post_whose_answer_was_lost_goes_out_again_and_the_log_names_the_scope(
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    short_deadline: None, caplog: pytest.LogCaptureFixture
 ) -> None:
-    set_env(monkeypatch)
-    monkeypatch.setattr("bot.chat.slack.DELIVERY_TIMEOUT", 0.3)
 
     async def scenario() -> None:
-        clock = now_clock()
-        async with SlackAPI() as api, slack_outbox(api) as (adapter, store):
+        async with outbox_now() as (api, _adapter, store, worker, clock):
             api.fail(error="missing_scope", methods=["conversations.history"])
-            worker = OutboxWorker(store, {"slack": adapter}, render, clock=clock)
             store.enqueue([card("INC-0001", "open"), card("INC-0002", "also down")], clock())
             await lose_the_first_answer(api, worker, store, clock)
             with caplog.at_level(logging.WARNING, logger="certops"):
@@ -355,16 +356,10 @@ def test_without_the_history_scope_a_post_whose_answer_was_lost_goes_out_again_a
     asyncio.run(scenario())
 
 
-def test_when_the_lookup_itself_meets_an_outage_the_row_waits_and_is_still_delivered_once(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    set_env(monkeypatch)
-    monkeypatch.setattr("bot.chat.slack.DELIVERY_TIMEOUT", 0.3)
+def test_when_the_lookup_itself_meets_an_outage_the_row_waits_and_is_still_delivered_once(short_deadline: None) -> None:
 
     async def scenario() -> None:
-        clock = now_clock()
-        async with SlackAPI() as api, slack_outbox(api) as (adapter, store):
-            worker = OutboxWorker(store, {"slack": adapter}, render, clock=clock)
+        async with outbox_now() as (api, _adapter, store, worker, clock):
             store.enqueue([card("INC-0001", "open")], clock())
             await lose_the_first_answer(api, worker, store, clock)
             api.fail(503, methods=["conversations.history"], times=2)
@@ -378,15 +373,11 @@ def test_when_the_lookup_itself_meets_an_outage_the_row_waits_and_is_still_deliv
     asyncio.run(scenario())
 
 
-def test_a_message_another_app_tagged_as_the_card_is_not_taken_for_it(monkeypatch: pytest.MonkeyPatch) -> None:
-    set_env(monkeypatch)
-    monkeypatch.setattr("bot.chat.slack.DELIVERY_TIMEOUT", 0.3)
+def test_a_message_another_app_tagged_as_the_card_is_not_taken_for_it(short_deadline: None) -> None:
 
     async def scenario() -> None:
-        clock = now_clock()
-        async with SlackAPI() as api, slack_outbox(api) as (adapter, store):
+        async with outbox_now() as (api, adapter, store, worker, clock):
             await adapter.start()  # http mode: auth.test only, and the adapter learns its own user id
-            worker = OutboxWorker(store, {"slack": adapter}, render, clock=clock)
             store.enqueue([card("INC-0001", "open")], clock())
             await lose_the_first_answer(api, worker, store, clock)
             [landed] = api.messages.values()
