@@ -42,6 +42,7 @@ _REFUSALS = Throttle(log, interval=60.0)
 JOBS_PER_BATCH = 200
 PRUNE_SECONDS = 600.0  # how often the tick forgets spent signatures
 TICK_SECONDS = 15.0  # renotifications, the end of mute and maintenance windows, silent self-heal tasks
+ASKED_SECONDS = 2.0  # how often the leader takes up the rounds other replicas asked for
 HEARTBEAT_TIMEOUT = 10.0
 DAY = 86400.0
 
@@ -101,6 +102,8 @@ class Watcher:
             self.scheduler.add_job(self._job, trigger, args=[self.digest], id="digest", name="daily digest")
         tick = IntervalTrigger(seconds=TICK_SECONDS)
         self.scheduler.add_job(self._job, tick, args=[self.tick], id="tick", name="incident clock")
+        asked = IntervalTrigger(seconds=ASKED_SECONDS)
+        self.scheduler.add_job(self._job, asked, args=[self.take_probe_requests], id="asked", name="rounds asked for")
         for host in self.config.hosts:
             self.scheduler.add_job(
                 self._job,
@@ -230,12 +233,26 @@ class Watcher:
         return observation
 
     def _probe_again(self, site: str, seconds: float) -> None:
-        job = self.scheduler.get_job(f"probe:{site}")
-        if job is None:
-            return
+        """A round of `site` within `seconds`. On a replica that does not lead (its scheduler not
+        running), asked of the leader through the store: agents' results and presses land on
+        any replica."""
         soon = dt.datetime.now(self.scheduler.timezone) + dt.timedelta(seconds=seconds)
-        if job.next_run_time is None or job.next_run_time > soon:
+        if not self.started or self.stopped:
+            try:
+                self.incidents.store.ask_probe_soon(site, soon)
+            except StoreRefused as exc:  # the leader's own schedule still comes round
+                log.warning("could not ask the leader to probe %s soon (%s)", site, exc.reason, extra={"site": site})
+            return
+        job = self.scheduler.get_job(f"probe:{site}")
+        if job is not None and (job.next_run_time is None or job.next_run_time > soon):
             job.modify(next_run_time=soon)
+
+    async def take_probe_requests(self) -> None:
+        """The rounds other replicas asked for (see _probe_again), now on this leader's schedule."""
+        asked = await asyncio.to_thread(self.incidents.store.take_probe_soon)
+        now = dt.datetime.now(dt.UTC)
+        for site, due in asked.items():
+            self._probe_again(site, max(0.0, (due - now).total_seconds()))
 
     async def check_host(self, name: str) -> None:
         """The scheduled read-only inventory and diagnosis (certificates and their keys, bindings,

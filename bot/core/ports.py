@@ -236,6 +236,13 @@ class VantagePort(Protocol):
     def vantage_results(self, site: str | None = None) -> list[VantageResults]:
         """The latest round of each (site, agent), of one site or of all, by site and agent."""
 
+    def ask_probe_soon(self, site: str, due_at: dt.datetime) -> None:
+        """A replica that does not lead asks the leader for a round of `site` by `due_at` (the
+        sooner of two asks is kept)."""
+
+    def take_probe_soon(self) -> dict[str, dt.datetime]:
+        """The asks so far, each handed out once: site -> when it is due."""
+
     def save_agent_report(self, agent: str, received_at: dt.datetime) -> None: ...
 
     def agent_reports(self) -> dict[str, dt.datetime]:

@@ -206,6 +206,14 @@ vantage_results = Table(
     Column("results", JsonText, nullable=False),  # ProbeResult.to_json() of each path, as the agent sent them
 )
 
+# a round asked for on a replica that does not lead (agents' results, /ssl heal): the leader runs it
+probe_soon = Table(
+    "probe_soon",
+    metadata,
+    Column("site", Text, primary_key=True),
+    Column("due_at", UtcDateTime, nullable=False),
+)
+
 agent_reports = Table(
     "agent_reports",
     metadata,

@@ -205,3 +205,38 @@ def test_the_metrics_page_parses_as_prometheus_text_with_every_named_family(lab:
         core.close()
 
     run(scenario)
+
+
+def test_a_round_asked_for_on_a_replica_that_does_not_lead_is_run_soon_by_the_one_that_does(
+    lab: Lab, tmp_path: Path
+) -> None:
+    """Agents' results and presses land on any replica; one whose scheduler does not run asks
+    through the store, and the leader's scheduler moves the site's next round up."""
+
+    async def scenario() -> None:
+        endpoint = lab.serve("localhost")
+        core, _chat = await start(lab_site(lab, endpoint.port, 'interval = "1h"\n'), tmp_path, ManualClock())
+        assert not core.watcher.started  # built, never started: as on a replica that does not lead
+        assert core.agents is not None
+        core.agents.reschedule("shop", 1.0)  # an agent's results changed the verdict here
+        assert list(core.store.take_probe_soon()) == ["shop"]
+        core.flows.reschedule("shop", 1.0)  # /ssl heal's retry, on the same replica
+
+        assert core.new_watcher is not None
+        leader = core.watcher = core.new_watcher()  # this replica's next term
+        await leader.start()
+        try:
+            job = leader.scheduler.get_job("probe:shop")
+            assert job is not None
+            job.modify(next_run_time=dt.datetime.now(dt.UTC) + dt.timedelta(hours=1))
+            assert leader.scheduler.get_job("asked") is not None
+            await leader.take_probe_requests()
+            moved = leader.scheduler.get_job("probe:shop")
+            assert moved is not None
+            assert moved.next_run_time <= dt.datetime.now(dt.UTC) + dt.timedelta(seconds=2)
+            assert core.store.take_probe_soon() == {}  # handed out once
+        finally:
+            await leader.stop()
+            core.close()
+
+    run(scenario)

@@ -55,3 +55,13 @@ def test_a_hosts_latest_report_of_each_kind_is_kept_as_it_came(store: SqlStore) 
         ("iis01", "self-heal"),
         ("iis02", "self-heal"),
     ]
+
+
+def test_rounds_asked_for_by_another_replica_are_handed_out_once_keeping_the_soonest(store: SqlStore) -> None:
+    assert store.take_probe_soon() == {}
+    store.ask_probe_soon("www", minutes(5))
+    store.ask_probe_soon("www", minutes(2))  # sooner: kept
+    store.ask_probe_soon("www", minutes(9))  # later: the sooner one stays
+    store.ask_probe_soon("api", minutes(1))
+    assert store.take_probe_soon() == {"www": minutes(2), "api": minutes(1)}
+    assert store.take_probe_soon() == {}
