@@ -34,6 +34,7 @@ import argparse
 import asyncio
 import json
 import os
+import random
 import re
 import signal
 import subprocess
@@ -414,6 +415,9 @@ async def run(args: argparse.Namespace) -> Figures:
             await wait("both agents reporting", lambda: int(scalar("SELECT count(*) FROM agent_reports")) == 2, 120)
             await asyncio.sleep(args.quorum_interval * 2)  # a round from every vantage point first
             for trial in range(args.quorum_trials):
+                # a random moment in the sites' and agents' rounds: the trial before ended on the
+                # agents' reports, so starting right after it would always meet them at one phase
+                await asyncio.sleep(random.uniform(0, args.quorum_interval))  # noqa: S311 - not secrecy
                 started_text = await asyncio.to_thread(now_text)
                 q_endpoints[trial].behaviour = Behaviour.RESET_IN_HANDSHAKE
                 started = time.monotonic()
