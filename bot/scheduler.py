@@ -239,13 +239,21 @@ class Watcher:
         soon = dt.datetime.now(self.scheduler.timezone) + dt.timedelta(seconds=seconds)
         if not self.started or self.stopped:
             try:
-                self.incidents.store.ask_probe_soon(site, soon)
-            except StoreRefused as exc:  # the leader's own schedule still comes round
-                log.warning("could not ask the leader to probe %s soon (%s)", site, exc.reason, extra={"site": site})
+                asyncio.get_running_loop()
+            except RuntimeError:  # a worker thread (the agents' desk): the write may wait here
+                self._ask_leader(site, soon)
+            else:  # the event loop (a follow-up): never a database write on it
+                self._spawn(asyncio.to_thread(self._ask_leader, site, soon), f"ask:{site}")
             return
         job = self.scheduler.get_job(f"probe:{site}")
         if job is not None and (job.next_run_time is None or job.next_run_time > soon):
             job.modify(next_run_time=soon)
+
+    def _ask_leader(self, site: str, soon: dt.datetime) -> None:
+        try:
+            self.incidents.store.ask_probe_soon(site, soon)
+        except StoreRefused as exc:  # the leader's own schedule still comes round
+            log.warning("could not ask the leader to probe %s soon (%s)", site, exc.reason, extra={"site": site})
 
     async def take_probe_requests(self) -> None:
         """The rounds other replicas asked for (see _probe_again), now on this leader's schedule."""

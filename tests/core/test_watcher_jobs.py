@@ -218,9 +218,14 @@ def test_a_round_asked_for_on_a_replica_that_does_not_lead_is_run_soon_by_the_on
         core, _chat = await start(lab_site(lab, endpoint.port, 'interval = "1h"\n'), tmp_path, ManualClock())
         assert not core.watcher.started  # built, never started: as on a replica that does not lead
         assert core.agents is not None
-        core.agents.reschedule("shop", 1.0)  # an agent's results changed the verdict here
+        # an agent's results changed the verdict here (the desk runs on a worker thread)
+        await asyncio.to_thread(core.agents.reschedule, "shop", 1.0)
         assert list(core.store.take_probe_soon()) == ["shop"]
-        core.flows.reschedule("shop", 1.0)  # /ssl heal's retry, on the same replica
+        core.flows.reschedule("shop", 1.0)  # a follow-up's retry, on the event loop: written on a thread
+        for _ in range(100):
+            await asyncio.sleep(0.01)
+            if not core.watcher._tasks:
+                break
 
         assert core.new_watcher is not None
         leader = core.watcher = core.new_watcher()  # this replica's next term
