@@ -53,23 +53,16 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"certops {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    wanted = (lambda name: name == command) if command is not None else (lambda name: True)
-    if wanted("check-config"):
-        _add_check_config(sub)
-    if wanted("check"):
-        _add_check(sub)
-    for name, module in REGISTERED.items():
-        if wanted(name):
-            importlib.import_module(module).register(sub)
-    if wanted("run"):
-        _add_run(sub)
-    if wanted("demo"):
-        _add_demo(sub)
+    for name in ("check-config", "check", *REGISTERED, "run", "demo"):
+        if command is None or name == command:
+            if name in REGISTERED:
+                importlib.import_module(REGISTERED[name]).register(sub)
+            else:
+                OWN[name](sub)
     return parser
 
 
 def _add_check_config(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-
     p = sub.add_parser("check-config", help="validate the config file and the secrets it names")
     p.add_argument("-c", "--config", default="certops.toml", help="config file (default certops.toml)")
     p.add_argument("--no-secrets", action="store_true", help="do not check that secrets can be read")
@@ -126,6 +119,9 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg
     p = sub.add_parser("demo", help="replay the incident on loopback: detect, diagnose, repair, verify")
     p.add_argument("--interactive", action="store_true", help="type the commands yourself")
     p.set_defaults(handler=cmd_demo)
+
+
+OWN = {"check-config": _add_check_config, "check": _add_check, "run": _add_run, "demo": _add_demo}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
