@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import asyncio
 
-from bot.config.load import split_https_url
+from bot.config.urls import split_https_url
 from bot.probe import ProbeResult
 from commands.common import TONE_OF_STATUS, admit, describe, find_site, status_of
 from commands.context import Context

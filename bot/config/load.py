@@ -36,9 +36,7 @@ from bot.config.model import (
 )
 from bot.config.reader import Table, did_you_mean, human_seconds
 from bot.config.secrets import SecretUnavailable
-from bot.config.urls import NAME as NAME
-from bot.config.urls import split_host_port as split_host_port
-from bot.config.urls import split_https_url as split_https_url
+from bot.config.urls import NAME, split_host_port, split_https_url
 from host_actions.errors import InvalidParameter
 from host_actions.validate import windows_path
 

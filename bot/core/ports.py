@@ -53,13 +53,18 @@ class ResultsPort(Protocol):
     def site_health(self, site: str) -> SiteHealth:
         """A site never seen returns SiteHealth(site) with its defaults."""
 
-    def save_site_health(self, health: SiteHealth) -> None: ...
-
     def record_round(
         self, site: str, results: Sequence[ProbeResult], count: Callable[[SiteHealth], SiteHealth]
     ) -> tuple[SiteHealth, SiteHealth]:
         """save_results, then the site's health read, counted and saved, as one transaction;
         -> (before, after). `count` runs inside it: pure and quick."""
+
+    def ask_probe_soon(self, site: str, due_at: dt.datetime) -> None:
+        """A replica that does not lead asks the leader for a round of `site` by `due_at` (the
+        sooner of two asks is kept)."""
+
+    def take_probe_soon(self) -> dict[str, dt.datetime]:
+        """The asks so far, each handed out once: site -> when it is due."""
 
 
 class IncidentsPort(Protocol):
@@ -235,13 +240,6 @@ class VantagePort(Protocol):
 
     def vantage_results(self, site: str | None = None) -> list[VantageResults]:
         """The latest round of each (site, agent), of one site or of all, by site and agent."""
-
-    def ask_probe_soon(self, site: str, due_at: dt.datetime) -> None:
-        """A replica that does not lead asks the leader for a round of `site` by `due_at` (the
-        sooner of two asks is kept)."""
-
-    def take_probe_soon(self) -> dict[str, dt.datetime]:
-        """The asks so far, each handed out once: site -> when it is due."""
 
     def save_agent_report(self, agent: str, received_at: dt.datetime) -> None: ...
 

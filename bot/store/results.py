@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from collections.abc import Callable, Sequence
 
@@ -12,7 +13,7 @@ from bot.core.model import SiteHealth
 from bot.probe import ProbeResult, result_from_json
 from bot.store.base import Database
 from bot.store.dialect import upsert
-from bot.store.schema import probe_results, site_health
+from bot.store.schema import probe_results, probe_soon, site_health
 from bot.store.times import from_db, to_db
 
 
@@ -54,6 +55,19 @@ class ResultsStore(Database):
     def save_site_health(self, health: SiteHealth) -> None:
         with self._write() as connection:
             _save_health(connection, health)
+
+    def ask_probe_soon(self, site: str, due_at: dt.datetime) -> None:
+        with self._write() as connection:
+            row = connection.execute(select(probe_soon.c.due_at).where(probe_soon.c.site == site)).first()
+            if row is None or row.due_at > due_at:  # the sooner of two asks
+                upsert(connection, probe_soon, {"site": site, "due_at": due_at}, keys=("site",))
+
+    def take_probe_soon(self) -> dict[str, dt.datetime]:
+        with self._write() as connection:
+            rows = connection.execute(select(probe_soon)).all()
+            if rows:
+                connection.execute(probe_soon.delete().where(probe_soon.c.site.in_([r.site for r in rows])))
+        return {r.site: r.due_at for r in rows}
 
 
 def _replace_results(connection: Connection, site: str, results: Sequence[ProbeResult]) -> None:

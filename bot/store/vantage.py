@@ -12,7 +12,7 @@ from bot.core.quorum import VantageResults
 from bot.probe import ProbeResult, result_from_json
 from bot.store.base import Database
 from bot.store.dialect import upsert
-from bot.store.schema import agent_reports, probe_soon, vantage_results
+from bot.store.schema import agent_reports, vantage_results
 
 
 class VantageStore(Database):
@@ -42,19 +42,6 @@ class VantageStore(Database):
             VantageResults(r.site, r.vantage, r.received_at, tuple(result_from_json(d) for d in r.results))
             for r in rows
         ]
-
-    def ask_probe_soon(self, site: str, due_at: dt.datetime) -> None:
-        with self._write() as connection:
-            row = connection.execute(select(probe_soon.c.due_at).where(probe_soon.c.site == site)).first()
-            if row is None or row.due_at > due_at:  # the sooner of two asks
-                upsert(connection, probe_soon, {"site": site, "due_at": due_at}, keys=("site",))
-
-    def take_probe_soon(self) -> dict[str, dt.datetime]:
-        with self._write() as connection:
-            rows = connection.execute(select(probe_soon)).all()
-            if rows:
-                connection.execute(probe_soon.delete().where(probe_soon.c.site.in_([r.site for r in rows])))
-        return {r.site: r.due_at for r in rows}
 
     def save_agent_report(self, agent: str, received_at: dt.datetime) -> None:
         with self._write() as connection:
